@@ -1,0 +1,9 @@
+"""The built-in synthetic survey (DESIGN §6): a small universe rendered with GalSim, written in the real formats.
+
+See docs/mock.md for its physics and calibration. ``mock_truth.parquet`` is for diagnostics and tests only: no
+pipeline stage reads it.
+"""
+
+from morphomass.mock.stage import run_mock
+
+__all__ = ["run_mock"]
