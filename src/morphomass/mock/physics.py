@@ -35,7 +35,7 @@ Array = NDArray[np.float64]
 BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 CLASSES: tuple[str, ...] = ("elliptical", "disk", "irregular", "merger")
 #: Class fractions of the parent population (before the flux limit and the D25 cut).
-CLASS_FRACTIONS: tuple[float, ...] = (0.55, 0.38, 0.04, 0.03)
+CLASS_FRACTIONS: tuple[float, ...] = (0.40, 0.53, 0.04, 0.03)
 #: The mock universe's cosmology; fixed, independent of the analysis cosmology of the pipeline.
 MOCK_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 M_SUN_AB: dict[str, float] = {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50}
@@ -52,7 +52,7 @@ SDSS_SPECTRO_LIMIT_R: float = 17.77
 DISK_THICKNESS: float = 0.12  # intrinsic axis ratio (scale height / scale length) of an edge-on disc
 
 # Schechter parameters (log M*, alpha) of each class, log10 stellar mass range drawn.
-_MASS_FUNCTION = {"elliptical": (10.85, -0.5), "disk": (10.65, -1.15), "irregular": (9.9, -1.45),
+_MASS_FUNCTION = {"elliptical": (10.95, -0.5), "disk": (10.45, -1.2), "irregular": (9.7, -1.45),
                   "merger": (10.7, -0.9)}
 _LOG_MASS_RANGE = (8.3, 11.9)
 _Z_RANGE = (0.01, 0.3)
@@ -60,8 +60,8 @@ _Z_RANGE = (0.01, 0.3)
 
 _LOG_ML_R_MIN = -1.1  # lowest rest-frame log M/L_r any mock galaxy reaches (young burst, no dust)
 _HLR_KPC_RELATION = {  # (slope, pivot, intercept) of log half-light radius vs log mass, per class
-    "elliptical": (0.56, 11.0, 0.72), "disk": (0.22, 10.0, 0.74), "irregular": (0.25, 9.0, 0.55),
-    "merger": (0.22, 10.0, 0.64),
+    "elliptical": (0.56, 11.0, 0.84), "disk": (0.22, 10.0, 0.60), "irregular": (0.25, 9.0, 0.50),
+    "merger": (0.22, 10.0, 0.60),
 }
 _Z_GRID = np.linspace(0.0, 0.35, 1401)
 _VOLUME_GRID = MOCK_COSMOLOGY.comoving_volume(_Z_GRID).value
@@ -167,7 +167,7 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
     age = np.select([is_e, is_d, is_i, is_m],
                     [rng.beta(9, 2, n), np.clip(0.18 + 0.55 * bt + rng.normal(0, 0.12, n), 0.02, 0.98),
                      rng.beta(1.5, 6, n), rng.beta(4, 4, n)])
-    age = np.clip(age + 0.05 * (log_mstar - 10.3), 0.0, 1.0)
+    age = np.clip(age + 0.12 * (log_mstar - 10.3), 0.0, 1.0)
     metallicity = 0.6 * (log_mstar - 10.3) + rng.normal(0, 0.8, n)
     burst = np.select([is_i, is_m, is_d], [rng.beta(2, 3, n), rng.beta(2, 4, n), rng.beta(0.6, 12, n)],
                       default=rng.beta(0.5, 40, n))
@@ -228,7 +228,7 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     log_mstar = frame["log_mstar"].to_numpy()
 
     log_ml_int = (-0.46 + 1.35 * age + 0.055 * met + 0.05 * (log_mstar - 10.5)
-                  + np.log10(1 - 0.65 * burst) + rng.normal(0, 0.035, n))
+                  + np.log10(1 - 0.65 * burst) + rng.normal(0, 0.02, n))
     colour = {  # rest-frame, dust-free colours relative to g: m_band - m_g
         "u": 0.85 + 1.05 * age + 0.08 * met - 0.60 * burst,
         "g": np.zeros(n),
@@ -386,12 +386,12 @@ def observe_galaxies(
 
     # SED fit: uncertainty grows for faint galaxies; the reduced chi2 has a tail for complex, dusty systems.
     faintness = np.clip(out["mag_r"].to_numpy() - 15.0, -3, 4)
-    log_err = np.log10(0.040) + 0.06 * faintness + rng.normal(0, 0.16, n)
+    log_err = np.log10(0.044) + 0.06 * faintness + rng.normal(0, 0.16, n)
     out["log_mstar_err"] = np.clip(10**log_err, 0.012, 0.25)
     out["log_mstar_sed"] = out["log_mstar"] + rng.normal(0, 1, n) * out["log_mstar_err"]
     complex_ = np.isin(out["cls"].to_numpy(), ["irregular", "merger"]).astype(float)
     edge_on = (out["cos_incl"].to_numpy() < 0.3).astype(float)
-    p_tail = 0.075 + 0.15 * complex_ + 0.09 * edge_on
+    p_tail = 0.11 + 0.15 * complex_ + 0.09 * edge_on
     tail = rng.uniform(0, 1, n) < p_tail
     chi2 = np.where(tail, 10 ** rng.uniform(np.log10(4.0), np.log10(40.0), n), 10 ** rng.normal(0.05, 0.2, n))
     out["chi2_r"] = chi2

@@ -98,6 +98,14 @@ def _clumps(n: int, radius_arcsec: float, flux: float, rng: np.random.Generator)
     ])
 
 
+def _truncation(spec: GalaxyImageSpec, hlr_arcsec: float) -> float:
+    """Truncation radius of a Sérsic profile: the image diagonal (light beyond it is never seen), at least 4 hlr.
+
+    Without it, large high-index profiles make GalSim ask for FFTs of several GB.
+    """
+    return max(0.75 * spec.nx * spec.pixel_scale_arcsec, 4.0 * hlr_arcsec)
+
+
 def _old_and_young(spec: GalaxyImageSpec, rng: np.random.Generator) -> tuple[galsim.GSObject | None,
                                                                               galsim.GSObject | None]:
     """Unit-flux-weighted old and young light profiles (their fluxes are the g-band fractions)."""
@@ -107,14 +115,18 @@ def _old_and_young(spec: GalaxyImageSpec, rng: np.random.Generator) -> tuple[gal
     young_parts: list[galsim.GSObject] = []
     if spec.cls == "elliptical":
         q = spec.axis_ratio
-        old_parts.append(galsim.Sersic(n=spec.sersic_n, half_light_radius=spec.bulge_hlr_arcsec * math.sqrt(q),
-                                       flux=1.0, gsparams=_GSPARAMS).shear(q=q, beta=pa))
+        hlr = spec.bulge_hlr_arcsec * math.sqrt(q)
+        spheroid = galsim.Sersic(n=spec.sersic_n, half_light_radius=hlr, flux=1.0, trunc=_truncation(spec, hlr),
+                                 flux_untruncated=True, gsparams=_GSPARAMS)
+        old_parts.append(spheroid.shear(q=q, beta=pa))
         return galsim.Sum(old_parts), None
     if bt > 0:
         q_bulge = max(spec.axis_ratio, 0.6)
         bulge_flux = bt * (0.8 if spec.has_bar else 1.0)
-        old_parts.append(galsim.Sersic(n=spec.sersic_n, half_light_radius=spec.bulge_hlr_arcsec * math.sqrt(q_bulge),
-                                       flux=bulge_flux, gsparams=_GSPARAMS).shear(q=q_bulge, beta=pa))
+        hlr = spec.bulge_hlr_arcsec * math.sqrt(q_bulge)
+        bulge = galsim.Sersic(n=spec.sersic_n, half_light_radius=hlr, flux=bulge_flux, trunc=_truncation(spec, hlr),
+                              flux_untruncated=True, gsparams=_GSPARAMS)
+        old_parts.append(bulge.shear(q=q_bulge, beta=pa))
         if spec.has_bar:
             bar = galsim.Sersic(n=0.5, half_light_radius=0.9 * spec.disk_hlr_arcsec * math.sqrt(0.3),
                                 flux=0.2 * bt, gsparams=_GSPARAMS).shear(q=0.3, beta=rng.uniform(0, 180) * galsim.degrees)
