@@ -76,7 +76,7 @@ QUESTIONS: tuple[Question, ...] = (
     _question("t08", "t08_odd_feature",
               [("a19", "ring"), ("a20", "lens_or_arc"), ("a21", "disturbed"), ("a22", "irregular"),
                ("a23", "other"), ("a24", "merger"), ("a38", "dust_lane")], "a14"),
-    _question("t09", "t09_bulge_shape", [("a25", "rounded"), ("a26", "boxy"), ("a27", "no_bulge")], "a05"),
+    _question("t09", "t09_bulge_shape", [("a25", "rounded"), ("a26", "boxy"), ("a27", "no_bulge")], "a04"),
     _question("t10", "t10_arms_winding", [("a28", "tight"), ("a29", "medium"), ("a30", "loose")], "a08"),
     _question("t11", "t11_arms_number",
               [("a31", "1"), ("a32", "2"), ("a33", "3"), ("a34", "4"), ("a36", "more_than_4"),
