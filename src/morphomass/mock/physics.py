@@ -60,7 +60,7 @@ _Z_RANGE = (0.01, 0.3)
 
 _LOG_ML_R_MIN = -1.1  # lowest rest-frame log M/L_r any mock galaxy reaches (young burst, no dust)
 _HLR_KPC_RELATION = {  # (slope, pivot, intercept) of log half-light radius vs log mass, per class
-    "elliptical": (0.56, 11.0, 0.84), "disk": (0.22, 10.0, 0.60), "irregular": (0.25, 9.0, 0.50),
+    "elliptical": (0.56, 11.0, 0.66), "disk": (0.22, 10.0, 0.60), "irregular": (0.25, 9.0, 0.50),
     "merger": (0.22, 10.0, 0.60),
 }
 _Z_GRID = np.linspace(0.0, 0.35, 1401)

@@ -229,7 +229,9 @@ def render_galaxy(spec: GalaxyImageSpec) -> dict[str, NDArray[np.float32]]:
         colour_weight = 10 ** (-0.4 * _OLD_MINUS_YOUNG_MAG[band])
         img = spec.flux_nmgy[k] * (colour_weight * old_img + young_img) / (colour_weight * old_g + young_g)
         if lane is not None:
-            img = img * lane ** DUST_RATIO[band]
+            # The lane redistributes light; its integrated attenuation is already in the catalogue's A_band.
+            laned = img * lane ** DUST_RATIO[band]
+            img = laned * (img.sum() / laned.sum())
         for stamp, fluxes in zip(stars, spec.star_flux_nmgy, strict=True):
             img = img + fluxes[k] * stamp
         sky = SKY_NOISE_NMGY[band]
