@@ -1,0 +1,362 @@
+"""The ``morphomass`` command line (DESIGN §1): one subcommand per stage, plus ``run`` and ``predict``.
+
+Exit status: 0 on success; 2 for bad input or configuration (one line on stderr naming the file or field);
+1 for any other morphomass error, including a stage that is not built yet. Only this module configures
+logging. Heavy libraries (torch, lightgbm) are imported by the stages themselves, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from morphomass import __version__
+from morphomass.config import PRESETS, PipelineConfig, load_config
+from morphomass.errors import ConfigError, InputDataError, MorphomassError
+from morphomass.pipeline import (
+    PipelineSummary,
+    execute_predict,
+    execute_stage,
+    make_mock_preview,
+    run_pipeline,
+)
+from morphomass.workdir import StageResult, WorkDir
+
+__all__ = ["cli", "main"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKDIR = Path("morphomass-work")
+#: CNN names accepted by ``train-cnn --nets`` besides the configured ones (CNN4 is a switch, not a backbone).
+CNN4 = "cnn4"
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("morphomass").setLevel(level)
+
+
+class _State:
+    """Options of the command group, shared with the subcommands."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+
+
+def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options every subcommand takes: --workdir, --preset, --config, --force."""
+    options = [
+        click.option(
+            "--workdir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=DEFAULT_WORKDIR,
+            show_default=True,
+            help="Work directory (raw/, sample.parquet, models/, results/, manifest.json).",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice(sorted(PRESETS)),
+            default="quick",
+            show_default=True,
+            help="Configuration preset: paper (SPEC exactly), quick (minutes on a laptop), tiny (tests).",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="TOML file overriding values of the preset (same tables as the configuration sections).",
+        ),
+        click.option(
+            "--force", is_flag=True, help="Redo the stage even if the manifest shows it is up to date."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _progress() -> bool:
+    """Progress bars are shown unless the group's ``--quiet`` was given."""
+    state = click.get_current_context().find_object(_State)
+    return not (state and state.quiet)
+
+
+def _report_stage(result: StageResult) -> None:
+    if result.skipped:
+        click.echo(f"{result.stage}: up to date, skipped (use --force to redo it)")
+        return
+    outputs = ", ".join(result.outputs) or "-"
+    click.echo(f"{result.stage}: done in {result.seconds:.1f} s; outputs: {outputs}")
+    for key, value in result.summary.items():
+        click.echo(f"  {key}: {value}")
+
+
+def _run_stage(name: str, config: PipelineConfig, workdir: Path, force: bool) -> None:
+    _report_stage(execute_stage(name, config, WorkDir(workdir), force=force, progress=_progress()))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="morphomass")
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging details.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Stellar mass-to-light ratios from galaxy images and morphology (Dobbels et al. 2019)."""
+    if verbose and quiet:
+        msg = "--verbose and --quiet exclude each other"
+        raise click.UsageError(msg)
+    _configure_logging(verbose, quiet)
+    ctx.obj = _State(quiet=quiet)
+
+
+@cli.command()
+@_common_options
+@click.option(
+    "--n-galaxies", type=int, default=None, help="Galaxies with images in the survey (mock.n_galaxies)."
+)
+@click.option("--seed", type=int, default=None, help="Random seed of the survey (mock.seed).")
+@click.option("--preview", is_flag=True, help="Also write a preview figure of the survey and print its path.")
+def mock(
+    workdir: Path,
+    preset: str,
+    config_path: Path | None,
+    force: bool,
+    n_galaxies: int | None,
+    seed: int | None,
+    preview: bool,
+) -> None:
+    """Write raw/ with the built-in synthetic survey (real formats)."""
+    overrides = {k: v for k, v in {"n_galaxies": n_galaxies, "seed": seed}.items() if v is not None}
+    config = load_config(preset, config_path, {"mock": overrides} if overrides else None)
+    _run_stage("mock", config, workdir, force)
+    if preview:
+        click.echo(f"preview: {make_mock_preview(config, WorkDir(workdir))}")
+
+
+@cli.command()
+@_common_options
+@click.option("--limit", type=int, default=None, help="Download at most N galaxies (fetch.limit).")
+def fetch(workdir: Path, preset: str, config_path: Path | None, force: bool, limit: int | None) -> None:
+    """Download raw/ from the real archives (network)."""
+    config = load_config(preset, config_path, {"fetch": {"limit": limit}} if limit is not None else None)
+    _run_stage("fetch", config, workdir, force)
+
+
+@cli.command()
+@_common_options
+def catalog(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+    """raw/ -> sample.parquet (cross-match, selection, targets, split)."""
+    _run_stage("catalog", load_config(preset, config_path), workdir, force)
+
+
+@cli.command()
+@_common_options
+@click.option("--workers", type=int, default=None, help="Worker processes of the local Dask cluster.")
+@click.option(
+    "--scheduler", default=None, metavar="ADDR", help="Address of a running Dask scheduler instead."
+)
+def preprocess(
+    workdir: Path,
+    preset: str,
+    config_path: Path | None,
+    force: bool,
+    workers: int | None,
+    scheduler: str | None,
+) -> None:
+    """sample.parquet + raw/images -> images.zarr, features/photometric.parquet."""
+    if workers is not None and scheduler is not None:
+        msg = "--workers and --scheduler exclude each other"
+        raise click.UsageError(msg)
+    overrides = {k: v for k, v in {"workers": workers, "scheduler": scheduler}.items() if v is not None}
+    config = load_config(preset, config_path, {"preprocess": overrides} if overrides else None)
+    _run_stage("preprocess", config, workdir, force)
+
+
+def _select_nets(config: PipelineConfig, nets: str) -> None:
+    wanted = [n.strip() for n in nets.split(",") if n.strip()]
+    known = [*config.cnn.nets, CNN4]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        msg = f"--nets: expected a comma-separated subset of {known}, got {nets!r}"
+        raise ConfigError(msg)
+    config.cnn.nets = {name: net for name, net in config.cnn.nets.items() if name in wanted}
+    config.cnn.train_cnn4 = CNN4 in wanted
+
+
+@cli.command("train-cnn")
+@_common_options
+@click.option("--nets", default=None, metavar="cnn1,cnn2,cnn3,cnn4", help="Train only these networks.")
+def train_cnn(workdir: Path, preset: str, config_path: Path | None, force: bool, nets: str | None) -> None:
+    """-> models/cnn/ (the GZ2 networks and CNN4)."""
+    config = load_config(preset, config_path)
+    if nets is not None:
+        _select_nets(config, nets)
+    _run_stage("train-cnn", config, workdir, force)
+
+
+@cli.command()
+@_common_options
+def extract(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+    """-> features/cnn.parquet (CNN outputs and trunk features)."""
+    _run_stage("extract", load_config(preset, config_path), workdir, force)
+
+
+@cli.command("train-gbm")
+@_common_options
+def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+    """-> models/gbm/ (the main g-band + morphology model and its bundle)."""
+    _run_stage("train-gbm", load_config(preset, config_path), workdir, force)
+
+
+@cli.command()
+@_common_options
+@click.option(
+    "--experiments", default=None, metavar="all|NAMES", help="'all' or comma-separated experiment names."
+)
+def evaluate(
+    workdir: Path, preset: str, config_path: Path | None, force: bool, experiments: str | None
+) -> None:
+    """-> results/metrics.json, results/figures/*.png, results/report.html."""
+    overrides = None
+    if experiments is not None:
+        names = [n.strip() for n in experiments.split(",") if n.strip()]
+        overrides = {"evaluate": {"experiments": names}}
+    _run_stage("evaluate", load_config(preset, config_path, overrides), workdir, force)
+
+
+def _print_summary(summary: PipelineSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="morphomass run")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    table.add_column("summary")
+    for outcome in summary.outcomes:
+        seconds = f"{outcome.seconds:.1f}" if outcome.status == "ran" else "-"
+        details = ", ".join(f"{k}={v}" for k, v in outcome.summary.items())
+        table.add_row(outcome.stage, outcome.status, seconds, details)
+    Console().print(table)
+    click.echo(f"total: {summary.seconds:.1f} s")
+    if summary.not_built:
+        click.echo(
+            f"not built yet in morphomass {__version__}: {', '.join(summary.not_built)} (see the open issues)"
+        )
+    else:
+        click.echo("every stage is built")
+
+
+@cli.command()
+@_common_options
+def run(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+    """Run every stage; make the mock survey first if raw/ is empty."""
+    config = load_config(preset, config_path)
+    summary = run_pipeline(config, WorkDir(workdir), force=force, progress=_progress())
+    _print_summary(summary)
+
+
+@cli.command()
+@_common_options
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model bundle folder (a work directory's models/).",
+)
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of FITS images, <band>/<objid>.fits.",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue of the galaxies (objid, ra, dec, z, ...).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output table: CSV, FITS or Parquet, chosen by the extension.",
+)
+def predict(
+    workdir: Path,
+    preset: str,
+    config_path: Path | None,
+    force: bool,
+    model_dir: Path,
+    images_dir: Path,
+    catalog_path: Path,
+    out_path: Path,
+) -> None:
+    """Apply a saved model bundle to new galaxies (no training data needed)."""
+    if out_path.suffix.lower() not in (".csv", ".fits", ".parquet"):
+        msg = f"--out {out_path}: expected a .csv, .fits or .parquet file name"
+        raise InputDataError(msg)
+    if out_path.exists() and not force:
+        msg = f"--out {out_path} already exists; pass --force to overwrite it"
+        raise InputDataError(msg)
+    config = load_config(preset, config_path)
+    result = execute_predict(
+        config,
+        WorkDir(workdir),
+        model_dir=model_dir,
+        images_dir=images_dir,
+        catalog_path=catalog_path,
+        out_path=out_path,
+        progress=_progress(),
+    )
+    _report_stage(result)
+
+
+#: click >= 8.2 raises this for a group called without arguments; older versions print the help themselves.
+_NO_ARGS_IS_HELP: tuple[type[click.UsageError], ...] = tuple(
+    cls for cls in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if cls is not None
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``morphomass`` command line; return its exit status (0, 1 or 2; see the module docstring)."""
+    try:
+        status = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="morphomass", standalone_mode=False
+        )
+    except _NO_ARGS_IS_HELP as err:  # bare ``morphomass``: show the help, as click does
+        err.show()
+        return err.exit_code
+    except click.UsageError as err:
+        where = err.ctx.command_path if err.ctx is not None else "morphomass"
+        click.echo(f"{where}: error: {_one_line(err.format_message())} (see '{where} --help')", err=True)
+        return err.exit_code
+    except click.ClickException as err:
+        click.echo(f"morphomass: error: {_one_line(err.format_message())}", err=True)
+        return err.exit_code
+    except click.Abort:
+        click.echo("morphomass: aborted", err=True)
+        return 1
+    except MorphomassError as err:
+        click.echo(f"morphomass: error: {_one_line(str(err))}", err=True)
+        return 2 if isinstance(err, InputDataError | ConfigError) else 1
+    return status if isinstance(status, int) else 0

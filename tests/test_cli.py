@@ -1,0 +1,384 @@
+"""The ``morphomass`` command line: subcommands, options -> configuration, exit codes and messages."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from morphomass import __version__, cli
+from morphomass.config import PipelineConfig
+from morphomass.pipeline import RUN_ORDER
+from morphomass.workdir import StageResult, WorkDir, write_text_atomic
+
+SUBCOMMANDS = {
+    "mock": ["--n-galaxies", "--seed", "--preview"],
+    "fetch": ["--limit"],
+    "catalog": [],
+    "preprocess": ["--workers", "--scheduler"],
+    "train-cnn": ["--nets"],
+    "extract": [],
+    "train-gbm": [],
+    "evaluate": ["--experiments"],
+    "run": [],
+    "predict": ["--model", "--images", "--catalog", "--out"],
+}
+COMMON = ["--workdir", "--preset", "--config", "--force"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Put logging back after each test (the CLI configures it globally)."""
+    root = logging.getLogger()
+    package = logging.getLogger("morphomass")
+    saved = (root.handlers[:], root.level, package.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    package.setLevel(saved[2])
+
+
+@pytest.fixture(name="recorded")
+def fixture_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, PipelineConfig, bool]]:
+    """Replace stage execution by a recorder of (stage, config, force)."""
+    calls: list[tuple[str, PipelineConfig, bool]] = []
+
+    def execute_stage(name, config, workdir, *, force=False, progress=True):
+        calls.append((name, config, force))
+        return StageResult(name, outputs=["x"], seconds=0.5, summary={"rows": 3})
+
+    monkeypatch.setattr(cli, "execute_stage", execute_stage)
+    return calls
+
+
+def _fake_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+    write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
+    return StageResult("mock", outputs=["raw"], summary={"n_galaxies": config.mock.n_galaxies})
+
+
+def _error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_every_design_subcommand_exists() -> None:
+    assert set(cli.cli.commands) == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_help_of_every_subcommand(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"Usage: morphomass {name} [OPTIONS]" in out
+    for option in COMMON + SUBCOMMANDS[name]:
+        assert option in out, option
+
+
+def test_top_level_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--verbose" in out
+    assert "--quiet" in out
+    assert cli.main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_unbuilt_stage_exits_1_with_message(
+    unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unbuilt("catalog")
+    assert cli.main(["catalog", "--workdir", str(tmp_path)]) == 1
+    lines = _error_lines(capsys)
+    assert lines == [
+        f"morphomass: error: stage 'catalog' is not built yet in morphomass {__version__} "
+        "(see the open issues)"
+    ]
+
+
+def test_unbuilt_predict_exits_1(unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unbuilt("predict")
+    (tmp_path / "cat.csv").write_text("objid\n")
+    argv = [
+        "predict",
+        "--model",
+        str(tmp_path),
+        "--images",
+        str(tmp_path),
+        "--catalog",
+        str(tmp_path / "cat.csv"),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
+    assert cli.main(argv) == 1
+    assert "stage 'predict' is not built yet" in capsys.readouterr().err
+
+
+def test_predict_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cat.csv").write_text("objid\n")
+    (tmp_path / "out.csv").write_text("old\n")
+    argv = [
+        "predict",
+        "--model",
+        str(tmp_path),
+        "--images",
+        str(tmp_path),
+        "--catalog",
+        str(tmp_path / "cat.csv"),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
+    assert cli.main(argv) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "out.csv already exists; pass --force" in lines[0]
+    assert (tmp_path / "out.csv").read_text() == "old\n"
+
+
+def test_predict_missing_catalog_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "predict",
+        "--model",
+        str(tmp_path),
+        "--images",
+        str(tmp_path),
+        "--catalog",
+        str(tmp_path / "no.csv"),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
+    assert cli.main(argv) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "no.csv" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[mock]\nn_galaxies = -5\n", ["mock.n_galaxies = -5", "greater than or equal to 1"]),
+        ("[mock]\nimage_bands = ['g', 'y']\n", ["mock.image_bands", "'y'"]),
+        ("[catalog]\nchi2_maxx = 3\n", ["catalog.chi2_maxx = 3", "Extra inputs"]),
+        ("[mock\n", ["is not valid TOML"]),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(
+    toml: str, expected: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], recorded: list
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    assert cli.main(["mock", "--workdir", str(tmp_path / "w"), "--config", str(path)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "bad.toml" in lines[0]
+    for text in expected:
+        assert text in lines[0]
+    assert recorded == []  # nothing ran
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--workdir", str(tmp_path), "--config", str(tmp_path / "nope.toml")]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "nope.toml does not exist" in lines[0]
+
+
+def test_bad_option_value_exits_2(capsys: pytest.CaptureFixture[str], recorded: list) -> None:
+    assert cli.main(["mock", "--n-galaxies", "0"]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "mock.n_galaxies = 0" in lines[0]
+    assert recorded == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mock", "--preset", "huge"],
+        ["catalog", "--bogus"],
+        ["mock", "--seed", "abc"],
+        ["-v", "-q", "run"],
+        ["preprocess", "--workers", "2", "--scheduler", "tcp://h:8786"],
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], recorded
+) -> None:
+    assert cli.main(argv) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "error:" in lines[0]
+    assert recorded == []
+
+
+def test_mock_options_map_to_config(
+    recorded: list, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli.main(
+            [
+                "mock",
+                "--workdir",
+                str(tmp_path),
+                "--preset",
+                "tiny",
+                "--n-galaxies",
+                "17",
+                "--seed",
+                "5",
+                "--force",
+            ]
+        )
+        == 0
+    )
+    ((name, config, force),) = recorded
+    assert (name, config.mock.n_galaxies, config.mock.seed, force) == ("mock", 17, 5, True)
+    assert config.preset == "tiny"
+    out = capsys.readouterr().out
+    assert "mock: done in 0.5 s" in out
+    assert "rows: 3" in out
+
+
+def test_toml_and_options_combine(recorded: list, tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[mock]\nn_galaxies = 40\nseed = 8\n")
+    assert cli.main(["mock", "--config", str(path), "--seed", "9"]) == 0
+    config = recorded[0][1]
+    assert (config.mock.n_galaxies, config.mock.seed, config.preset) == (40, 9, "quick")
+
+
+@pytest.mark.parametrize(
+    ("argv", "check"),
+    [
+        (["fetch", "--limit", "12"], lambda c: c.fetch.limit == 12),
+        (
+            ["preprocess", "--workers", "3"],
+            lambda c: c.preprocess.workers == 3 and c.preprocess.scheduler is None,
+        ),
+        (["preprocess", "--scheduler", "tcp://h:8786"], lambda c: c.preprocess.scheduler == "tcp://h:8786"),
+        (["train-cnn", "--nets", "cnn1,cnn4"], lambda c: set(c.cnn.nets) == {"cnn1"} and c.cnn.train_cnn4),
+        (
+            ["train-cnn", "--nets", "cnn2, cnn3"],
+            lambda c: set(c.cnn.nets) == {"cnn2", "cnn3"} and not c.cnn.train_cnn4,
+        ),
+        (["train-cnn"], lambda c: set(c.cnn.nets) == {"cnn1", "cnn2", "cnn3"} and c.cnn.train_cnn4),
+        (
+            ["evaluate", "--experiments", "g_morph,constant"],
+            lambda c: c.evaluate.experiments == ["g_morph", "constant"],
+        ),
+        (["evaluate"], lambda c: c.evaluate.experiments == ["all"]),
+        (["catalog", "--preset", "paper"], lambda c: c.preset == "paper"),
+    ],
+)
+def test_stage_options_map_to_config(argv: list[str], check, recorded: list) -> None:
+    assert cli.main(argv) == 0
+    ((name, config, force),) = recorded
+    assert name == argv[0]
+    assert not force
+    assert check(config)
+
+
+def test_unknown_net_exits_2(recorded: list, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train-cnn", "--nets", "cnn1,cnn9"]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "--nets" in lines[0]
+    assert "cnn9" in lines[0]
+    assert recorded == []
+
+
+def test_run_lists_unbuilt_stages_last(
+    fake_stage, only_mock_built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_stage("mock", _fake_mock)
+    workdir = tmp_path / "work"
+    assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    unbuilt = [name for name in RUN_ORDER if name != "mock"]
+    assert (
+        lines[-1] == f"not built yet in morphomass {__version__}: {', '.join(unbuilt)} (see the open issues)"
+    )
+    assert any("mock" in line and "ran" in line and "n_galaxies=60" in line for line in lines)
+    assert (workdir / "raw" / "stars.csv").exists()
+    assert (workdir / "manifest.json").exists()
+    # a second run skips the mock
+    assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
+    assert any("mock" in line and "skipped" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_run_exits_0_when_nothing_is_built(
+    unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unbuilt(*RUN_ORDER)
+    assert cli.main(["-q", "run", "--workdir", str(tmp_path)]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith(f"not built yet in morphomass {__version__}: mock, ")
+    )
+
+
+def test_mock_preview_prints_path(
+    fake_stage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_stage("mock", _fake_mock)
+    preview = types.ModuleType("morphomass.mock.preview")
+
+    def make_preview(config: PipelineConfig, workdir: WorkDir) -> Path:
+        path = workdir.figures / "mock_preview.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG")
+        return path
+
+    preview.make_preview = make_preview
+    monkeypatch.setitem(sys.modules, "morphomass.mock.preview", preview)
+    assert cli.main(["mock", "--workdir", str(tmp_path), "--preset", "tiny", "--preview"]) == 0
+    out = capsys.readouterr().out
+    assert f"preview: {tmp_path / 'results' / 'figures' / 'mock_preview.png'}" in out
+
+
+def test_mock_preview_not_built(
+    fake_stage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_stage("mock", _fake_mock)
+    monkeypatch.setitem(sys.modules, "morphomass.mock.preview", None)
+    assert cli.main(["mock", "--workdir", str(tmp_path), "--preview"]) == 1
+    assert "the mock preview is not built yet" in capsys.readouterr().err
+
+
+def test_verbosity_sets_package_log_level(recorded: list) -> None:
+    assert cli.main(["-q", "catalog"]) == 0
+    assert logging.getLogger("morphomass").level == logging.WARNING
+    assert cli.main(["-v", "catalog"]) == 0
+    assert logging.getLogger("morphomass").level == logging.DEBUG
+    assert cli.main(["catalog"]) == 0
+    assert logging.getLogger("morphomass").level == logging.INFO
+
+
+def _console_script() -> Path:
+    script = Path(sys.executable).parent / "morphomass"
+    if not script.exists():
+        pytest.skip("the morphomass console script is not installed next to this Python")
+    return script
+
+
+def test_console_script_returns_the_status(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [_console_script(), "mock", "--n-galaxies", "0", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "mock.n_galaxies = 0" in bad.stderr
+    ok = subprocess.run([_console_script(), "--help"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0
+    assert "train-gbm" in ok.stdout
+
+
+def test_cli_import_does_not_load_heavy_libraries() -> None:
+    code = "import sys, morphomass.cli; print(sorted({'torch', 'lightgbm', 'galsim'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,148 @@
+"""Configuration: presets, TOML files, overrides, validation messages and section hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from morphomass.config import PRESETS, PipelineConfig, load_config, section_hash
+from morphomass.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_validates(preset: str) -> None:
+    config = load_config(preset)
+    assert isinstance(config, PipelineConfig)
+    assert config.preset == preset
+
+
+def test_paper_preset_is_the_class_defaults() -> None:
+    assert load_config("paper").model_dump() == PipelineConfig().model_dump()
+
+
+def test_presets_differ_in_survey_size() -> None:
+    sizes = {name: load_config(name).mock.n_galaxies for name in ("paper", "quick", "tiny")}
+    assert sizes["paper"] > sizes["quick"] > sizes["tiny"]
+
+
+def test_toml_overrides_preset_and_keeps_other_values(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[mock]\nn_galaxies = 123\n\n[catalog]\nchi2_max = 3.5\n")
+    config = load_config("tiny", path)
+    assert config.mock.n_galaxies == 123
+    assert config.catalog.chi2_max == 3.5
+    # values the file does not name keep the preset's
+    assert config.mock.image_bands == ("g", "i")
+    assert config.cnn.epochs == load_config("tiny").cnn.epochs
+
+
+def test_overrides_apply_after_toml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[mock]\nn_galaxies = 123\nseed = 7\n")
+    config = load_config("tiny", path, {"mock": {"n_galaxies": 9}})
+    assert config.mock.n_galaxies == 9
+    assert config.mock.seed == 7
+
+
+def test_preset_key_in_toml_is_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'preset = "paper"\n')
+    assert load_config("tiny", path).preset == "tiny"
+
+
+def test_nested_net_override_merges(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[cnn.nets.cnn1]\ninput_size = 48\n")
+    nets = load_config("tiny", path).cnn.nets
+    assert nets["cnn1"].input_size == 48
+    assert nets["cnn1"].backbone == "resnet18"
+    assert set(nets) == {"cnn1", "cnn2", "cnn3"}
+
+
+def test_bands_are_put_in_sdss_order() -> None:
+    config = load_config("tiny", overrides={"mock": {"image_bands": ["i", "g"]}})
+    assert config.mock.image_bands == ("g", "i")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"mock": {"n_galaxies": 0}}, r"mock\.n_galaxies = 0: .*greater than or equal to 1"),
+        ({"mock": {"bogus_key": 1}}, r"mock\.bogus_key = 1: Extra inputs are not permitted"),
+        ({"nonsense": {"a": 1}}, r"nonsense = .*Extra inputs are not permitted"),
+        ({"mock": {"image_bands": ["g", "x"]}}, r"mock\.image_bands = \['g', 'x'\]: .*subset of"),
+        ({"mock": {"image_bands": ["g", "g"]}}, r"mock\.image_bands = .*must not repeat"),
+        ({"mock": {"image_bands": []}}, r"mock\.image_bands = \[\]: .*non-empty"),
+        ({"catalog": {"test_fraction": 1.5}}, r"catalog\.test_fraction = 1\.5: .*less than 1"),
+        ({"cosmology": {"convention": "mine"}}, r"cosmology\.convention = 'mine'"),
+        ({"cnn": {"nets": {"cnn1": {"input_size": 8}}}}, r"cnn\.nets\.cnn1\.input_size = 8"),
+        ({"gbm": {"num_leaves": "many"}}, r"gbm\.num_leaves = 'many'"),
+    ],
+)
+def test_invalid_values_name_field_and_value(overrides: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config("tiny", overrides=overrides)
+
+
+def test_invalid_value_in_file_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[preprocess]\nnoise_target = 2.0\n")
+    with pytest.raises(ConfigError, match=rf"{path.name}.*preprocess\.noise_target = 2\.0"):
+        load_config("quick", path)
+
+
+def test_bad_toml_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[mock\nn_galaxies = 3\n")
+    with pytest.raises(ConfigError, match=rf"{path.name} is not valid TOML"):
+        load_config("quick", path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match=r"absent\.toml does not exist"):
+        load_config("quick", path)
+
+
+def test_unknown_preset_lists_the_choices() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown preset 'huge'; expected one of \['paper', 'quick', 'tiny'\]"
+    ):
+        load_config("huge")
+
+
+def test_assignment_is_validated() -> None:
+    config = load_config("tiny")
+    with pytest.raises(ValueError, match="n_galaxies"):
+        config.mock.n_galaxies = -3
+
+
+def test_section_hash_is_stable() -> None:
+    first = section_hash(load_config("quick"), "mock", "cosmology")
+    second = section_hash(load_config("quick"), "mock", "cosmology")
+    assert first == second
+    assert len(first) == 64
+    int(first, 16)  # hex digest
+
+
+def test_section_hash_ignores_section_order() -> None:
+    config = load_config("quick")
+    assert section_hash(config, "mock", "cosmology") == section_hash(config, "cosmology", "mock")
+
+
+def test_section_hash_is_sensitive_to_its_sections_only() -> None:
+    base = load_config("quick")
+    changed_mock = load_config("quick", overrides={"mock": {"seed": base.mock.seed + 1}})
+    changed_gbm = load_config("quick", overrides={"gbm": {"num_leaves": base.gbm.num_leaves + 1}})
+    assert section_hash(changed_mock, "mock") != section_hash(base, "mock")
+    assert section_hash(changed_gbm, "mock") == section_hash(base, "mock")
+    assert section_hash(changed_gbm, "gbm") != section_hash(base, "gbm")
+    # no section named: the whole configuration
+    assert section_hash(changed_gbm) != section_hash(base)
+
+
+def test_section_hash_sees_float_changes() -> None:
+    base = load_config("quick")
+    nudged = load_config("quick", overrides={"cosmology": {"om0": base.cosmology.om0 + 1e-9}})
+    assert section_hash(nudged, "cosmology") != section_hash(base, "cosmology")

@@ -1,0 +1,267 @@
+"""Stage registry, not-built detection, skip/redo/resume logic of execute_stage and run_pipeline.
+
+The stages are stand-ins installed as fake modules (fixtures in conftest.py), so these tests neither render a
+survey nor depend on which stages this checkout implements.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from morphomass import __version__
+from morphomass.config import PipelineConfig, load_config
+from morphomass.errors import StageNotBuiltError, WorkdirError
+from morphomass.pipeline import (
+    RUN_ORDER,
+    STAGES,
+    execute_stage,
+    is_built,
+    resolve_runner,
+    run_pipeline,
+    stage_config_hash,
+)
+from morphomass.workdir import StageResult, WorkDir, load_manifest, write_text_atomic
+
+
+class Calls:
+    """Counts calls of the fake stages."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def count(self, name: str) -> int:
+        """Return how many times stage ``name`` ran."""
+        return self.names.count(name)
+
+
+@pytest.fixture(name="calls")
+def fixture_calls() -> Calls:
+    return Calls()
+
+
+@pytest.fixture(name="config")
+def fixture_config() -> PipelineConfig:
+    return load_config("tiny")
+
+
+@pytest.fixture(name="wd")
+def fixture_wd(tmp_path: Path) -> WorkDir:
+    return WorkDir(tmp_path / "work")
+
+
+@pytest.fixture(name="fake_mock_and_catalog")
+def fixture_fake_mock_and_catalog(fake_stage, unbuilt, calls: Calls) -> None:
+    """Install a mock writing two small raw files and a catalog copying one; later stages not built."""
+
+    def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+        calls.names.append("mock")
+        write_text_atomic(workdir.hyperleda, f"pgc|objname\n1|galaxy-{config.mock.seed}\n")
+        write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
+        return StageResult("mock", outputs=["raw"], summary={"n_galaxies": config.mock.n_galaxies})
+
+    def run_catalog(config: PipelineConfig, workdir: WorkDir) -> StageResult:  # no progress argument: allowed
+        calls.names.append("catalog")
+        write_text_atomic(workdir.sample, workdir.hyperleda.read_text())
+        return StageResult("catalog", outputs=["sample.parquet"], summary={"n_rows": 1})
+
+    fake_stage("mock", run_mock)
+    fake_stage("catalog", run_catalog)
+    unbuilt("preprocess", "train-cnn", "extract", "train-gbm", "evaluate", "fetch", "predict")
+
+
+def test_registry_order_and_contracts() -> None:
+    assert RUN_ORDER == ("mock", "catalog", "preprocess", "train-cnn", "extract", "train-gbm", "evaluate")
+    assert set(RUN_ORDER) | {"fetch", "predict"} == set(STAGES)
+    assert STAGES["mock"].target == "morphomass.mock:run_mock"
+    assert STAGES["mock"].sections == ("mock",)
+    assert STAGES["mock"].inputs == ()
+    assert STAGES["catalog"].sections == ("catalog", "cosmology")
+    assert STAGES["catalog"].inputs == ("raw",)
+    assert STAGES["train-cnn"].function == "run_train_cnn"
+    # every input of a run stage is an output of an earlier stage
+    produced: set[str] = set()
+    for name in RUN_ORDER:
+        for rel in STAGES[name].inputs:
+            assert any(rel == out or rel.startswith(out + "/") for out in produced), (name, rel)
+        produced.update(STAGES[name].outputs)
+
+
+def test_unbuilt_stage_raises_clear_error(unbuilt) -> None:
+    unbuilt("catalog")
+    with pytest.raises(
+        StageNotBuiltError, match=rf"stage 'catalog' is not built yet in morphomass {__version__}"
+    ):
+        resolve_runner("catalog")
+    assert not is_built("catalog")
+
+
+def test_missing_function_is_not_built(fake_stage) -> None:
+    fake_stage("evaluate", lambda config, workdir: None)
+    del sys.modules["morphomass.evaluate"].run_evaluate
+    with pytest.raises(StageNotBuiltError, match="stage 'evaluate' is not built yet"):
+        resolve_runner("evaluate")
+
+
+def test_unbuilt_stage_touches_nothing(unbuilt, config: PipelineConfig, wd: WorkDir) -> None:
+    unbuilt("mock")
+    with pytest.raises(StageNotBuiltError, match="stage 'mock'"):
+        execute_stage("mock", config, wd)
+    assert not wd.manifest.exists()
+
+
+def test_unknown_stage(config: PipelineConfig, wd: WorkDir) -> None:
+    with pytest.raises(KeyError, match="unknown stage 'render'"):
+        execute_stage("render", config, wd)
+
+
+def test_stage_runs_then_skips(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    first = execute_stage("mock", config, wd)
+    assert not first.skipped
+    assert first.seconds > 0
+    assert first.summary == {"n_galaxies": config.mock.n_galaxies}
+    record = load_manifest(wd)["stages"]["mock"]
+    assert record["config_hash"] == stage_config_hash(config, "mock")
+    assert record["outputs"] == ["raw"]
+    assert record["version"] == __version__
+    second = execute_stage("mock", config, wd)
+    assert second.skipped
+    assert calls.count("mock") == 1
+    execute_stage("mock", config, wd, force=True)
+    assert calls.count("mock") == 2
+
+
+def test_config_change_redoes_only_dependent_stage(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    execute_stage("mock", config, wd)
+    execute_stage("catalog", config, wd)
+    gbm_changed = load_config("tiny", overrides={"gbm": {"num_leaves": 9}})
+    assert execute_stage("mock", gbm_changed, wd).skipped
+    assert execute_stage("catalog", gbm_changed, wd).skipped
+    cosmology_changed = load_config("tiny", overrides={"cosmology": {"h0_km_s_mpc": 67.0}})
+    assert execute_stage("mock", cosmology_changed, wd).skipped
+    assert not execute_stage("catalog", cosmology_changed, wd).skipped
+    assert calls.names == ["mock", "catalog", "catalog"]
+
+
+def test_input_change_redoes_stage(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    execute_stage("mock", config, wd)
+    execute_stage("catalog", config, wd)
+    assert execute_stage("catalog", config, wd).skipped
+    write_text_atomic(wd.stars, "objID,ra,dec,type,psfMag_g\n1,10.0,0.0,6,17.5\n")
+    assert not execute_stage("catalog", config, wd).skipped
+    assert calls.count("catalog") == 2
+
+
+def test_deleted_output_redoes_stage(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    execute_stage("mock", config, wd)
+    execute_stage("catalog", config, wd)
+    wd.sample.unlink()
+    assert not execute_stage("catalog", config, wd).skipped
+    assert wd.sample.exists()
+
+
+def test_runtime_fields_do_not_change_the_hash(config: PipelineConfig) -> None:
+    more_workers = load_config(
+        "tiny", overrides={"mock": {"workers": 7}, "preprocess": {"scheduler": "tcp://h:8786"}}
+    )
+    assert stage_config_hash(more_workers, "mock") == stage_config_hash(config, "mock")
+    assert stage_config_hash(more_workers, "preprocess") == stage_config_hash(config, "preprocess")
+    assert more_workers.mock.workers == 7  # the caller's configuration is not modified
+    other_seed = load_config("tiny", overrides={"mock": {"seed": 1}})
+    assert stage_config_hash(other_seed, "mock") != stage_config_hash(config, "mock")
+
+
+def test_missing_input_names_the_producer(fake_mock_and_catalog, config: PipelineConfig, wd: WorkDir) -> None:
+    wd.raw.mkdir(parents=True)  # an empty raw/ is as good as none
+    with pytest.raises(
+        WorkdirError, match=r"stage 'catalog' needs raw .*run 'morphomass mock' or 'morphomass fetch'"
+    ):
+        execute_stage("catalog", config, wd)
+
+
+def test_missing_declared_output_is_an_error(fake_stage, config: PipelineConfig, wd: WorkDir) -> None:
+    fake_stage("catalog", lambda config, workdir: StageResult("catalog", outputs=[]))
+    write_text_atomic(wd.stars, "objID\n")
+    with pytest.raises(WorkdirError, match=r"stage 'catalog' finished without writing .*sample\.parquet"):
+        execute_stage("catalog", config, wd)
+    assert "config_hash" not in load_manifest(wd)["stages"]["catalog"]
+
+
+def test_interrupted_stage_is_redone(fake_stage, config: PipelineConfig, wd: WorkDir, calls: Calls) -> None:
+    def crashing_mock(config: PipelineConfig, workdir: WorkDir) -> StageResult:
+        calls.names.append("mock")
+        write_text_atomic(workdir.stars, "half of the survey\n")
+        if calls.count("mock") == 1:
+            raise KeyboardInterrupt
+        return StageResult("mock", outputs=["raw"])
+
+    fake_stage("mock", crashing_mock)
+    with pytest.raises(KeyboardInterrupt):
+        execute_stage("mock", config, wd)
+    assert "started_utc" in load_manifest(wd)["stages"]["mock"]
+    assert not execute_stage("mock", config, wd).skipped
+    assert execute_stage("mock", config, wd).skipped
+    assert calls.count("mock") == 2
+
+
+def test_run_pipeline_runs_built_stages_and_lists_unbuilt(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    summary = run_pipeline(config, wd, progress=False)
+    assert [o.stage for o in summary.outcomes] == list(RUN_ORDER)
+    assert summary.stages("ran") == ["mock", "catalog"]
+    assert summary.not_built == ["preprocess", "train-cnn", "extract", "train-gbm", "evaluate"]
+    assert summary.outcomes[0].seconds > 0
+    again = run_pipeline(config, wd, progress=False)
+    assert again.stages("skipped") == ["mock", "catalog"]
+    assert calls.names == ["mock", "catalog"]
+    forced = run_pipeline(config, wd, force=True, progress=False)
+    assert forced.stages("ran") == ["mock", "catalog"]
+
+
+def test_run_pipeline_stops_at_first_unbuilt_stage(
+    fake_stage, unbuilt, config: PipelineConfig, wd: WorkDir
+) -> None:
+    ran: list[str] = []
+    fake_stage("mock", lambda config, workdir: ran.append("mock") or _write_raw(workdir))
+    unbuilt("catalog")
+    fake_stage("preprocess", lambda config, workdir: ran.append("preprocess"))
+    summary = run_pipeline(config, wd, progress=False)
+    assert ran == ["mock"]
+    assert summary.outcomes[1].status == "not built"
+    assert all(o.status in ("not built", "not reached") for o in summary.outcomes[1:])
+
+
+def _write_raw(workdir: WorkDir) -> StageResult:
+    write_text_atomic(workdir.stars, "objID\n")
+    return StageResult("mock", outputs=["raw"])
+
+
+def test_run_pipeline_does_not_mock_over_real_data(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    write_text_atomic(wd.hyperleda, "pgc|objname\n7|real\n")  # raw/ filled by someone else (fetch)
+    summary = run_pipeline(config, wd, progress=False)
+    assert summary.outcomes[0].status == "not needed"
+    assert calls.names == ["catalog"]
+    assert wd.sample.read_text() == "pgc|objname\n7|real\n"
+
+
+def test_run_pipeline_redoes_mock_after_mock_config_change(
+    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+) -> None:
+    run_pipeline(config, wd, progress=False)
+    reseeded = load_config("tiny", overrides={"mock": {"seed": 99}})
+    summary = run_pipeline(reseeded, wd, progress=False)
+    assert summary.stages("ran") == ["mock", "catalog"]
+    assert "galaxy-99" in wd.sample.read_text()
