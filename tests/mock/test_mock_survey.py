@@ -187,9 +187,8 @@ def test_hyperleda_header_units_and_positions(
     text = tiny[1].hyperleda.read_text()
     assert text.splitlines()[0] == HYPERLEDA_HEADER
     assert hyperleda.columns.tolist() == HYPERLEDA_HEADER.split("|")
-    # al2000 is in hours: within 0..24, and not degrees (the mock footprint spans RA 120-240 deg = 8-16 h).
+    # al2000 is in hours: within 0..24 (and, below, only x15 matches the GSWLC positions).
     assert hyperleda["al2000"].between(0.0, 24.0).all()
-    assert hyperleda["al2000"].max() < 24.0
     # logd25 is printed with at most two decimals.
     for row in text.splitlines()[1:]:
         field = row.split("|")[5]
@@ -322,20 +321,6 @@ def test_fits_images_have_wcs_units_and_field_of_view(
     assert n_capped < len(rows)  # the field-of-view rule was checked on at least some images
 
 
-def _flux_ratios(workdir: WorkDir, rows: pd.DataFrame) -> np.ndarray:
-    """Total g flux in each image over the catalogue's g flux (Pogson, from modelMag_g).
-
-    The image is summed as it is: mock images are sky-subtracted up to a small residual offset (the renderer's
-    contract). Subtracting the image median instead would subtract much of the galaxy, because a field of view
-    of 1.125 D25 puts the median pixel inside the 25 mag/arcsec^2 isophote.
-    """
-    ratios = []
-    for row in rows.itertuples(index=False):
-        data = fits.getdata(workdir.raw_image("g", row.objid)).astype(np.float64)
-        ratios.append(data.sum() / 10 ** (-0.4 * (row.modelMag_g - 22.5)))
-    return np.asarray(ratios)
-
-
 def test_g_image_flux_matches_the_photometry(
     tiny: tuple[PipelineConfig, WorkDir, dict],
     truth: pd.DataFrame,
@@ -343,30 +328,27 @@ def test_g_image_flux_matches_the_photometry(
     hyperleda: pd.DataFrame,
     photometry: pd.DataFrame,
 ) -> None:
+    """Total g flux of each image (stars and noise included) against the catalogue's g flux.
+
+    The background is the image's residual sky offset from mock_truth, not the image median: a field of view
+    of 1.125 D25 puts the median pixel inside the 25 mag/arcsec^2 isophote, so the median holds galaxy light
+    (half of it for some galaxies), and no part of such a cut-out is free of the galaxy's wings.
+    """
+    workdir = tiny[1]
     rows = _image_rows(truth, gswlc, hyperleda, photometry)
-    lane = rows["objid"].map(truth.set_index("objid")["has_dust_lane"]).to_numpy(dtype=bool)
-    ratios = _flux_ratios(tiny[1], rows[~lane])
-    assert len(ratios) >= 20
+    by_id = truth.set_index("objid")
+    ratios = []
+    for row in rows.itertuples(index=False):
+        data = fits.getdata(workdir.raw_image("g", row.objid)).astype(np.float64)
+        image_flux = data.sum() - by_id.loc[row.objid, "background_offset_nmgy"] * data.size
+        ratios.append(image_flux / 10 ** (-0.4 * (row.modelMag_g - 22.5)))
+    ratios = np.asarray(ratios)
     assert (np.abs(ratios - 1) < 0.3).mean() >= 0.8, np.round(np.sort(ratios), 2)
-    assert 0.8 < np.median(ratios) < 1.2
-
-
-@pytest.mark.xfail(
-    reason="render.py dims dust-lane discs after normalising to the catalogue flux (reported)", strict=True
-)
-def test_g_image_flux_matches_the_photometry_with_dust_lanes(
-    tiny: tuple[PipelineConfig, WorkDir, dict],
-    truth: pd.DataFrame,
-    gswlc: pd.DataFrame,
-    hyperleda: pd.DataFrame,
-    photometry: pd.DataFrame,
-) -> None:
-    rows = _image_rows(truth, gswlc, hyperleda, photometry)
-    lane = rows["objid"].map(truth.set_index("objid")["has_dust_lane"]).to_numpy(dtype=bool)
+    assert 0.85 < np.median(ratios) < 1.1
+    # Dust lanes redistribute light: their attenuation is already in the catalogue magnitudes.
+    lane = rows["objid"].map(by_id["has_dust_lane"]).to_numpy(dtype=bool)
     assert lane.sum() >= 3
-    ratios = _flux_ratios(tiny[1], rows)
-    assert (np.abs(ratios - 1) < 0.3).mean() >= 0.8, np.round(np.sort(ratios), 2)
-    assert (np.abs(ratios[lane] - 1) < 0.3).mean() >= 0.8, np.round(np.sort(ratios[lane]), 2)
+    assert 0.85 < np.median(ratios[lane]) < 1.15, np.round(np.sort(ratios[lane]), 2)
 
 
 # ---------------------------------------------------------------------------------- 4. determinism

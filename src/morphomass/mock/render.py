@@ -65,8 +65,12 @@ class GalaxyImageSpec:
 
 
 def _in_disk_plane(profile: galsim.GSObject, cos_incl: float, pa_deg: float) -> galsim.GSObject:
-    """Project a face-on profile onto the sky: squash by cos i along the minor axis, rotate to the PA."""
-    return profile.transform(1.0, 0.0, 0.0, max(cos_incl, 0.05)).rotate(pa_deg * galsim.degrees)
+    """Project a face-on profile onto the sky: squash by cos i along the minor axis, rotate to the PA.
+
+    GalSim's transform scales the flux by the Jacobian determinant; projection conserves it, so it is undone.
+    """
+    squash = max(cos_incl, 0.05)
+    return profile.transform(1.0, 0.0, 0.0, squash).withScaledFlux(1.0 / squash).rotate(pa_deg * galsim.degrees)
 
 
 def _spiral_arms(spec: GalaxyImageSpec, flux: float, rng: np.random.Generator) -> galsim.GSObject:
@@ -106,9 +110,14 @@ def _truncation(spec: GalaxyImageSpec, hlr_arcsec: float) -> float:
     return max(0.75 * spec.nx * spec.pixel_scale_arcsec, 4.0 * hlr_arcsec)
 
 
-def _old_and_young(spec: GalaxyImageSpec, rng: np.random.Generator) -> tuple[galsim.GSObject | None,
-                                                                              galsim.GSObject | None]:
-    """Unit-flux-weighted old and young light profiles (their fluxes are the g-band fractions)."""
+def _old_and_young(
+    spec: GalaxyImageSpec, rng: np.random.Generator
+) -> tuple[galsim.GSObject | None, galsim.GSObject | None, float, float]:
+    """Old and young light profiles and their nominal g-band fluxes (fractions of the galaxy's light).
+
+    The nominal fluxes ignore the Sérsic truncation: light beyond the truncation radius stays missing from the
+    image instead of being put back inside it.
+    """
     bt = spec.bulge_fraction
     pa = spec.pa_deg * galsim.degrees
     old_parts: list[galsim.GSObject] = []
@@ -119,7 +128,7 @@ def _old_and_young(spec: GalaxyImageSpec, rng: np.random.Generator) -> tuple[gal
         spheroid = galsim.Sersic(n=spec.sersic_n, half_light_radius=hlr, flux=1.0, trunc=_truncation(spec, hlr),
                                  flux_untruncated=True, gsparams=_GSPARAMS)
         old_parts.append(spheroid.shear(q=q, beta=pa))
-        return galsim.Sum(old_parts), None
+        return galsim.Sum(old_parts), None, 1.0, 0.0
     if bt > 0:
         q_bulge = max(spec.axis_ratio, 0.6)
         bulge_flux = bt * (0.8 if spec.has_bar else 1.0)
@@ -166,7 +175,9 @@ def _old_and_young(spec: GalaxyImageSpec, rng: np.random.Generator) -> tuple[gal
                                        .shift(r * math.cos(t), r * math.sin(t)) for r, t in zip(arc_r, arc_t, strict=True)]))
     old = galsim.Sum(old_parts) if old_parts else None
     young = galsim.Sum(young_parts) if young_parts else None
-    return old, young
+    companion = spec.companion_flux_ratio if spec.cls == "merger" else 0.0
+    arc = 0.1 if spec.cls == "merger" else 0.0
+    return old, young, bt * (1 + companion), (1 - bt) * (1 + companion) + arc
 
 
 def _dust_lane_transmission(spec: GalaxyImageSpec, shape: tuple[int, int]) -> NDArray[np.float64]:
@@ -213,12 +224,10 @@ def render_galaxy(spec: GalaxyImageSpec) -> dict[str, NDArray[np.float32]]:
     """
     rng = np.random.default_rng(spec.seed)
     psf = galsim.Moffat(beta=spec.psf_beta, fwhm=spec.psf_fwhm_arcsec, gsparams=_GSPARAMS)
-    old, young = _old_and_young(spec, rng)
+    old, young, old_g, young_g = _old_and_young(spec, rng)
     draw = {"nx": spec.nx, "ny": spec.nx, "scale": spec.pixel_scale_arcsec}
     old_img = galsim.Convolve(old, psf).drawImage(**draw).array if old is not None else 0.0
     young_img = galsim.Convolve(young, psf).drawImage(**draw).array if young is not None else 0.0
-    old_g = old.flux if old is not None else 0.0
-    young_g = young.flux if young is not None else 0.0
     lane = _dust_lane_transmission(spec, (spec.nx, spec.nx)) if spec.has_dust_lane else None
 
     stars = [_star_image(psf, x, y, spec) for x, y in zip(spec.star_x_pix, spec.star_y_pix, strict=True)]
