@@ -9,7 +9,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from astropy.io import fits
 
 from morphomass.config import MockConfig, PipelineConfig
@@ -187,7 +186,3 @@ def _render_all(jobs: list, workers: int, progress: bool) -> int:
                     advance(futures[future])
     return rendered
 
-
-def load_truth(workdir: WorkDir) -> pd.DataFrame:
-    """Read ``mock_truth.parquet`` (for diagnostics and tests only; no stage may call this)."""
-    return pd.read_parquet(workdir.mock_truth)
