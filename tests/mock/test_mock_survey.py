@@ -336,6 +336,7 @@ def test_g_image_flux_matches_the_photometry(
     """
     workdir = tiny[1]
     rows = _image_rows(truth, gswlc, hyperleda, photometry)
+    rows = rows[rows["modelMag_g"] > -9999].reset_index(drop=True)  # the mock drops some photometry (-9999)
     by_id = truth.set_index("objid")
     ratios = []
     for row in rows.itertuples(index=False):

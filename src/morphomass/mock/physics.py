@@ -35,7 +35,7 @@ Array = NDArray[np.float64]
 BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 CLASSES: tuple[str, ...] = ("elliptical", "disk", "irregular", "merger")
 #: Class fractions of the parent population (before the flux limit and the D25 cut).
-CLASS_FRACTIONS: tuple[float, ...] = (0.40, 0.53, 0.04, 0.03)
+CLASS_FRACTIONS: tuple[float, ...] = (0.30, 0.63, 0.04, 0.03)
 #: The mock universe's cosmology; fixed, independent of the analysis cosmology of the pipeline.
 MOCK_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 M_SUN_AB: dict[str, float] = {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50}
@@ -49,7 +49,11 @@ SKY_NOISE_NMGY: dict[str, float] = {"u": 0.045, "g": 0.021, "r": 0.027, "i": 0.0
 #: Photo-electrons per nanomaggy (gain ~4.7 e-/DN and ~200 DN/nMgy), for the source Poisson noise.
 ELECTRONS_PER_NMGY: float = 900.0
 SDSS_SPECTRO_LIMIT_R: float = 17.77
-DISK_THICKNESS: float = 0.12  # intrinsic axis ratio (scale height / scale length) of an edge-on disc
+#: Isophote of the mock's HyperLeda D25 (B mag/arcsec^2); see docs/mock.md (calibrated on the paper's median z).
+D25_ISOPHOTE_B_MAG_ARCSEC2: float = 26.0
+DISK_THICKNESS: float = 0.12
+#: Age scale of the colours' saturation (colours ~ 1 - exp(-age / scale)); see _stellar_populations.
+COLOUR_AGE_SCALE: float = 0.5  # intrinsic axis ratio (scale height / scale length) of an edge-on disc
 
 # Schechter parameters (log M*, alpha) of each class, log10 stellar mass range drawn.
 _MASS_FUNCTION = {"elliptical": (10.95, -0.5), "disk": (10.45, -1.2), "irregular": (9.7, -1.45),
@@ -81,7 +85,7 @@ def max_selectable_redshift(log_mstar: Array, cls_name: str, *, d25_min_arcmin: 
     z_flux = np.interp(r_mag_limit + 0.2 - abs_r_brightest, _DIST_MOD_GRID[1:], _Z_GRID[1:])
     slope, pivot, intercept = _HLR_KPC_RELATION[cls_name]
     hlr_max_kpc = 10 ** (slope * (log_mstar - pivot) + intercept + 0.7)
-    d25_max_kpc = 2 * 6.0 * hlr_max_kpc  # an isophotal radius never exceeds ~6 half-light radii here
+    d25_max_kpc = 2 * 8.0 * hlr_max_kpc  # an isophotal radius never exceeds ~8 half-light radii here
     z_size = np.interp(d25_max_kpc / (d25_min_arcmin * 60), _KPC_PER_ARCSEC_GRID[1:], _Z_GRID[1:])
     return np.clip(np.minimum(z_flux, z_size), _Z_RANGE[0] + 1e-4, _Z_RANGE[1])
 
@@ -214,8 +218,8 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
 def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Intrinsic M/L, rest-frame colours and dust attenuation of each galaxy.
 
-    Age moves a galaxy along log M/L_g = a + 1.69 (g-i) (the colour-M/L relation); metallicity moves it along a
-    slightly flatter line; a recent burst makes it much bluer for a modest drop in M/L; dust moves it along a
+    Age moves a galaxy along a curved colour-M/L relation (d log M/L_g / d(g-i) from 0.46 for the youngest to 3.4
+    for the oldest populations: colours saturate, M/L does not); metallicity moves it along a flatter line; a recent burst makes it much bluer for a modest drop in M/L; dust moves it along a
     flatter vector (0.4 A_g per E(g-i)) that steepens with inclination as the attenuation greys. These directions
     are close but not equal, so g-i alone leaves a scatter that morphology (inclination, clumps, bulges) reduces.
     """
@@ -227,14 +231,17 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     cos_incl = frame["cos_incl"].to_numpy()
     log_mstar = frame["log_mstar"].to_numpy()
 
-    log_ml_int = (-0.46 + 1.35 * age + 0.055 * met + 0.05 * (log_mstar - 10.5)
-                  + np.log10(1 - 0.65 * burst) + rng.normal(0, 0.02, n))
+    log_ml_int = (-0.28 + 0.85 * age + 0.055 * met + 0.05 * (log_mstar - 10.5)
+                  + np.log10(1 - 0.65 * burst) + rng.normal(0, 0.025, n))
+    # Colours redden quickly while a population is young and slowly once it is old, whereas log M/L keeps
+    # growing linearly with age: the colour-M/L relation curves (steeper at the red end), as in SPS models.
+    colour_age = (1 - np.exp(-age / COLOUR_AGE_SCALE)) / (1 - np.exp(-1 / COLOUR_AGE_SCALE))
     colour = {  # rest-frame, dust-free colours relative to g: m_band - m_g
-        "u": 0.85 + 1.05 * age + 0.08 * met - 0.60 * burst,
+        "u": 0.85 + 1.05 * colour_age + 0.08 * met - 0.60 * burst,
         "g": np.zeros(n),
-        "r": -(0.20 + 0.55 * age + 0.030 * met - 0.30 * burst),
-        "i": -(0.38 + 0.80 * age + 0.050 * met - 0.50 * burst),
-        "z": -(0.43 + 1.00 * age + 0.070 * met - 0.60 * burst),
+        "r": -(0.20 + 0.55 * colour_age + 0.030 * met - 0.30 * burst),
+        "i": -(0.38 + 0.80 * colour_age + 0.050 * met - 0.50 * burst),
+        "z": -(0.43 + 1.00 * colour_age + 0.070 * met - 0.60 * burst),
     }
     colour_noise = rng.normal(0, 0.015, (n, len(BANDS)))
     face_on_av = np.where(
@@ -380,7 +387,7 @@ def observe_galaxies(
             [(bulge_mag[bright], bulge_hlr_arcsec[bright], out["sersic_n"].to_numpy()[bright],
               np.where(is_e, q, np.maximum(q, 0.6))[bright]),
              (disk_mag[bright], disk_hlr_arcsec[bright], np.ones(int(bright.sum())), disk_q[bright])],
-            25.0,
+            D25_ISOPHOTE_B_MAG_ARCSEC2,
         )
     out["d25_arcmin"] = 2 * r25 / 60.0
 
