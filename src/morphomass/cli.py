@@ -147,9 +147,26 @@ def mock(
 @cli.command()
 @_common_options
 @click.option("--limit", type=int, default=None, help="Download at most N galaxies (fetch.limit).")
-def fetch(workdir: Path, preset: str, config_path: Path | None, force: bool, limit: int | None) -> None:
-    """Download raw/ from the real archives (network)."""
-    config = load_config(preset, config_path, {"fetch": {"limit": limit}} if limit is not None else None)
+@click.option(
+    "--region",
+    type=float,
+    nargs=4,
+    default=None,
+    metavar="RA1 RA2 DEC1 DEC2",
+    help="Only this sky box, degrees; RA1 > RA2 wraps through RA 0 (fetch.region).",
+)
+def fetch(
+    workdir: Path,
+    preset: str,
+    config_path: Path | None,
+    force: bool,
+    limit: int | None,
+    region: tuple[float, float, float, float] | None,
+) -> None:
+    """Download raw/ from the real archives (network); --force fetches what an earlier run missed."""
+    options = {"limit": limit, "region": list(region) if region else None}
+    overrides = {k: v for k, v in options.items() if v is not None}
+    config = load_config(preset, config_path, {"fetch": overrides} if overrides else None)
     _run_stage("fetch", config, workdir, force)
 
 

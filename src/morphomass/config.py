@@ -104,9 +104,68 @@ class MockConfig(_Section):
 
 
 class FetchConfig(_Section):
-    """Download of the real archives (``morphomass fetch``)."""
+    """Download of the real archives (``morphomass fetch``; reference/data_formats.md, README "Real data").
+
+    The image targets are the GSWLC-2 galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
+    ``hyperleda_radius_arcsec`` whose D25 exceeds ``image_d25_min_arcmin`` (the paper's cuts, SPEC D1-D3); keep
+    these no stricter than the ``catalog`` section's. Every base URL may be a mirror, a ``file://`` URL or a local
+    folder holding a copy of the archive.
+    """
 
     limit: int | None = Field(None, ge=1, description="download at most this many galaxies (for trials)")
+    region: tuple[float, float, float, float] | None = Field(
+        None, description="RA1 RA2 DEC1 DEC2 in degrees; RA1 > RA2 wraps through RA 0"
+    )
+    seed: int = Field(0, ge=0, description="which galaxies a limit keeps (a random subset, nested in N)")
+    bands: tuple[str, ...] = ("g",)
+    gswlc_catalogs: tuple[Literal["X2", "A2", "M2", "D2"], ...] = Field(("X2",), min_length=1)
+    chi2_max: float | None = Field(5.0, gt=0, description="image targets: SED reduced chi2 below this")
+    image_d25_min_arcmin: float = Field(0.4, ge=0, description="image targets: HyperLeda D25 above this")
+    hyperleda_radius_arcsec: float = Field(3.0, gt=0, le=60)
+    hyperleda_d25_min_arcmin: float = Field(0.2, gt=0, description="HyperLeda rows with a smaller D25 are not fetched")
+    hyperleda_source: Literal["auto", "leda", "vizier"] = Field(
+        "auto", description="auto: the HyperLeda SQL interface, VizieR VII/237 if that fails"
+    )
+    hyperleda_ra_step_deg: float = Field(15.0, gt=0, le=360, description="RA width of one HyperLeda query")
+    fov_factor: float = Field(1.125, gt=0, le=10, description="image side = fov_factor x D25")
+    pixel_scale_arcsec: float = Field(0.396, gt=0, le=5)
+    only_primary: bool = Field(True, description="ask the mosaic service for primary frames only")
+    single_frame_cutout: bool = Field(True, description="cut the image out of one frame when it holds the whole FoV")
+    mosaic_order: Literal["bilinear", "bicubic"] = "bicubic"
+    min_coverage: float = Field(0.95, gt=0, le=1, description="fraction of the FoV the frames must cover")
+    photometry_radius_arcsec: float = Field(3.0, gt=0, le=60, description="nearest primary object within this")
+    star_margin_arcmin: float = Field(0.1, ge=0, le=10, description="stars searched to the FoV half-diagonal + this")
+    sql_batch_size: int = Field(50, ge=1, le=500, description="galaxies per SkyServer SQL query")
+    gswlc_url: str = "https://salims.pages.iu.edu/gswlc"
+    hyperleda_url: str = "http://leda.univ-lyon1.fr/G.cgi"
+    vizier_url: str = "https://vizier.cds.unistra.fr/viz-bin/asu-tsv"
+    gz2_url: str = "https://gz2hart.s3.amazonaws.com/gz2_hart16.csv.gz"
+    skyserver_sql_url: str = "https://skyserver.sdss.org/dr12/en/tools/search/x_results.aspx"
+    mosaic_url: str = "https://dr12.sdss.org/mosaics/script"
+    frames_url: str = "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames"
+    cache_dir: Path | None = Field(None, description="download cache (default: <workdir>/cache); share it freely")
+    frame_cache_max_gb: float | None = Field(None, gt=0, description="prune least recently used frames above this")
+    checksums: dict[str, str] = Field(default_factory=dict, description="file name -> SHA-256 of the download")
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    retries: int = Field(5, ge=0, le=100)
+    backoff_s: float = Field(2.0, ge=0, le=600, description="first retry delay; doubles per attempt")
+    max_backoff_s: float = Field(120.0, ge=0, le=3600)
+    requests_per_second: float = Field(2.0, gt=0, description="per server")
+    workers: int = Field(4, ge=1, le=64, description="galaxies fetched at the same time")
+    max_consecutive_failures: int = Field(25, ge=1, description="abort when this many galaxies fail in a row")
+
+    _bands = field_validator("bands")(classmethod(lambda cls, v: _check_bands(tuple(v))))
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, region: tuple[float, float, float, float] | None) -> tuple[float, ...] | None:
+        if region is None:
+            return None
+        ra1, ra2, dec1, dec2 = region
+        if not (0 <= ra1 <= 360 and 0 <= ra2 <= 360 and -90 <= dec1 < dec2 <= 90) or ra1 == ra2:
+            msg = f"region must be RA1 RA2 DEC1 DEC2 with RA in [0, 360], RA1 != RA2 and DEC1 < DEC2, got {region}"
+            raise ValueError(msg)
+        return region
 
 
 class CatalogConfig(_Section):
@@ -121,29 +180,59 @@ class CatalogConfig(_Section):
         default_factory=lambda: {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50},
         description="absolute AB magnitude of the Sun per band (Willmer 2018)",
     )
+    ab_offset_mag: dict[str, float] = Field(
+        default_factory=lambda: {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02},
+        description="m_AB - modelMag per band (SDSS u and z are not exactly AB)",
+    )
+    pixel_scale_arcsec: float | None = Field(
+        None, gt=0, le=5,
+        description="pixel scale for pixel_kpc; None: 0.396 (SDSS), 0.4 with cosmology.convention='paper'",
+    )
+    gz2_sum_atol: float = Field(
+        0.01, gt=0, lt=0.5, description="tolerance on per-question sums of the (rounded) Hart+16 fractions"
+    )
     test_fraction: float = Field(0.1, gt=0, lt=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = Field(123, ge=0)
 
+    @field_validator("m_sun_ab", "ab_offset_mag", mode="before")
+    @classmethod
+    def _every_band(cls, value: Any, info: Any) -> Any:
+        """Bands a file does not name keep their default value; unknown bands are errors."""
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(SDSS_BANDS))
+        if unknown:
+            msg = f"bands must be among {list(SDSS_BANDS)}, got {unknown}"
+            raise ValueError(msg)
+        return {**cls.model_fields[info.field_name].default_factory(), **value}
+
 
 class PreprocessConfig(_Section):
-    """Star subtraction, automatic log scaling and resizing (SPEC D5, I1-I4)."""
+    """Star subtraction, automatic log scaling, resizing and photometric features (SPEC D5, I1-I4, F1-F3)."""
 
+    band: Literal["u", "g", "r", "i", "z"] = Field("g", description="the band whose images the CNNs see")
     noise_target: float = Field(0.2, gt=0, lt=1, description="scaled noise level log(1+an)/log(1+a)")
     sigma_clip: float = Field(3.0, gt=0)
+    sigma_clip_maxiters: int = Field(5, ge=1, le=100)
     noise_n_std: float = Field(2.0, ge=0, description="noise level n = mean + noise_n_std * std")
     star_search_radius_pix: float = Field(3.0, gt=0, le=50)
+    star_detection_sigma: float = Field(5.0, gt=0, description="star peak above the local background, in sigma")
+    star_max_fwhm_arcsec: float = Field(3.0, gt=0, description="broader peaks are not point sources")
+    star_max_radius_arcsec: float = Field(12.0, gt=0, description="largest radius of a replaced star disc")
     nucleus_exclusion_arcsec: float = Field(3.0, ge=0)
     image_dtype: Literal["float32", "float16"] = "float32"
+    chunk_images: int = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
     workers: int | None = Field(None, ge=1, le=1024)
     scheduler: str | None = Field(None, description="address of a running Dask scheduler (default: a LocalCluster)")
 
 
 class NetConfig(_Section):
-    """One CNN: its backbone and input size."""
+    """One CNN: its backbone ('dieleman' for the custom CNN3, else a timm model name) and input size in pixels."""
 
     backbone: str
     input_size: int = Field(ge=16, le=1024)
+    epochs: int | None = Field(None, ge=1, le=1000, description="this network's epochs (default: cnn.epochs)")
 
 
 class CnnConfig(_Section):
@@ -156,20 +245,72 @@ class CnnConfig(_Section):
             "cnn3": NetConfig(backbone="dieleman", input_size=69),
         }
     )
-    train_cnn4: bool = True
+    train_cnn4: bool = Field(True, description="train CNN4 (cnn1's weights, dense-1 output, L1~ on M/L)")
     epochs: int = Field(30, ge=1, le=1000)
+    cnn4_epochs: int | None = Field(None, ge=1, le=1000, description="CNN4's epochs (default: epochs)")
     batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
-    lr_factor: float = Field(0.3, gt=0, lt=1)
-    lr_patience: int = Field(4, ge=0)
-    pretrained_weights: dict[str, Path] = Field(default_factory=dict, description="local ImageNet weight files")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="NAdam learning rate")
+    lr_factor: float = Field(0.3, gt=0, lt=1, description="ReduceLROnPlateau factor on the validation loss")
+    lr_patience: int = Field(4, ge=0, description="ReduceLROnPlateau patience (epochs)")
+    dropout: float = Field(0.25, ge=0, lt=1, description="CNN3 dropout after each pooled block (not in the paper)")
+    augment_rotation_deg: float = Field(360.0, ge=0, le=360, description="rotations uniform in [0, this)")
+    augment_zoom: tuple[float, float] = Field((0.7, 1.3), description="isotropic zoom range (>1 zooms out)")
+    augment_flips: bool = Field(True, description="random horizontal and vertical flips")
+    pretrained_weights: dict[str, Path] = Field(
+        default_factory=dict, description="net name -> local ImageNet weight file of its timm backbone"
+    )
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int | Literal["auto"] = "auto"
+    strategy: str = Field("auto", description="Lightning strategy ('ddp' for several GPUs or nodes)")
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    deterministic: bool = Field(True, description="deterministic algorithms (reproducible on the CPU)")
+    inference_batch_size: int = Field(256, ge=1, le=65536, description="batch size of validation and extraction")
     seed: int = Field(0, ge=0)
+
+    @field_validator("augment_zoom")
+    @classmethod
+    def _check_zoom(cls, zoom: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < zoom[0] <= zoom[1]:
+            msg = f"augment_zoom must be (low, high) with 0 < low <= high, got {zoom}"
+            raise ValueError(msg)
+        return zoom
+
+
+#: LightGBM parameters the cross-validated search of ``gbm.cv_grid`` may vary.
+CV_GRID_PARAMETERS: tuple[str, ...] = (
+    "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction", "learning_rate", "lambda_l1",
+    "lambda_l2", "min_sum_hessian_in_leaf",
+)
+
+
+def _check_cv_grid(grid: dict[str, list[float]]) -> dict[str, list[float]]:
+    unknown = [k for k in grid if k not in CV_GRID_PARAMETERS]
+    if unknown:
+        msg = f"cv_grid keys must be among {list(CV_GRID_PARAMETERS)}, got {unknown}"
+        raise ValueError(msg)
+    empty = [k for k, v in grid.items() if not v]
+    if empty or not grid:
+        msg = f"cv_grid needs at least one parameter with at least one value, got {grid}"
+        raise ValueError(msg)
+    return grid
+
+
+def _check_band_sequence(sequence: list[str]) -> list[str]:
+    for bands in sequence:
+        _check_bands(tuple(bands))
+        if tuple(bands) != tuple(b for b in SDSS_BANDS if b in bands):
+            msg = f"band sets must list bands in SDSS order (ugriz), got {bands!r}"
+            raise ValueError(msg)
+    return sequence
 
 
 class GbmConfig(_Section):
-    """LightGBM (SPEC G1-G2)."""
+    """LightGBM (SPEC G1-G2, E10-E11).
+
+    The tree settings are the paper's (G1). ``max_bin`` and ``quantized_gradients`` are LightGBM dataset and
+    histogram settings measured in bench/bench_gbm.py; ``learning_rate`` is not given by the paper.
+    """
 
     num_leaves: int = Field(40, ge=2)
     min_data_in_leaf: int = Field(150, ge=1)
@@ -177,14 +318,27 @@ class GbmConfig(_Section):
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     bagging_freq: int = Field(1, ge=0)
     learning_rate: float = Field(0.05, gt=0, le=1)
+    max_bin: int = Field(255, ge=3, le=255, description="histogram bins per feature")
+    quantized_gradients: bool = Field(False, description="LightGBM use_quantized_grad (integer histograms)")
     max_rounds: int = Field(5000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     cv_folds: int = Field(5, ge=2)
     cv_search: bool = True
+    cv_grid: dict[str, list[float]] = Field(
+        default_factory=lambda: {"num_leaves": [20, 40, 80], "min_data_in_leaf": [50, 150, 300]},
+        description="parameter -> candidates, searched by k-fold CV on the g-band + morphology model",
+    )
     top_k: int = Field(50, ge=1)
     permutation_repeats: int = Field(5, ge=1)
+    band_sequence: list[str] = Field(
+        default_factory=lambda: ["g", "gr", "gri", "griz", "ugriz"],
+        description="band sets of the Fig. 8 sequence (E10), each with and without morphology",
+    )
     num_threads: int = Field(0, ge=0, description="0: LightGBM's default (all cores)")
     seed: int = Field(0, ge=0)
+
+    _cv_grid = field_validator("cv_grid")(classmethod(lambda cls, v: _check_cv_grid(v)))
+    _band_sequence = field_validator("band_sequence")(classmethod(lambda cls, v: _check_band_sequence(v)))
 
 
 class EvaluateConfig(_Section):
@@ -192,6 +346,15 @@ class EvaluateConfig(_Section):
 
     experiments: list[str] = Field(default_factory=lambda: ["all"])
     bootstrap_samples: int = Field(100_000, ge=10)
+    dex_threshold: float = Field(0.15, gt=0, le=2, description="M5 threshold (dex)")
+    irregular_min_p: float = Field(0.2, ge=0, le=1, description="E9: irregular if CNN1 P(irregular) above")
+    edge_on_min_p: float = Field(0.4, ge=0, le=1, description="E9: else edge-on if CNN1 P(edge-on) above")
+    feature_min_p: float = Field(0.4, ge=0, le=1, description="E9: else disk if CNN1 P(features or disk) above")
+    powerlaw_colour_margin_mag: float = Field(
+        0.5, ge=0, description="power-law test galaxies with g-i beyond the training range +- this are excluded"
+    )
+    figure_formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
+    figure_dpi: int = Field(120, ge=30, le=600)
     seed: int = Field(0, ge=0)
 
 
@@ -217,10 +380,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cnn": {
             "nets": {
                 "cnn1": {"backbone": "resnet18", "input_size": 64},
-                "cnn2": {"backbone": "legacy_xception", "input_size": 64},
+                # Xception costs ~3x ResNet18 per image on a CPU (depthwise convolutions): 2 epochs keep the
+                # stage near 5 min on 2 cores (bench/README.md)
+                "cnn2": {"backbone": "legacy_xception", "input_size": 64, "epochs": 2},
                 "cnn3": {"backbone": "dieleman", "input_size": 69},
             },
             "epochs": 6,
+            "cnn4_epochs": 3,
             "batch_size": 64,
         },
         "gbm": {"cv_search": False, "permutation_repeats": 2},

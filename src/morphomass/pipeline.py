@@ -149,7 +149,12 @@ RUN_ORDER: tuple[str, ...] = (
     "evaluate",
 )
 #: Fields that change how a stage runs (parallelism), not what it writes: left out of its configuration hash.
-RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {"mock": ("workers",), "preprocess": ("workers", "scheduler")}
+RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "mock": ("workers",),
+    "preprocess": ("workers", "scheduler"),
+    "fetch": ("workers", "timeout_s", "retries", "backoff_s", "max_backoff_s", "requests_per_second",
+              "cache_dir", "frame_cache_max_gb", "max_consecutive_failures"),
+}
 
 _MOCK_PREVIEW_TARGET = "morphomass.mock.preview:make_preview"
 
