@@ -20,8 +20,16 @@ __all__ = [
     "QUESTIONS",
     "Answer",
     "Question",
+    "CONDITIONAL_SUM_ATOL",
     "answer_index",
+    "conditional_sum_errors",
     "hart16_column",
+    "make_gz2_targets",
+    "normalise_conditional",
+    "obeys_tree",
+    "question_gates",
+    "question_sums",
+    "tree_residuals",
     "unconditional_probabilities",
 ]
 
@@ -146,3 +154,185 @@ def unconditional_probabilities(conditional: NDArray[np.floating]) -> NDArray[np
             gate = np.ones(cond.shape[:-1])
         out[..., idx] = cond[..., idx] * gate[..., None]
     return out
+
+
+# --- Checks that answer vectors obey the tree, and making CNN targets from Hart+16 fractions ---------------
+#
+# Conditional fractions (Hart+16): within each question the answers sum to 1, or are all zero/NaN when nobody was
+# asked. Unconditional probabilities (CNN targets, SPEC D8/N1): within each question they sum to the probability
+# that the question was asked (its gating answer; 1 - p(a03) for t06, 1 for t01). Any leading batch shape.
+
+
+#: Default tolerance on the per-question sums of tabulated conditional fractions (Hart+16 rounds to 1e-3).
+CONDITIONAL_SUM_ATOL = 0.01
+
+#: Answer positions (into the 37-vector) of each question, in :data:`morphomass.QUESTIONS` order.
+_QUESTION_INDEX: tuple[NDArray[np.intp], ...] = tuple(
+    np.array([answer_index(a.answer_id) for a in q.answers], dtype=np.intp) for q in QUESTIONS
+)
+
+
+def _as_answers(values: NDArray[np.floating], name: str) -> NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0 or array.shape[-1] != len(ANSWERS):
+        msg = f"{name} must have {len(ANSWERS)} answers in its last axis, got shape {array.shape}"
+        raise ValueError(msg)
+    return array
+
+
+def question_sums(values: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Sum of the answers of each question (NaN counted as 0).
+
+    Parameters
+    ----------
+    values : (..., 37) array
+        Conditional or unconditional answer values.
+
+    Returns
+    -------
+    (..., 11) ndarray of float64
+        In :data:`morphomass.QUESTIONS` order.
+    """
+    array = np.nan_to_num(_as_answers(values, "values"), nan=0.0)
+    return np.stack([array[..., idx].sum(axis=-1) for idx in _QUESTION_INDEX], axis=-1)
+
+
+def question_gates(unconditional: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Probability that each question was asked, read off an unconditional vector.
+
+    Parameters
+    ----------
+    unconditional : (..., 37) array
+
+    Returns
+    -------
+    (..., 11) ndarray of float64
+        1 for t01, ``1 - p(a03)`` for t06, the unconditional probability of the gating answer otherwise.
+    """
+    array = _as_answers(unconditional, "unconditional")
+    gates = []
+    for question in QUESTIONS:
+        if question.parent is not None:
+            gates.append(array[..., answer_index(question.parent)])
+        elif question.asked_unless is not None:
+            gates.append(1.0 - array[..., answer_index(question.asked_unless)])
+        else:
+            gates.append(np.ones(array.shape[:-1]))
+    return np.stack(gates, axis=-1)
+
+
+def tree_residuals(unconditional: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Per-question sum of the answers minus the probability that the question was asked.
+
+    Parameters
+    ----------
+    unconditional : (..., 37) array
+
+    Returns
+    -------
+    (..., 11) ndarray of float64
+        Zero everywhere for a vector that obeys the tree (NaN where the input has NaN).
+    """
+    array = _as_answers(unconditional, "unconditional")
+    sums = np.stack([array[..., idx].sum(axis=-1) for idx in _QUESTION_INDEX], axis=-1)
+    return sums - question_gates(array)
+
+
+def obeys_tree(unconditional: NDArray[np.floating], *, atol: float = 1e-6) -> NDArray[np.bool_]:
+    """Tell whether unconditional probability vectors obey the GZ2 tree.
+
+    A vector obeys it when every value is finite and in [0, 1] (within ``atol``) and the answers of every
+    question sum to the probability that the question was asked (within ``atol``).
+
+    Parameters
+    ----------
+    unconditional : (..., 37) array
+    atol : float
+        Absolute tolerance.
+
+    Returns
+    -------
+    (...) ndarray of bool
+    """
+    array = _as_answers(unconditional, "unconditional")
+    in_range = np.all(np.isfinite(array) & (array >= -atol) & (array <= 1 + atol), axis=-1)
+    with np.errstate(invalid="ignore"):
+        balanced = np.all(np.abs(tree_residuals(array)) <= atol, axis=-1)
+    return in_range & balanced
+
+
+def conditional_sum_errors(
+    conditional: NDArray[np.floating], *, atol: float = CONDITIONAL_SUM_ATOL
+) -> NDArray[np.bool_]:
+    """Find questions whose conditional fractions neither sum to 1 nor are all zero.
+
+    Parameters
+    ----------
+    conditional : (..., 37) array
+        Per-question fractions; NaN counts as 0 (a question nobody was asked).
+    atol : float
+        Tolerance on the sum (tabulated fractions are rounded).
+
+    Returns
+    -------
+    (..., 11) ndarray of bool
+        True where a question is malformed.
+    """
+    sums = question_sums(conditional)
+    return ~((np.abs(sums - 1.0) <= atol) | (sums == 0.0))
+
+
+def normalise_conditional(
+    conditional: NDArray[np.floating],
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Make every question's conditional fractions sum to exactly 1.
+
+    Questions with votes are divided by their sum (removing the table's rounding). A question without votes
+    (all zero or NaN) gets equal fractions: its unconditional probabilities then come out as its gate shared
+    equally, which is 0 when the question could not be reached and keeps the tree exact when it could (a few
+    GZ2 classifications stop early).
+
+    Parameters
+    ----------
+    conditional : (..., 37) array
+        Fractions in [0, 1] per question.
+
+    Returns
+    -------
+    normalised : (..., 37) ndarray of float64
+    unvoted : (..., 11) ndarray of bool
+        True for the questions that had no votes.
+    """
+    array = np.nan_to_num(_as_answers(conditional, "conditional"), nan=0.0)
+    out = np.empty_like(array)
+    unvoted = np.empty(array.shape[:-1] + (len(_QUESTION_INDEX),), dtype=bool)
+    for q, idx in enumerate(_QUESTION_INDEX):
+        part = array[..., idx]
+        total = part.sum(axis=-1, keepdims=True)
+        empty = total[..., 0] <= 0.0
+        share = part / np.where(empty[..., None], 1.0, total)
+        out[..., idx] = np.where(empty[..., None], 1.0 / idx.size, share)
+        unvoted[..., q] = empty
+    return out, unvoted
+
+
+def make_gz2_targets(conditional: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Unconditional GZ2 probabilities (SPEC D8) from tabulated conditional fractions.
+
+    Parameters
+    ----------
+    conditional : (..., 37) array
+        Per-question fractions (Hart+16 ``*_weighted_fraction``) in :data:`morphomass.ANSWERS` order.
+
+    Returns
+    -------
+    unconditional : (..., 37) ndarray of float64
+        Obeys the tree exactly (:func:`obeys_tree`).
+    reached_unvoted : (...) ndarray of bool
+        True where a question that could be reached (gate > 0) had no votes, so its answers were shared
+        equally.
+    """
+    normalised, unvoted = normalise_conditional(conditional)
+    unconditional = unconditional_probabilities(normalised)
+    reached_unvoted = np.any(unvoted & (question_gates(unconditional) > 0), axis=-1)
+    return unconditional, reached_unvoted

@@ -102,7 +102,7 @@ _STAGE_LIST: tuple[Stage, ...] = (
         "preprocess",
         "morphomass.preprocess:run_preprocess",
         ("preprocess", "cnn"),  # the image sizes of images.zarr are the networks' input sizes
-        ("sample.parquet", "raw/images"),
+        ("sample.parquet", "raw/images", "raw/stars.csv"),
         ("images.zarr", "features/photometric.parquet"),
     ),
     Stage(

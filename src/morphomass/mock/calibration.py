@@ -1,9 +1,9 @@
 """Calibrate the mock against the paper's catalogue-only baselines (docs/mock.md, DESIGN §6).
 
-Draws the mock catalogues (no images are needed), applies the paper's selection (HyperLeda D25 > 0.4', chi2_r < 5,
-valid mass and photometry), computes M/L_g from the g modelMag as the catalogue stage does (DESIGN §2), splits as
-SPEC D9 and measures on the test split: the constant prediction minimising L1~ (E1), a LightGBM on (L_g, z) (E2),
-a g-i power law fitted by L1~ (E7) and a LightGBM on (z, L_g, L_i, L_g/L_i) (E7).
+Draws the mock catalogues (no images are needed), writes them in the real formats and runs the catalogue stage on
+them (the paper's selection, M/L_g from the g modelMag as DESIGN §2 prescribes, the SPEC D9 split), then measures
+on the test split: the constant prediction minimising L1~ (E1), a LightGBM on (L_g, z) (E2), a g-i power law
+fitted by L1~ (E7) and a LightGBM on (z, L_g, L_i, L_g/L_i) (E7).
 
 Run ``python -m morphomass.mock.calibration --n-galaxies 5000`` to print the table of docs/mock.md.
 """
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 from morphomass.config import load_config
-from morphomass.mock.physics import MOCK_COSMOLOGY, M_SUN_AB
+from morphomass.mock.stage import write_catalogues
 from morphomass.mock.survey import make_survey
+from morphomass.workdir import WorkDir
 
 __all__ = ["calibration_table", "main"]
 
@@ -32,35 +35,26 @@ def _l1(pred: np.ndarray, true: np.ndarray, err: np.ndarray) -> float:
 
 
 def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
-    config = load_config("quick", overrides={"mock": {"n_galaxies": n_galaxies, "seed": seed}}).mock
-    survey = make_survey(config, np.random.default_rng(seed))
-    cat = survey.gswlc.merge(survey.photometry, left_on="objid", right_on="objID")
-    cat = cat.merge(survey.truth[["objid", "d25_arcmin_leda"]], on="objid")
-    big = cat[cat["d25_arcmin_leda"] > 0.4]
-    valid = big[(big["log_mstar"] > -99) & (big["modelMag_g"] > -9999)]
-    chi2_fraction = float((valid["chi2_r"] >= 5).mean())
-    sample = valid[valid["chi2_r"] < 5].copy()
-    dist_mpc = MOCK_COSMOLOGY.luminosity_distance(sample["z"].to_numpy()).value
-    dist_mod = 5 * np.log10(dist_mpc * 1e5)
-    for band in ("g", "i"):
-        sample[f"lum_{band}"] = 10 ** (-0.4 * (sample[f"modelMag_{band}"] - dist_mod - M_SUN_AB[band]))
-    sample["ml"] = 10 ** sample["log_mstar"] / sample["lum_g"]
-    rel = np.log(10) * np.hypot(sample["log_mstar_err"], 0.4 * sample["modelMagErr_g"])
-    sample["ml_err"] = sample["ml"] * np.maximum(rel, 0.05)
-    sample["g_minus_i"] = sample["modelMag_g"] - sample["modelMag_i"]
-    return sample.reset_index(drop=True), chi2_fraction
+    """The catalogue stage's sample of a mock (catalogues only, no images) and its fraction with chi2_r >= 5.
 
+    The mock's catalogues are written to a temporary work directory in the real formats and read back by
+    ``morphomass.catalog.run_catalog``, exactly as ``morphomass run`` would (imported here, not at module level:
+    stages do not import each other, and this is a development tool, not part of the mock stage).
+    """
+    from morphomass.catalog import run_catalog
 
-def _split(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    n_test = int(round(0.1 * n))
-    n_val = int(round(0.1 * (n - n_test)))
-    split = np.empty(n, dtype=object)
-    split[order[:n_test]] = "test"
-    split[order[n_test : n_test + n_val]] = "val"
-    split[order[n_test + n_val :]] = "train"
-    return split
+    config = load_config("quick", overrides={"mock": {"n_galaxies": n_galaxies, "seed": seed}})
+    survey = make_survey(config.mock, np.random.default_rng(seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = WorkDir(Path(tmp))
+        workdir.ensure()
+        write_catalogues(survey, workdir)
+        run_catalog(config, workdir, progress=False)
+        sample = pd.read_parquet(workdir.sample)
+        rejected = pd.read_parquet(workdir.tables / "sample_chi2_rejected.parquet")
+    chi2_fraction = len(rejected) / (len(rejected) + len(sample))
+    sample["g_minus_i"] = -2.5 * np.log10(sample["flux_g"] / sample["flux_i"])
+    return sample, chi2_fraction
 
 
 def _gbm_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], seed: int) -> float:
@@ -91,7 +85,7 @@ def _powerlaw_l1(sample: pd.DataFrame, split: np.ndarray) -> float:
 def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, float]:
     """Baselines and M/L statistics of a mock with ``n_galaxies`` images, next to the paper's values."""
     sample, chi2_fraction = _selected_sample(n_galaxies, seed)
-    split = _split(len(sample), seed)
+    split = sample["split"].to_numpy()
     train, test = sample[split == "train"], sample[split == "test"]
     # The constant minimising sum |c - y| / sigma is the 1/sigma-weighted median of y.
     order = np.argsort(train["ml"].to_numpy())

@@ -41,6 +41,8 @@ MOCK_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 M_SUN_AB: dict[str, float] = {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50}
 #: SDSS asinh softening parameters b per band (Lupton et al. 1999; EDR Table 21).
 ASINH_SOFTENING: dict[str, float] = {"u": 1.4e-10, "g": 0.9e-10, "r": 1.2e-10, "i": 1.8e-10, "z": 7.4e-10}
+#: SDSS modelMag minus AB magnitude per band: the u and z zero points are off AB (u_AB = u - 0.04, z_AB = z + 0.02).
+SDSS_MAG_MINUS_AB: dict[str, float] = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": -0.02}
 #: Attenuation in each band relative to g for a screen (Cardelli-like); discs grey with inclination (see dust).
 DUST_RATIO: dict[str, float] = {"u": 1.30, "g": 1.0, "r": 0.76, "i": 0.57, "z": 0.43}
 #: Per-pixel sky noise (1 sigma, nanomaggies) of background-subtracted SDSS mosaics at 0.396"/px; r measured on

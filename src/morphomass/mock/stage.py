@@ -26,7 +26,7 @@ from morphomass.mock.survey import Survey, image_wcs, make_survey
 from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, atomic_path
 
-__all__ = ["galaxy_specs", "render_and_write", "run_mock"]
+__all__ = ["galaxy_specs", "render_and_write", "run_mock", "write_catalogues"]
 
 logger = logging.getLogger(__name__)
 GSWLC_NAME = "GSWLC-X2.dat"
@@ -88,7 +88,8 @@ def render_and_write(jobs: list[tuple[GalaxyImageSpec, float, float, dict[str, s
     return rendered
 
 
-def _write_catalogues(survey: Survey, workdir: WorkDir) -> list[Path]:
+def write_catalogues(survey: Survey, workdir: WorkDir) -> list[Path]:
+    """Write the survey's catalogues to ``raw/`` in the real formats, and ``mock_truth.parquet``; returns the paths."""
     written = {
         workdir.gswlc_dir / GSWLC_NAME: write_gswlc,
         workdir.hyperleda: write_hyperleda,
@@ -141,7 +142,7 @@ def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True)
     workdir.ensure()
     logger.info("drawing the mock survey (%d galaxies with images, seed %d)", mock.n_galaxies, mock.seed)
     survey = make_survey(mock, np.random.default_rng(mock.seed))
-    _write_catalogues(survey, workdir)
+    write_catalogues(survey, workdir)
     specs = galaxy_specs(survey, mock)
     images = survey.truth[survey.truth["has_image"]]
     removed = _remove_stale_images(workdir, mock.image_bands, set(images["objid"].astype(int)))

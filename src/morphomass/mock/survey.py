@@ -16,6 +16,7 @@ from morphomass.config import MockConfig
 from morphomass.mock.physics import (
     BANDS,
     ELECTRONS_PER_NMGY,
+    SDSS_MAG_MINUS_AB,
     SDSS_SPECTRO_LIMIT_R,
     SKY_NOISE_NMGY,
     asinh_mag,
@@ -148,7 +149,8 @@ def _photometry_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Gene
         flux = gal[f"flux_{band}_nmgy"].to_numpy()
         sigma = np.sqrt(SKY_NOISE_NMGY[band] ** 2 * aperture_pix + flux / ELECTRONS_PER_NMGY)
         observed = flux + rng.normal(0, 1, n) * sigma
-        table[f"modelMag_{band}"] = np.where(missing, -9999.0, asinh_mag(observed, band))
+        sdss_mag = asinh_mag(observed, band) + SDSS_MAG_MINUS_AB[band]  # modelMag is on the SDSS system
+        table[f"modelMag_{band}"] = np.where(missing, -9999.0, sdss_mag)
         errs[f"modelMagErr_{band}"] = np.where(missing, -9999.0, 2.5 / np.log(10) * sigma / np.abs(observed))
     table.update(errs)
     return pd.DataFrame(table)
