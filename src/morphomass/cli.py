@@ -7,6 +7,7 @@ logging. Heavy libraries (torch, lightgbm) are imported by the stages themselves
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from morphomass.pipeline import (
     make_mock_preview,
     run_pipeline,
 )
-from morphomass.workdir import StageResult, WorkDir
+from morphomass.workdir import StageResult, WorkDir, load_manifest
 
 __all__ = ["cli", "main"]
 
@@ -252,21 +253,69 @@ def evaluate(
     _run_stage("evaluate", load_config(preset, config_path, overrides), workdir, force)
 
 
-def _print_summary(summary: PipelineSummary) -> None:
+#: Experiments quoted in the final summary of ``morphomass run`` (DESIGN §4 names), as (label, name).
+_SUMMARY_EXPERIMENTS: tuple[tuple[str, str], ...] = (
+    ("g-band + morphology", "g_morph"),
+    ("reference L_g + z", "reference_lg_z"),
+    ("constant", "constant"),
+    ("g+i + morphology", "gi_morph"),
+    ("g+i GBM", "gi_gbm"),
+)
+
+
+def _key_results(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
+    """Lines with the main test metrics, the report and the bundle, when the evaluate stage is up to date."""
+    evaluate = next((o for o in summary.outcomes if o.stage == "evaluate"), None)
+    if evaluate is None or evaluate.status not in ("ran", "skipped"):
+        return []
+    lines = []
+    metrics_path = workdir.results / "metrics.json"
+    try:
+        experiments = json.loads(metrics_path.read_text(encoding="utf-8"))["experiments"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.warning("cannot quote the metrics of %s (%s)", metrics_path, err)
+        experiments = {}
+    quoted = [(label, experiments[name]) for label, name in _SUMMARY_EXPERIMENTS if name in experiments]
+    if quoted:
+        n_test = quoted[0][1].get("n_test", "?")
+        parts = [f"{label} {m['l1']:.2f}" for label, m in quoted]
+        lines.append(f"test L1~ ({n_test} galaxies): " + ", ".join(parts))
+        main = experiments.get("g_morph")
+        if main is not None:
+            lines.append(
+                f"g-band + morphology: RMSLE {main['rmsle']:.3f} dex, "
+                f"{100 * main['frac_within_015dex']:.1f} % within 0.15 dex"
+            )
+    for label, path in (("metrics", metrics_path), ("report", workdir.results / "report.html"),
+                        ("prediction bundle", workdir.models / "bundle.json")):
+        if path.exists():
+            lines.append(f"{label}: {path}")
+    return lines
+
+
+def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    recorded = load_manifest(workdir)["stages"] if workdir.manifest.exists() else {}
     table = Table(title="morphomass run")
     table.add_column("stage")
     table.add_column("status")
     table.add_column("seconds", justify="right")
     table.add_column("summary")
     for outcome in summary.outcomes:
-        seconds = f"{outcome.seconds:.1f}" if outcome.status == "ran" else "-"
+        if outcome.status == "ran":
+            seconds = f"{outcome.seconds:.1f}"
+        elif outcome.status == "skipped" and "seconds" in recorded.get(outcome.stage, {}):
+            seconds = f"({recorded[outcome.stage]['seconds']:.1f})"  # the run that made the outputs
+        else:
+            seconds = "-"
         details = ", ".join(f"{k}={v}" for k, v in outcome.summary.items())
         table.add_row(outcome.stage, outcome.status, seconds, details)
     Console().print(table)
-    click.echo(f"total: {summary.seconds:.1f} s")
+    click.echo(f"total: {summary.seconds:.1f} s (in parentheses: skipped stages' time when they ran)")
+    for line in _key_results(summary, workdir):
+        click.echo(line)
     if summary.not_built:
         click.echo(
             f"not built yet in morphomass {__version__}: {', '.join(summary.not_built)} (see the open issues)"
@@ -281,7 +330,7 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool) -> No
     """Run every stage; make the mock survey first if raw/ is empty."""
     config = load_config(preset, config_path)
     summary = run_pipeline(config, WorkDir(workdir), force=force, progress=_progress())
-    _print_summary(summary)
+    _print_summary(summary, WorkDir(workdir))
 
 
 @cli.command()
@@ -314,6 +363,13 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool) -> No
     type=click.Path(dir_okay=False, path_type=Path),
     help="Output table: CSV, FITS or Parquet, chosen by the extension.",
 )
+@click.option(
+    "--stars",
+    "stars_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Star catalogue (ra, dec, type) whose stars are subtracted from the images; none by default.",
+)
 def predict(
     workdir: Path,
     preset: str,
@@ -323,6 +379,7 @@ def predict(
     images_dir: Path,
     catalog_path: Path,
     out_path: Path,
+    stars_path: Path | None,
 ) -> None:
     """Apply a saved model bundle to new galaxies (no training data needed)."""
     if out_path.suffix.lower() not in (".csv", ".fits", ".parquet"):
@@ -339,6 +396,7 @@ def predict(
         images_dir=images_dir,
         catalog_path=catalog_path,
         out_path=out_path,
+        stars_path=stars_path,
         progress=_progress(),
     )
     _report_stage(result)

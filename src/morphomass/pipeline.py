@@ -345,9 +345,12 @@ def execute_predict(
     images_dir: Path,
     catalog_path: Path,
     out_path: Path,
+    stars_path: Path | None = None,
     progress: bool = True,
 ) -> StageResult:
     """Apply a saved model bundle to new galaxies (``morphomass predict``; no manifest, always runs).
+
+    ``stars_path`` is an optional star catalogue for the star subtraction.
 
     Raises
     ------
@@ -365,6 +368,7 @@ def execute_predict(
         images_dir=Path(images_dir),
         catalog_path=Path(catalog_path),
         out_path=Path(out_path),
+        stars_path=None if stars_path is None else Path(stars_path),
     )
     result.seconds = time.perf_counter() - start
     return result

@@ -1,0 +1,410 @@
+"""The ``train-cnn`` and ``extract`` stages.
+
+``train-cnn`` (sample.parquet + images.zarr -> models/cnn/): trains every network of ``cnn.nets`` on the GZ2
+probabilities of the training galaxies with a GZ2 match (validation: the same for the validation split), then
+CNN4 from CNN1's trained weights on the M/L of every training galaxy. Each network is saved as soon as it is
+trained; a network whose card records the same ``train_key`` (its configuration and the hashes of its inputs)
+is kept, so an interrupted stage resumes with the next network. It also draws
+``results/figures/cnn_training_curves.png``.
+
+``extract`` (images.zarr + models/cnn -> features/cnn.parquet): the 2196 features of SPEC F4 (in the paper
+configuration) for every galaxy of the sample, minus the columns that are zero for every training galaxy.
+
+Galaxies that preprocessing left out of ``images.zarr`` are skipped in training and get NaN features.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+
+from morphomass import __version__
+from morphomass.cnn.architectures import GZ2Net, build_gz2_net, make_ml_net
+from morphomass.cnn.columns import CNN4, CNN4_BASE
+from morphomass.cnn.data import ImageGroup, gz2_targets, load_sample, ml_targets
+from morphomass.cnn.extract import drop_dead_columns, extract_feature_table, resolve_device
+from morphomass.cnn.figures import plot_training_curves
+from morphomass.cnn.training import FitResult, fit_network, weighted_median
+from morphomass.cnn.weights import load_card, load_network, save_network
+from morphomass.config import CnnConfig, NetConfig, PipelineConfig, section_hash
+from morphomass.errors import ConfigError, InputDataError, WorkdirError
+from morphomass.workdir import StageResult, WorkDir, atomic_path, file_sha256, tree_sha256
+
+__all__ = ["models_dir", "run_extract", "run_train_cnn"]
+
+logger = logging.getLogger(__name__)
+
+FIGURE_NAME = "cnn_training_curves.png"
+#: CnnConfig fields that change what a network learns (its ``train_key``, with its epochs and learning rate);
+#: device options are left out.
+TRAINING_FIELDS: tuple[str, ...] = (
+    "batch_size", "lr_factor", "lr_patience", "dropout", "augment_rotation_deg", "augment_zoom",
+    "augment_flips", "precision", "seed",
+)
+
+
+def models_dir(workdir: WorkDir) -> Path:
+    """``models/cnn`` of a work directory."""
+    return workdir.models / "cnn"
+
+
+def _is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _barrier() -> None:
+    """Wait for every process of a distributed (DDP) run; nothing to do in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _train_key(**parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_pretrained(cnn: CnnConfig) -> None:
+    for name, path in cnn.pretrained_weights.items():
+        if name not in cnn.nets:
+            msg = f"cnn.pretrained_weights.{name}: no network {name!r} in cnn.nets ({sorted(cnn.nets)})"
+            raise ConfigError(msg)
+        if not Path(path).is_file():
+            msg = f"cnn.pretrained_weights.{name} = {str(path)!r}: file not found (nothing is downloaded)"
+            raise ConfigError(msg)
+
+
+def _card(
+    name: str, *, kind: str, backbone: str, input_size: int, net: torch.nn.Module, result: FitResult,
+    train_key: str, config: PipelineConfig, epochs: int, learning_rate: float, base: str | None = None,
+    pretrained: Path | None = None,
+) -> dict[str, Any]:
+    import lightning
+    import timm
+
+    return {
+        "name": name,
+        "kind": kind,
+        "backbone": backbone,
+        "input_size": input_size,
+        "in_channels": 1,
+        "dropout": config.cnn.dropout,
+        "base": base,
+        "trunk_features": int(net.trunk.num_features),
+        "n_outputs": 37 if kind == "gz2" else 1,
+        "n_parameters": sum(p.numel() for p in net.parameters()),
+        "pretrained_weights": None if pretrained is None else str(pretrained),
+        "loss": "mse_gz2_unconditional" if kind == "gz2" else "l1_tilde_ml",
+        "epochs": epochs,
+        "batch_size": config.cnn.batch_size,
+        "learning_rate": learning_rate,
+        "seed": config.cnn.seed,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "seconds": round(result.seconds, 3),
+        "train_images_per_s": round(result.n_train * epochs / max(result.seconds, 1e-9), 2),
+        "train_key": train_key,
+        "config_hash": section_hash(config, "cnn"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": {"morphomass": __version__, "torch": torch.__version__, "timm": timm.__version__,
+                     "lightning": lightning.__version__},
+    }
+
+
+def _with_images(
+    group: ImageGroup, split: str, objid: np.ndarray, *arrays: np.ndarray, what: str
+) -> tuple[np.ndarray, ...]:
+    """Keep the galaxies with an image (images.zarr leaves out preprocessing failures); none left: error."""
+    keep = group.contains(objid)
+    if not keep.all():
+        logger.warning("%s: %d of %d %s galaxies have no image in %s/%d and are left out", what,
+                       int((~keep).sum()), len(keep), split, group.path.name, group.size)
+    if not keep.any():
+        msg = (
+            f"no {split} galaxy with both an image in {group.path}/{group.size} and a usable target for "
+            f"{what} ({len(keep)} {split} galaxies with a target); it cannot be trained"
+        )
+        raise InputDataError(msg)
+    return tuple(a[keep] for a in (objid, *arrays))
+
+
+def _train_gz2_net(
+    name: str, net_config: NetConfig, sample: pd.DataFrame, config: PipelineConfig, workdir: WorkDir,
+    *, sample_sha: str, progress: bool,
+) -> tuple[dict[str, Any], str]:
+    cnn = config.cnn
+    out_dir = models_dir(workdir)
+    train_id, train_y = gz2_targets(sample, "train")
+    val_id, val_y = gz2_targets(sample, "val")
+    for split, ids in (("train", train_id), ("val", val_id)):
+        if len(ids) == 0:
+            msg = (
+                f"{workdir.sample}: no {split} galaxy with a GZ2 match (has_gz2 true and 37 finite gz2_p_* "
+                f"values); network {name} cannot be trained"
+            )
+            raise InputDataError(msg)
+    group = ImageGroup(workdir.images_zarr, net_config.input_size)
+    train_id, train_y = _with_images(group, "train", train_id, train_y, what=name)
+    val_id, val_y = _with_images(group, "val", val_id, val_y, what=name)
+    pretrained = cnn.pretrained_weights.get(name)
+    epochs = net_config.epochs or cnn.epochs
+    learning_rate = net_config.learning_rate or cnn.learning_rate
+    key = _train_key(
+        name=name, kind="gz2", backbone=net_config.backbone, input_size=net_config.input_size, epochs=epochs,
+        learning_rate=learning_rate, training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
+        pretrained=None if pretrained is None else file_sha256(pretrained),
+        sample=sample_sha, images=tree_sha256(workdir.images_zarr / str(net_config.input_size)),
+    )
+    existing = load_card(out_dir, name)
+    if existing is not None and existing["train_key"] == key:
+        logger.info("%s: trained earlier with the same configuration and inputs, kept", name)
+        return existing, "kept"
+    if pretrained is None:
+        logger.info("%s: %s with random initialisation (no cnn.pretrained_weights.%s)", name,
+                    net_config.backbone, name)
+    else:
+        logger.info("%s: %s initialised from %s", name, net_config.backbone, pretrained)
+    L.seed_everything(cnn.seed, workers=True, verbose=False)
+    net = build_gz2_net(net_config.backbone, dropout=cnn.dropout, pretrained_path=pretrained)
+    train_x, val_x = group.read(train_id), group.read(val_id)
+    logger.info("%s: training on %d galaxies with GZ2 (validation %d), %d epochs", name, len(train_id),
+                len(val_id), epochs)
+    result = fit_network(net, (train_x, train_y), (val_x, val_y), task="gz2",
+                         config=cnn.model_copy(update={"learning_rate": learning_rate}), epochs=epochs,
+                         progress=progress)
+    card = _card(name, kind="gz2", backbone=net_config.backbone, input_size=net_config.input_size, net=net,
+                 result=result, train_key=key, config=config, epochs=epochs, learning_rate=learning_rate,
+                 pretrained=pretrained)
+    if _is_rank_zero():
+        save_network(out_dir, name, net, card)
+    _barrier()
+    return card, "trained"
+
+
+def _train_cnn4(
+    sample: pd.DataFrame, config: PipelineConfig, workdir: WorkDir, *, sample_sha: str, progress: bool,
+) -> tuple[dict[str, Any], str]:
+    cnn = config.cnn
+    out_dir = models_dir(workdir)
+    if load_card(out_dir, CNN4_BASE) is None:
+        msg = (
+            f"CNN4 starts from {CNN4_BASE}'s trained weights, but {out_dir}/{CNN4_BASE}.safetensors does not "
+            f"exist; train {CNN4_BASE} first (keep it in cnn.nets or 'morphomass train-cnn --nets "
+            f"{CNN4_BASE},{CNN4}')"
+        )
+        raise WorkdirError(msg)
+    base, base_card = load_network(out_dir, CNN4_BASE)
+    if not isinstance(base, GZ2Net):
+        msg = f"{out_dir}/{CNN4_BASE}.json: CNN4 needs a GZ2 network as base, got kind {base_card['kind']!r}"
+        raise InputDataError(msg)
+    epochs = cnn.cnn4_epochs or cnn.epochs
+    train_id, train_ml, train_err = ml_targets(sample, "train")
+    val_id, val_ml, val_err = ml_targets(sample, "val")
+    for split, ids in (("train", train_id), ("val", val_id)):
+        if len(ids) == 0:
+            msg = f"{workdir.sample}: no {split} galaxy with a finite ml and a positive ml_err for CNN4"
+            raise InputDataError(msg)
+    size = int(base_card["input_size"])
+    group = ImageGroup(workdir.images_zarr, size)
+    train_id, train_ml, train_err = _with_images(group, "train", train_id, train_ml, train_err, what=CNN4)
+    val_id, val_ml, val_err = _with_images(group, "val", val_id, val_ml, val_err, what=CNN4)
+    key = _train_key(
+        name=CNN4, kind="ml", base=base_card["train_key"], epochs=epochs, learning_rate=cnn.learning_rate,
+        training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
+        sample=sample_sha, images=tree_sha256(workdir.images_zarr / str(size)),
+    )
+    existing = load_card(out_dir, CNN4)
+    if existing is not None and existing["train_key"] == key:
+        logger.info("%s: trained earlier with the same configuration and inputs, kept", CNN4)
+        return existing, "kept"
+    L.seed_everything(cnn.seed, workers=True, verbose=False)
+    net = make_ml_net(base)
+    with torch.no_grad():  # start from the constant that minimises L1~ on the training set
+        net.out.bias.fill_(weighted_median(train_ml, 1.0 / train_err))
+    train_x, val_x = group.read(train_id), group.read(val_id)
+    logger.info("%s: training on the M/L of %d galaxies (validation %d) from %s's weights, %d epochs", CNN4,
+                len(train_id), len(val_id), CNN4_BASE, epochs)
+    result = fit_network(net, (train_x, train_ml, train_err), (val_x, val_ml, val_err), task="ml", config=cnn,
+                         epochs=epochs, progress=progress)
+    card = _card(CNN4, kind="ml", backbone=base_card["backbone"], input_size=size, net=net, result=result,
+                 train_key=key, config=config, epochs=epochs, learning_rate=cnn.learning_rate, base=CNN4_BASE)
+    if _is_rank_zero():
+        save_network(out_dir, CNN4, net, card)
+    _barrier()
+    return card, "trained"
+
+
+def _save_figure(cards: dict[str, dict[str, Any]], path: Path) -> None:
+    fig = plot_training_curves(cards)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+    """Train CNN1-3 on GZ2 and CNN4 on M/L; write ``models/cnn/`` and the training-curves figure.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Uses the ``cnn`` section.
+    workdir : WorkDir
+        Reads ``sample.parquet`` and ``images.zarr``.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    StageResult
+        ``summary["nets"]``: per network, ``status`` (``trained`` or ``kept``), ``best_val_loss``,
+        ``best_epoch``, ``n_train`` and ``seconds``.
+
+    Raises
+    ------
+    InputDataError
+        If ``sample.parquet`` or ``images.zarr`` lacks what the networks need.
+    ConfigError
+        If a backbone is unknown or a pretrained-weight file is missing.
+    WorkdirError
+        If CNN4 is asked for without CNN1's trained weights.
+    """
+    cnn = config.cnn
+    _check_pretrained(cnn)
+    if not cnn.nets and not cnn.train_cnn4:
+        msg = "cnn.nets is empty and cnn.train_cnn4 is false: there is no network to train"
+        raise ConfigError(msg)
+    out_dir = models_dir(workdir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample = load_sample(workdir.sample)
+    sample_sha = file_sha256(workdir.sample)
+    cards: dict[str, dict[str, Any]] = {}
+    status: dict[str, str] = {}
+    for name, net_config in cnn.nets.items():
+        cards[name], status[name] = _train_gz2_net(
+            name, net_config, sample, config, workdir, sample_sha=sample_sha, progress=progress
+        )
+    if cnn.train_cnn4:
+        cards[CNN4], status[CNN4] = _train_cnn4(sample, config, workdir, sample_sha=sample_sha,
+                                                progress=progress)
+    figure = workdir.figures / FIGURE_NAME
+    if _is_rank_zero():
+        _save_figure(cards, figure)
+    _barrier()
+    summary = {
+        name: {"status": status[name], "best_val_loss": card["best_val_loss"],
+               "best_epoch": card["best_epoch"], "n_train": card["n_train"], "seconds": card["seconds"]}
+        for name, card in cards.items()
+    }
+    return StageResult(
+        stage="train-cnn",
+        outputs=[str(out_dir.relative_to(workdir.root)), str(figure.relative_to(workdir.root))],
+        summary={"nets": summary},
+    )
+
+
+def _check_card(name: str, card: dict[str, Any], cnn: CnnConfig, out_dir: Path) -> None:
+    """The saved network must be the one the configuration describes (else train-cnn must run again)."""
+    expected = cnn.nets.get(CNN4_BASE) if name == CNN4 else cnn.nets[name]
+    if expected is not None and (card["backbone"], int(card["input_size"])) != (
+        expected.backbone, expected.input_size
+    ):
+        msg = (
+            f"{out_dir}/{name}.json is a {card['backbone']} at {card['input_size']} px but the configuration "
+            f"asks for {expected.backbone} at {expected.input_size} px; run 'morphomass train-cnn' again"
+        )
+        raise WorkdirError(msg)
+
+
+def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+    """Write ``features/cnn.parquet``: the CNN features of every galaxy of the sample (SPEC F4).
+
+    Columns: ``objid``; ``<net>_p_<task>_<answer>`` (37) per GZ2 network; ``cnn1_trunk_0000`` ... (CNN1's
+    pooled trunk, 2048 for ResNet50); ``cnn4_f00`` ... ``cnn4_f36``; all float32, in the row order of
+    ``sample.parquet``. Galaxies that preprocessing left out of ``images.zarr`` get NaN features (logged).
+    Columns that are exactly zero for every training galaxy (dead neurons) are dropped and counted.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Uses the ``cnn`` section (the networks, ``inference_batch_size`` and ``accelerator``).
+    workdir : WorkDir
+        Reads ``sample.parquet`` (keys and split), ``images.zarr`` and ``models/cnn``.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    StageResult
+        ``summary``: ``n_galaxies``, ``n_features_before_drop``, ``n_dropped``, ``n_features`` (the dropped
+        names are logged at DEBUG level).
+
+    Raises
+    ------
+    WorkdirError
+        If a network is missing from ``models/cnn`` or does not match the configuration.
+    InputDataError
+        If no training galaxy of the sample has images.
+    """
+    cnn = config.cnn
+    out_dir = models_dir(workdir)
+    names = [*cnn.nets, *([CNN4] if cnn.train_cnn4 else [])]
+    if not names:
+        msg = "cnn.nets is empty and cnn.train_cnn4 is false: there is no network to extract features from"
+        raise ConfigError(msg)
+    sample = load_sample(workdir.sample, columns=("objid", "split"))
+    objid = sample["objid"].to_numpy(np.int64)
+    networks = {name: load_network(out_dir, name) for name in names}
+    for name, (_, card) in networks.items():
+        _check_card(name, card, cnn, out_dir)
+    groups = {size: ImageGroup(workdir.images_zarr, size)
+              for size in sorted({int(card["input_size"]) for _, card in networks.values()})}
+    first = next(iter(groups.values()))
+    for group in groups.values():
+        if not np.array_equal(group.objid, first.objid):
+            msg = (f"{workdir.images_zarr}: groups {first.size!r} and {group.size!r} hold different galaxies "
+                   f"(objid arrays differ); rerun 'morphomass preprocess'")
+            raise InputDataError(msg)
+    features = extract_feature_table(
+        networks, {size: group.images for size, group in groups.items()}, batch_size=cnn.inference_batch_size,
+        device=resolve_device(cnn.accelerator), progress=progress,
+    )
+    has_image = first.contains(objid)
+    if not has_image.all():
+        logger.warning("extract: %d of %d galaxies of the sample have no image in images.zarr (preprocessing "
+                       "failures); their CNN features are NaN", int((~has_image).sum()), len(has_image))
+    values = np.full((len(objid), features.shape[1]), np.nan, dtype=np.float32)
+    values[has_image] = features.to_numpy()[first.rows_of(objid[has_image])]
+    table = pd.DataFrame(values, columns=features.columns)
+    table.insert(0, "objid", objid)
+    train_mask = (sample["split"] == "train").to_numpy() & has_image
+    if not train_mask.any():
+        msg = f"{workdir.sample}: no training galaxy with images; dead feature columns cannot be identified"
+        raise InputDataError(msg)
+    n_before = table.shape[1] - 1
+    table, dropped = drop_dead_columns(table, train_mask)
+    logger.info(
+        "extract: %d of %d CNN feature columns are zero for every training galaxy (dead neurons) and were "
+        "dropped; %d remain (the paper dropped 17 of 2196)", len(dropped), n_before, table.shape[1] - 1,
+    )
+    logger.debug("extract: dropped columns %s", dropped)
+    path = workdir.features / "cnn.parquet"
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return StageResult(
+        stage="extract",
+        outputs=[str(path.relative_to(workdir.root))],
+        summary={"n_galaxies": len(table), "n_features_before_drop": n_before, "n_dropped": len(dropped),
+                 "n_features": table.shape[1] - 1},
+    )

@@ -1,0 +1,309 @@
+"""Training one network with Lightning (SPEC N6): losses, NAdam, ReduceLROnPlateau, best-validation weights.
+
+:func:`fit_network` trains a :class:`~morphomass.cnn.architectures.GZ2Net` on the 37 unconditional GZ2
+probabilities (mean squared error) or an :class:`~morphomass.cnn.architectures.MLNet` on M/L (the L1~ loss,
+weights 1/ml_err). Batches are augmented on the device (rotation, zoom, flips; :mod:`morphomass.cnn.augment`).
+The validation loss is measured once before training (epoch 0 of the history) and after every epoch; the
+learning rate drops by ``lr_factor`` when it has not improved for ``lr_patience`` epochs, and the weights of
+the best epoch are kept in memory (never as a pickled checkpoint). Everything runs on the CPU, one GPU or
+several (DDP) through the Lightning ``Trainer`` options of :class:`~morphomass.config.CnnConfig`; with a seed
+it is deterministic on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from morphomass.cnn.augment import augment_batch
+from morphomass.config import CnnConfig
+
+__all__ = ["CnnModule", "FitResult", "Task", "fit_network", "l1_tilde_loss", "weighted_median"]
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["gz2", "ml"]
+
+
+def l1_tilde_loss(pred: torch.Tensor, target: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """L1~ (SPEC M1): mean of |pred - target| / err over the batch; all three (B,) tensors, same unit."""
+    return (torch.abs(pred - target) / err).mean()
+
+
+def weighted_median(values: NDArray[np.floating], weights: NDArray[np.floating]) -> float:
+    """The constant ``c`` that minimises ``sum(weights * |values - c|)`` (lower weighted median).
+
+    Parameters
+    ----------
+    values, weights : (n,) arrays, n >= 1, weights positive
+
+    Returns
+    -------
+    float
+    """
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
+    return float(np.asarray(values)[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+class CnnModule(L.LightningModule):
+    """Lightning wrapper of one network: loss, augmentation, optimiser and learning-rate schedule.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A ``GZ2Net`` (task ``"gz2"``) or an ``MLNet`` (task ``"ml"``), taking (B, 1, S, S) images.
+    task : {'gz2', 'ml'}
+        ``"gz2"``: batches are (images, probabilities (B, 37)), loss MSE. ``"ml"``: batches are
+        (images, ml (B,), ml_err (B,)), loss L1~.
+    config : CnnConfig
+        Learning rate, schedule, augmentation and seed.
+    """
+
+    def __init__(self, net: nn.Module, *, task: Task, config: CnnConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.task = task
+        self.config = config
+        self._generator: torch.Generator | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) images -> the network's output."""
+        return self.net(images)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        if self._generator is None or self._generator.device != images.device:
+            self._generator = torch.Generator(device=images.device)
+            self._generator.manual_seed(self.config.seed + 7919 * self.global_rank)
+        return augment_batch(
+            images, generator=self._generator, rotation_deg=self.config.augment_rotation_deg,
+            zoom=self.config.augment_zoom, flips=self.config.augment_flips,
+        )
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], *, augment: bool) -> torch.Tensor:
+        images = batch[0][:, None].float()
+        if augment:
+            images = self._augment(images)
+        pred = self.net(images)
+        if self.task == "gz2":
+            return F.mse_loss(pred.float(), batch[1])
+        return l1_tilde_loss(pred.float(), batch[1], batch[2])
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """Augmented batch -> loss (logged as ``train_loss``, averaged over the epoch)."""
+        loss = self._loss(batch, augment=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """Un-augmented batch -> loss (logged as ``val_loss``, averaged over the epoch and the devices)."""
+        loss = self._loss(batch, augment=False)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=len(batch[0]))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """NAdam (Adam with Nesterov momentum) and ReduceLROnPlateau on ``val_loss``."""
+        optimizer = torch.optim.NAdam(self.net.parameters(), lr=self.config.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience
+        )
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
+
+
+def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+
+
+class _HistoryAndBest(L.Callback):
+    """Record one row per epoch (losses, learning rate, time) and keep a CPU copy of the best weights."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.rows: list[dict[str, float | None]] = []
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] = {}
+
+    def begin(self, net: nn.Module, initial_val_loss: float) -> None:
+        """Record epoch 0 (the validation loss before training) and the starting weights as the best."""
+        self.start = time.perf_counter()
+        self.rows = [
+            {"epoch": 0, "train_loss": None, "val_loss": initial_val_loss, "lr": None, "seconds": 0.0}
+        ]
+        self.best_val_loss, self.best_epoch, self.best_state = initial_val_loss, 0, _cpu_copy(net)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        val_loss = float(metrics["val_loss"])
+        self.rows.append({
+            "epoch": trainer.current_epoch + 1,
+            "train_loss": float(metrics["train_loss"]),
+            "val_loss": val_loss,
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+            "seconds": round(time.perf_counter() - self.start, 3),
+        })
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val_loss, trainer.current_epoch + 1
+            self.best_state = _cpu_copy(pl_module.net)  # type: ignore[arg-type]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_network` returns.
+
+    Attributes
+    ----------
+    state_dict : dict of str to torch.Tensor
+        The network's weights at the best validation epoch (on the CPU).
+    history : list of dict
+        One row per epoch: ``epoch`` (0 = before training, whose ``train_loss`` and ``lr`` are None),
+        ``train_loss``, ``val_loss``, ``lr``, ``seconds``.
+    best_epoch : int
+    best_val_loss : float
+    seconds : float
+        Wall-clock training time.
+    n_train, n_val : int
+        Galaxies used for training and validation.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float | None]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.nan
+    seconds: float = 0.0
+    n_train: int = 0
+    n_val: int = 0
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Quiet Lightning during one fit and put back the global switches it sets.
+
+    ``Trainer(deterministic=...)`` switches torch's deterministic algorithms on or off for the whole process;
+    the previous state is restored. Lightning's per-Trainer banners (device availability, tips) are kept out
+    of the output (:func:`fit_network` logs the chosen device instead), and so are two known harmless
+    warnings.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = banner.level
+    banner.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # the data sit in memory and are augmented on the device: no loader workers are needed
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        banner.setLevel(level)
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _loader(arrays: tuple[NDArray[Any], ...], *, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    dataset = TensorDataset(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
+    n = len(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        # a last batch of one image would break batch normalisation in training mode
+        drop_last=shuffle and n > batch_size and n % batch_size == 1,
+    )
+
+
+def fit_network(
+    net: nn.Module,
+    train: tuple[NDArray[Any], ...],
+    val: tuple[NDArray[Any], ...],
+    *,
+    task: Task,
+    config: CnnConfig,
+    epochs: int,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``net`` and return the weights of its best validation epoch.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A ``GZ2Net`` or ``MLNet``; trained in place, then left holding its best weights (on the CPU).
+    train, val : tuple of arrays
+        ``(images (n, S, S) float32/16 in [0, 1], targets (n, 37) float32)`` for task ``"gz2"``;
+        ``(images, ml (n,) float32, ml_err (n,) float32)`` for task ``"ml"``.
+    task : {'gz2', 'ml'}
+    config : CnnConfig
+        Batch size, optimiser, schedule, augmentation, seed and the Lightning device options.
+    epochs : int
+    progress : bool
+        Show Lightning's rich progress bar.
+
+    Returns
+    -------
+    FitResult
+    """
+    module = CnnModule(net.train(), task=task, config=config)  # Lightning keeps the modes it is given
+    train_loader = _loader(train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    val_loader = _loader(val, batch_size=config.inference_batch_size, shuffle=False, seed=config.seed)
+    start = time.perf_counter()
+    with _quiet_lightning():
+        history = _HistoryAndBest()
+        callbacks: list[L.Callback] = [history]
+        if progress:
+            from lightning.pytorch.callbacks import RichProgressBar
+
+            callbacks.append(RichProgressBar())
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            num_nodes=config.num_nodes,
+            precision=config.precision,
+            # "warn": some backward passes (adaptive pooling) have no deterministic CUDA kernel; torch warns
+            # there instead of failing; every CPU kernel used here is deterministic
+            deterministic="warn" if config.deterministic else False,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            num_sanity_val_steps=0,
+            callbacks=callbacks,
+        )
+        logger.info("training on %s x %d (%s, precision %s), %d epochs", type(trainer.accelerator).__name__,
+                    trainer.num_devices, type(trainer.strategy).__name__, config.precision, epochs)
+        initial_val_loss = float(trainer.validate(module, val_loader, verbose=False)[0]["val_loss"])
+        history.begin(net, initial_val_loss)
+        trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - start
+    net.cpu()
+    net.load_state_dict(history.best_state)
+    logger.info(
+        "best validation loss %.4g at epoch %d of %d (before training %.4g), %.1f s",
+        history.best_val_loss, history.best_epoch, epochs, initial_val_loss, seconds,
+    )
+    return FitResult(
+        state_dict=history.best_state,
+        history=history.rows,
+        best_epoch=history.best_epoch,
+        best_val_loss=history.best_val_loss,
+        seconds=seconds,
+        n_train=len(train[0]),
+        n_val=len(val[0]),
+    )

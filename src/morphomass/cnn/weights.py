@@ -1,0 +1,153 @@
+"""Saving and loading trained networks: ``models/cnn/<net>.safetensors``, ``<net>.json`` card, ``<net>.csv``.
+
+The card (DESIGN §2) holds everything needed to rebuild the architecture (``kind``, ``backbone``,
+``input_size``, ``dropout``, ``base``), the training history and provenance (``train_key``, versions). The CSV
+log has one row per epoch: ``epoch, train_loss, val_loss, lr, seconds`` (epoch 0 is the validation loss before
+training; its ``train_loss`` and ``lr`` are empty, null in the card).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from morphomass.cnn.architectures import GZ2Net, MLNet, build_gz2_net, make_ml_net
+from morphomass.errors import InputDataError, WorkdirError
+from morphomass.workdir import atomic_path, write_json_atomic, write_text_atomic
+
+__all__ = [
+    "CARD_KEYS", "build_from_card", "card_path", "load_card", "load_network", "save_network", "weights_path",
+]
+
+#: Keys every card must have to rebuild its network.
+CARD_KEYS: tuple[str, ...] = ("name", "kind", "backbone", "input_size", "dropout", "train_key")
+HISTORY_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+
+
+def weights_path(models_dir: Path, name: str) -> Path:
+    """``<models_dir>/<name>.safetensors``."""
+    return Path(models_dir) / f"{name}.safetensors"
+
+
+def card_path(models_dir: Path, name: str) -> Path:
+    """``<models_dir>/<name>.json``."""
+    return Path(models_dir) / f"{name}.json"
+
+
+def _history_csv(history: list[dict[str, float | None]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(HISTORY_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row[k] for k in HISTORY_FIELDS})
+    return buffer.getvalue()
+
+
+def save_network(models_dir: Path, name: str, net: nn.Module, card: dict[str, Any]) -> list[Path]:
+    """Write the weights, the JSON card and the CSV training log of one network, each atomically.
+
+    The card is written last, so a card on disk always belongs to complete weights.
+
+    Parameters
+    ----------
+    models_dir : Path
+        ``models/cnn``.
+    name : str
+        Network name (``cnn1`` ... ``cnn4``).
+    net : torch.nn.Module
+    card : dict
+        JSON-serialisable; must hold :data:`CARD_KEYS`, and ``history`` (list of per-epoch rows) if a log is
+        wanted.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        msg = f"card of {name} lacks {missing}"
+        raise ValueError(msg)
+    models_dir = Path(models_dir)
+    weights = weights_path(models_dir, name)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"name": name, "train_key": str(card["train_key"])})
+    written = [weights]
+    if card.get("history"):
+        log = models_dir / f"{name}.csv"
+        write_text_atomic(log, _history_csv(card["history"]))
+        written.append(log)
+    write_json_atomic(card_path(models_dir, name), card)
+    return [*written, card_path(models_dir, name)]
+
+
+def load_card(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """The card of a saved network, or None when the network (card or weights) is absent.
+
+    Raises
+    ------
+    InputDataError
+        If the card exists but is not a JSON object with :data:`CARD_KEYS`.
+    """
+    path = card_path(models_dir, name)
+    if not path.exists() or not weights_path(models_dir, name).exists():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        msg = f"{path} is not valid JSON ({err}); rerun 'morphomass train-cnn --force'"
+        raise InputDataError(msg) from err
+    missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
+    if missing:
+        msg = f"{path}: missing key(s) {missing}; rerun 'morphomass train-cnn --force'"
+        raise InputDataError(msg)
+    return card
+
+
+def build_from_card(card: dict[str, Any]) -> GZ2Net | MLNet:
+    """An untrained network with the architecture a card describes (random weights, nothing downloaded)."""
+    net = build_gz2_net(card["backbone"], dropout=float(card["dropout"]))
+    if card["kind"] == "ml":
+        return make_ml_net(net)
+    if card["kind"] != "gz2":
+        msg = f"card of {card['name']}: kind must be 'gz2' or 'ml', got {card['kind']!r}"
+        raise InputDataError(msg)
+    return net
+
+
+def load_network(models_dir: Path, name: str) -> tuple[GZ2Net | MLNet, dict[str, Any]]:
+    """Rebuild a saved network, load its weights and put it in eval mode.
+
+    Returns
+    -------
+    net : GZ2Net or MLNet
+        On the CPU, in eval mode.
+    card : dict
+
+    Raises
+    ------
+    WorkdirError
+        If the network was not saved in ``models_dir``.
+    InputDataError
+        If its card or weights do not match the architecture.
+    """
+    card = load_card(models_dir, name)
+    if card is None:
+        path = weights_path(models_dir, name)
+        msg = f"{path} (and its .json card) not found; run 'morphomass train-cnn' first"
+        raise WorkdirError(msg)
+    net = build_from_card(card)
+    path = weights_path(models_dir, name)
+    try:
+        net.load_state_dict(load_file(str(path)))
+    except RuntimeError as err:
+        msg = f"{path}: weights do not fit the architecture of its card ({err})"
+        raise InputDataError(msg) from err
+    return net.eval(), card

@@ -1,0 +1,455 @@
+"""The ``train-gbm`` stage: every GBM experiment, its predictions, permutation importances and the bundle.
+
+Reads ``sample.parquet``, ``features/photometric.parquet`` and ``features/cnn.parquet``; writes into
+``models/gbm/``:
+
+* ``<experiment>.txt``: the LightGBM text model (up to its best iteration), one per experiment of
+  :func:`~morphomass.gbm.experiments.make_experiments`;
+* ``<experiment>.json``: its feature names, objective, rounds, CPU/wall time, training size and a
+  fingerprint of everything it depends on (a rerun reloads an unchanged experiment instead of retraining it);
+* ``predictions.parquet``: ``objid``, ``split`` and ``pred_<experiment>`` (M/L, solar units) for every galaxy;
+* ``importance.json``: permutation importances on the validation split (``g_morph``, ``ablation_no_cnn4``);
+* ``cv_search.json``: the cross-validated grid (when ``gbm.cv_search``);
+
+and ``models/bundle.json``, the manifest of the main g-band + morphology model for ``morphomass predict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morphomass.config import GbmConfig, PipelineConfig
+from morphomass.gbm.experiments import Experiment, build_features, make_experiments
+from morphomass.gbm.importance import permutation_importance
+from morphomass.gbm.table import FeatureTable, load_feature_table
+from morphomass.gbm.train import (
+    Objective,
+    auto_threads,
+    cv_search,
+    fit_booster,
+    lgb_params,
+    predict_ml,
+    prefilter_features,
+    rank_by_split_count,
+    training_target,
+)
+from morphomass.progress import progress_bar
+from morphomass.workdir import (
+    StageResult,
+    WorkDir,
+    atomic_path,
+    file_sha256,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+__all__ = ["IMPORTANCE_EXPERIMENTS", "MAIN_EXPERIMENT", "run_train_gbm"]
+
+logger = logging.getLogger(__name__)
+
+MAIN_EXPERIMENT = "g_morph"
+#: Models whose permutation importances are computed (Fig. 5).
+IMPORTANCE_EXPERIMENTS: tuple[str, ...] = ("g_morph", "ablation_no_cnn4")
+#: GbmConfig fields that do not change a single model (the CV choice enters through the parameters it picks).
+_NOT_MODEL_FIELDS: tuple[str, ...] = (
+    "permutation_repeats",
+    "band_sequence",
+    "cv_search",
+    "cv_grid",
+    "cv_folds",
+)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _drop_constant(frame: pd.DataFrame, train: np.ndarray) -> list[str]:
+    """Columns that vary over the training rows (constant or all-NaN ones cannot be split on)."""
+    values = frame.to_numpy(dtype=np.float32)[train]
+    missing = np.isnan(values)
+    keep = np.where(missing, np.inf, values).min(axis=0) < np.where(missing, -np.inf, values).max(axis=0)
+    return [c for c, k in zip(frame.columns, keep, strict=True) if k]
+
+
+def _remove_stale(out_dir: Path, names: set[str]) -> None:
+    """Delete the models of experiments this configuration does not have (e.g. a band set left out)."""
+    for path in sorted([*out_dir.glob("*.txt"), *out_dir.glob("*.json")]):
+        if path.stem not in names and path.stem not in ("importance", "cv_search"):
+            logger.info("train-gbm: removing %s (not an experiment of this configuration)", path.name)
+            path.unlink()
+
+
+def _train_subset(table: FeatureTable, fraction: float, seed: int) -> np.ndarray:
+    """Row indices of the training split, or a seeded random subset of them."""
+    rows = np.flatnonzero(table.split_mask("train"))
+    if fraction >= 1.0:
+        return rows
+    rng = np.random.default_rng([seed, 2])
+    n = max(1, int(round(fraction * rows.size)))
+    return np.sort(rng.choice(rows, size=n, replace=False))
+
+
+class _Trainer:
+    """Trains (or reloads) the experiments of one stage run and predicts every galaxy with each.
+
+    Feature frames are kept only for the experiments named in ``keep`` (those whose features later experiments
+    reuse, and those whose permutation importance is computed), so memory stays at a few frames.
+    """
+
+    def __init__(
+        self,
+        table: FeatureTable,
+        config: GbmConfig,
+        out_dir: Path,
+        inputs_hash: str,
+        params_override: dict[str, Any],
+        keep: set[str],
+    ) -> None:
+        self.table = table
+        self.config = config
+        self.out_dir = out_dir
+        self.inputs_hash = inputs_hash
+        self.params_override = params_override
+        self.keep = keep
+        self.val = np.flatnonzero(table.split_mask("val"))
+        self.floor = float(table.meta["ml"].to_numpy()[table.split_mask("train")].min())
+        self.boosters: dict[str, Any] = {}
+        self.info: dict[str, dict[str, Any]] = {}
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.predictions: dict[str, np.ndarray] = {}
+
+    def _params(self, n_rows: int, n_features: int, objective: Objective) -> dict[str, Any]:
+        threads = auto_threads(n_rows, n_features, configured=self.config.num_threads)
+        overrides = {"num_threads": threads, **self.params_override}
+        return lgb_params(self.config, objective=objective, **overrides)
+
+    def _fit(self, x: np.ndarray, columns: list[str], train_rows: np.ndarray, objective: Objective) -> Any:
+        label, weight = training_target(
+            self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
+        )
+        return fit_booster(
+            x[train_rows],
+            label[train_rows],
+            None if weight is None else weight[train_rows],
+            x[self.val],
+            label[self.val],
+            None if weight is None else weight[self.val],
+            params=self._params(train_rows.size, len(columns), objective),
+            feature_names=columns,
+            max_rounds=self.config.max_rounds,
+            early_stopping_rounds=self.config.early_stopping_rounds,
+        )
+
+    def _prefilter(
+        self, x: np.ndarray, columns: list[str], train_rows: np.ndarray, objective: Objective
+    ) -> list[str]:
+        label, weight = training_target(
+            self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
+        )
+        keep = prefilter_features(
+            x[train_rows],
+            label[train_rows],
+            None if weight is None else weight[train_rows],
+            params=self._params(train_rows.size, len(columns), objective),
+            n_keep=int(self.config.prefilter_features or len(columns)),
+            rng=np.random.default_rng([self.config.seed, 4]),
+        )
+        return [columns[i] for i in keep]
+
+    def run(self, exp: Experiment) -> None:
+        """Train ``exp`` (or reload it when its fingerprint matches the saved one); predict every galaxy."""
+        import lightgbm as lgb
+
+        if exp.features_from is not None:
+            frame = self.frames[exp.features_from]
+            start_columns = list(self.info[exp.features_from]["features"])
+        else:
+            frame = build_features(self.table, exp)
+            start_columns = list(frame.columns)
+        train_rows = _train_subset(self.table, exp.train_fraction, self.config.seed)
+        unused = set(_NOT_MODEL_FIELDS) | (set() if exp.top_k else {"top_k"})
+        fingerprint = _fingerprint(
+            self.config.model_dump(mode="json", exclude=unused),
+            asdict(exp),
+            self.inputs_hash,
+            self.params_override,
+            self.info[exp.features_from]["fingerprint"] if exp.features_from else None,
+        )
+        model_path, info_path = self.out_dir / f"{exp.name}.txt", self.out_dir / f"{exp.name}.json"
+        saved = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+        if model_path.exists() and saved.get("fingerprint") == fingerprint:
+            logger.info("%s: unchanged, reloading %s", exp.name, model_path.name)
+            self.boosters[exp.name] = lgb.Booster(model_file=str(model_path))
+            self.info[exp.name] = saved
+        else:
+            self._train(exp, frame, start_columns, train_rows, fingerprint, model_path, info_path)
+        if exp.name in self.keep:
+            self.frames[exp.name] = frame
+        columns = self.info[exp.name]["features"]
+        self.predictions[exp.name] = predict_ml(
+            self.boosters[exp.name],
+            frame[columns].to_numpy(dtype=np.float32),
+            objective=exp.objective,
+            floor=self.floor,
+        )
+
+    def _train(
+        self,
+        exp: Experiment,
+        frame: pd.DataFrame,
+        start_columns: list[str],
+        train_rows: np.ndarray,
+        fingerprint: str,
+        model_path: Path,
+        info_path: Path,
+    ) -> None:
+        import lightgbm as lgb
+
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        columns = _drop_constant(frame[start_columns], train_rows)
+        if len(columns) < len(start_columns):
+            logger.info(
+                "%s: %d of %d features are constant over the training set and are left out",
+                exp.name,
+                len(start_columns) - len(columns),
+                len(start_columns),
+            )
+        x = frame[columns].to_numpy(dtype=np.float32)
+        prefilter = self.config.prefilter_features
+        if exp.features_from is None and prefilter is not None and len(columns) > prefilter:
+            kept = self._prefilter(x, columns, train_rows, exp.objective)
+            logger.info("%s: screening model keeps %d of %d features", exp.name, len(kept), len(columns))
+            columns, x = kept, frame[kept].to_numpy(dtype=np.float32)
+        if exp.top_k:
+            if exp.features_from is not None:
+                source = self.boosters[exp.features_from]
+            else:
+                source = self._fit(x, columns, train_rows, exp.objective).booster
+            columns = [name for name, _ in rank_by_split_count(source)][: self.config.top_k]
+            x = frame[columns].to_numpy(dtype=np.float32)
+        fit = self._fit(x, columns, train_rows, exp.objective)
+        text = fit.booster.model_to_string(num_iteration=fit.best_iteration)
+        write_text_atomic(model_path, text)
+        info = {
+            "experiment": exp.name,
+            "recipe": asdict(exp),
+            "objective": exp.objective,
+            "features": columns,
+            "n_features": len(columns),
+            "n_candidate_features": len(start_columns),
+            "n_train": int(train_rows.size),
+            "n_val": int(self.val.size),
+            "best_iteration": fit.best_iteration,
+            "rounds": fit.rounds,
+            "val_loss": fit.best_score,
+            "cpu_seconds": round(time.process_time() - cpu0, 3),
+            "wall_seconds": round(time.perf_counter() - wall0, 3),
+            "cpu_seconds_final_fit": round(fit.cpu_seconds, 3),
+            "prediction_floor": self.floor,
+            "fingerprint": fingerprint,
+        }
+        write_json_atomic(info_path, info)
+        # the model as written (up to its best iteration): a resumed run predicts with exactly these trees
+        self.boosters[exp.name] = lgb.Booster(model_str=text)
+        self.info[exp.name] = info
+        logger.info(
+            "%s: %d features, %d rounds (best %d), %.1f CPU-s",
+            exp.name,
+            len(columns),
+            fit.rounds,
+            fit.best_iteration,
+            info["cpu_seconds"],
+        )
+
+
+def _importances(
+    trainer: _Trainer, names: tuple[str, ...], *, repeats: int, seed: int, path: Path, progress: bool
+) -> dict[str, list[dict[str, float]]]:
+    fingerprint = _fingerprint(
+        [trainer.info[n]["fingerprint"] for n in names if n in trainer.info], repeats, seed
+    )
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint:
+            return saved["importance"]
+    meta = trainer.table.meta
+    val = trainer.val
+    out = {}
+    for k, name in enumerate(n for n in names if n in trainer.info):
+        info = trainer.info[name]
+        booster = trainer.boosters[name]
+        x = trainer.frames[name][info["features"]].to_numpy(dtype=np.float32)[val]
+        used = {feat for feat, _ in rank_by_split_count(booster)}
+        columns = [i for i, feat in enumerate(info["features"]) if feat in used]
+        mean, std = permutation_importance(
+            x,
+            meta["ml"].to_numpy()[val],
+            meta["ml_err"].to_numpy()[val],
+            lambda a, b=booster, o=info["objective"]: predict_ml(b, a, objective=o, floor=trainer.floor),
+            columns=columns,
+            repeats=repeats,
+            rng=np.random.default_rng([seed, 3, k]),
+            progress=progress,
+        )
+        rows = [
+            {"feature": info["features"][i], "importance": float(mean[i]), "std": float(std[i])}
+            for i in columns
+        ]
+        out[name] = sorted(rows, key=lambda r: (-r["importance"], r["feature"]))
+    write_json_atomic(path, {"fingerprint": fingerprint, "repeats": repeats, "importance": out})
+    return out
+
+
+def _write_bundle(config: PipelineConfig, workdir: WorkDir) -> list[str]:
+    """Write the prediction bundle (``morphomass.predict.write_bundle``) when the CNN weights exist.
+
+    Without trained networks (a GBM run on feature tables made elsewhere) there is nothing ``predict`` could
+    apply to images, so no bundle is written; that is logged.
+    """
+    if not any((workdir.models / "cnn").glob("*.safetensors")):
+        logger.warning("train-gbm: no CNN weights in %s, so no prediction bundle", workdir.models / "cnn")
+        return []
+    from morphomass.predict import write_bundle  # the bundle format lives with its loader
+
+    write_bundle(config, workdir)
+    return ["models/bundle.json"]
+
+
+def _cross_validate(
+    table: FeatureTable, gcfg: GbmConfig, experiments: list[Experiment], path: Path, inputs_hash: str
+) -> dict[str, Any]:
+    """Grid-search the main model's parameters by k-fold CV (reusing ``cv_search.json`` if unchanged)."""
+    fingerprint = _fingerprint(
+        gcfg.model_dump(mode="json", exclude={"permutation_repeats", "band_sequence", "top_k"}), inputs_hash
+    )
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint:
+            logger.info("train-gbm: reusing the cross-validated parameters %s", saved["best"])
+            return dict(saved["best"])
+    main = next(e for e in experiments if e.name == MAIN_EXPERIMENT)
+    frame = build_features(table, main)
+    train = np.flatnonzero(table.split_mask("train"))
+    columns = _drop_constant(frame, train)
+    label, weight = training_target(
+        table.meta["ml"].to_numpy()[train], table.meta["ml_err"].to_numpy()[train], objective="l1"
+    )
+    x = frame[columns].to_numpy(dtype=np.float32)[train]
+    params = lgb_params(gcfg, num_threads=auto_threads(train.size, len(columns), configured=gcfg.num_threads))
+    if gcfg.prefilter_features is not None and len(columns) > gcfg.prefilter_features:
+        keep = prefilter_features(
+            x,
+            label,
+            weight,
+            params=params,
+            n_keep=gcfg.prefilter_features,
+            rng=np.random.default_rng([gcfg.seed, 4]),
+        )
+        columns, x = [columns[i] for i in keep], x[:, keep]
+    best, grid = cv_search(
+        x,
+        label,
+        weight,
+        params=params,
+        grid=gcfg.cv_grid,
+        feature_names=columns,
+        folds=gcfg.cv_folds,
+        max_rounds=gcfg.max_rounds,
+        early_stopping_rounds=gcfg.early_stopping_rounds,
+        seed=gcfg.seed,
+    )
+    write_json_atomic(path, {"fingerprint": fingerprint, "best": best, "grid": grid})
+    logger.info("train-gbm: cross-validation chose %s", best)
+    return best
+
+
+def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+    """Train every GBM experiment; write ``models/gbm/`` and ``models/bundle.json`` (module docstring).
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Uses the ``gbm`` section.
+    workdir : WorkDir
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    StageResult
+        Summary: galaxies per split, experiments trained, the main model's validation loss and CPU time.
+
+    Raises
+    ------
+    InputDataError
+        A missing or malformed input table (named in the message).
+    """
+    start = time.perf_counter()
+    gcfg = config.gbm
+    inputs = (workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet")
+    table = load_feature_table(*inputs)
+    logger.info(
+        "train-gbm: %d galaxies (train %d, val %d, test %d), %d image/CNN features",
+        table.counts["joined"],
+        table.counts["train"],
+        table.counts["val"],
+        table.counts["test"],
+        table.features.shape[1],
+    )
+    out_dir = workdir.models / "gbm"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs_hash = _fingerprint([file_sha256(p) for p in inputs])
+    experiments = make_experiments(gcfg.band_sequence, available_bands="".join(table.available_bands))
+
+    override: dict[str, Any] = {}
+    if gcfg.cv_search:
+        override = _cross_validate(table, gcfg, experiments, out_dir / "cv_search.json", inputs_hash)
+
+    keep = {e.features_from for e in experiments if e.features_from} | set(IMPORTANCE_EXPERIMENTS)
+    trainer = _Trainer(table, gcfg, out_dir, inputs_hash, override, keep={k for k in keep if k})
+    with progress_bar("train-gbm", total=len(experiments), enabled=progress) as advance:
+        for exp in experiments:
+            trainer.run(exp)
+            advance(1)
+
+    _remove_stale(out_dir, {e.name for e in experiments})
+    predictions = pd.DataFrame(
+        {"objid": table.meta["objid"].to_numpy(), "split": table.meta["split"].to_numpy()}
+    )
+    for exp in experiments:
+        predictions[f"pred_{exp.name}"] = trainer.predictions[exp.name]
+    with atomic_path(out_dir / "predictions.parquet") as tmp:
+        predictions.to_parquet(tmp, index=False)
+    _importances(
+        trainer,
+        IMPORTANCE_EXPERIMENTS,
+        repeats=gcfg.permutation_repeats,
+        seed=gcfg.seed,
+        path=out_dir / "importance.json",
+        progress=progress,
+    )
+    bundle_outputs = _write_bundle(config, workdir)
+
+    main_info = trainer.info[MAIN_EXPERIMENT]
+    return StageResult(
+        stage="train-gbm",
+        outputs=["models/gbm", *bundle_outputs],
+        seconds=time.perf_counter() - start,
+        summary={
+            "galaxies": {s: table.counts[s] for s in ("train", "val", "test")},
+            "experiments": len(experiments),
+            "g_morph_features": main_info["n_features"],
+            "g_morph_val_loss": round(float(main_info["val_loss"]), 4),
+            "cpu_seconds": round(sum(i["cpu_seconds"] for i in trainer.info.values()), 1),
+        },
+    )

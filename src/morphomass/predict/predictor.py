@@ -1,0 +1,328 @@
+"""Prediction for new galaxies: preprocessing, networks and GBM, batch by batch, with per-galaxy flags.
+
+Each galaxy goes through the training pipeline's own code: :func:`morphomass.preprocess.tasks.preprocess_job`
+(star subtraction, automatic scaling, resizing, F1-F3 features), the bundle's networks through
+:func:`morphomass.cnn.extract.extract_features` (F4), the catalogue-band features of
+:func:`morphomass.gbm.table.band_features`, and the LightGBM text model through
+:func:`morphomass.gbm.train.predict_ml`. A galaxy that cannot be predicted gets NaN, a flag and a reason; the
+others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from morphomass.config import CosmologyConfig, PreprocessConfig
+from morphomass.errors import InputDataError
+from morphomass.predict.bundle import BundleError
+from morphomass.predict.inputs import derive_quantities, find_images, read_catalog, read_stars
+from morphomass.progress import progress_bar
+
+if TYPE_CHECKING:
+    from morphomass.predict.bundle import Bundle
+    from morphomass.preprocess.tasks import GalaxyJob
+
+__all__ = ["FLAGS", "OUTPUT_COLUMNS", "predict_catalog", "range_flags"]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the prediction table and their dtypes.
+_OUTPUT_DTYPES: dict[str, str] = {
+    "objid": "int64", "ml_pred": "float64", "log_mstar_pred": "float64", "lum_g": "float64",
+    "lum_g_source": "object", "model": "object", "flags": "object", "reason": "object",
+}
+OUTPUT_COLUMNS: tuple[str, ...] = tuple(_OUTPUT_DTYPES)
+#: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first five mean no prediction.
+FLAGS: dict[str, str] = {
+    "missing_image": "no FITS image for the galaxy",
+    "image_error": "the image cannot be used: unreadable or truncated FITS, no celestial WCS, galaxy outside "
+                   "the image, or every pixel NaN (the reason says which)",
+    "bad_catalog_row": "ra, dec or z is not a finite number, or z <= 0",
+    "magnitudes_missing": "the g+i model was asked for but the g or i magnitude is missing",
+    "internal_error": "an unexpected error while preprocessing this galaxy (the reason has it)",
+    "star_not_found": "a catalogued star on the image was not found as a point source and was left in",
+    "star_on_nucleus": "a catalogued star near the galaxy's nucleus was left in",
+    "bad_pixels": "NaN or infinite pixels were filled with the background level",
+    "constant_image": "the image has a single value",
+    "z_outside_training": "redshift outside the training range",
+    "size_outside_training": "D25 outside the training range",
+    "flux_outside_training": "g flux (modelMag, else the image's total), or i flux for the g+i model, "
+                             "outside the training range",
+    "pixel_scale_mismatch": "the image's pixel scale differs by more than 2 % from the training images'",
+}
+#: Failure kinds of the preprocessing (morphomass.preprocess.fits_image.FAILURE_KINDS) -> flag; the other
+#: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked before.
+_KIND_FLAGS = {"missing_fits": "missing_image"}
+_RANGE_FLAGS = {"z": "z_outside_training", "d25_arcmin": "size_outside_training",
+                "flux_g_nmgy": "flux_outside_training", "flux_i_nmgy": "flux_outside_training"}
+PIXEL_SCALE_TOLERANCE = 0.02
+_MODEL_CHOICES = ("auto", "g", "gi")
+
+
+@dataclass
+class _Galaxy:
+    """One galaxy on its way through a batch."""
+
+    row: int
+    objid: int
+    flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failed: bool = False
+    features: dict[str, float] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict)
+    image_flux_nmgy: float = math.nan
+
+    def flag(self, name: str, note: str = "", *, fails: bool = False) -> None:
+        if name not in self.flags:
+            self.flags.append(name)
+        if note:
+            self.notes.append(note)
+        self.failed = self.failed or fails
+
+
+def range_flags(values: Mapping[str, float], ranges: Mapping[str, list[float]]) -> list[tuple[str, str]]:
+    """Flags and notes for the values outside their training range.
+
+    Parameters
+    ----------
+    values : mapping
+        ``z``, ``d25_arcmin``, ``flux_g_nmgy``, ... of one galaxy; NaN values are not checked.
+    ranges : mapping
+        Training ``[min, max]`` by the same keys; keys without a range are not checked.
+
+    Returns
+    -------
+    list of (flag, note)
+        In the order of ``values``, each flag of :data:`FLAGS` at most once.
+    """
+    out: list[tuple[str, str]] = []
+    for key, value in values.items():
+        bounds = ranges.get(key)
+        if bounds is None or not math.isfinite(value) or bounds[0] <= value <= bounds[1]:
+            continue
+        flag = _RANGE_FLAGS[key]
+        note = f"{key}={value:.4g} outside the training range [{bounds[0]:.4g}, {bounds[1]:.4g}]"
+        if flag not in [f for f, _ in out]:
+            out.append((flag, note))
+    return out
+
+
+def _preprocess_config(preprocessing: Mapping[str, Any]) -> PreprocessConfig:
+    try:
+        return PreprocessConfig.model_validate(preprocessing["settings"])
+    except ValidationError as err:
+        msg = f"the bundle's preprocessing settings are not valid for this version ({err.errors()[0]['msg']})"
+        raise BundleError(msg) from err
+
+
+def _check_row(galaxy: _Galaxy, row: pd.Series) -> None:
+    for name in ("ra", "dec", "z"):
+        value = float(row[name])
+        if not math.isfinite(value) or (name == "z" and value <= 0):
+            galaxy.flag("bad_catalog_row", f"{name} is {value!r}", fails=True)
+            return
+
+
+def _preprocess(galaxy: _Galaxy, job: GalaxyJob, *, sizes: tuple[int, ...], settings: PreprocessConfig,
+                m_sun: float, pixel_scale: float) -> None:
+    """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
+    from morphomass.preprocess.features import luminosity_per_nanomaggy
+    from morphomass.preprocess.fits_image import GalaxyImageError, load_fits_image, pixel_scale_arcsec
+    from morphomass.preprocess.tasks import preprocess_job
+
+    try:
+        products, features = preprocess_job(job, sizes=sizes, config=settings, m_sun_ab=m_sun)
+        image_scale = pixel_scale_arcsec(load_fits_image(job.path)[1])
+    except GalaxyImageError as err:
+        galaxy.flag(_KIND_FLAGS.get(err.kind, "image_error"), f"{err.kind}: {err}", fails=True)
+        return
+    except Exception as err:  # one galaxy must never stop the run; the reason is kept and logged
+        logger.exception("objid %d: unexpected error while preprocessing %s", galaxy.objid, job.path)
+        galaxy.flag("internal_error", f"{job.path}: {type(err).__name__}: {err}", fails=True)
+        return
+    dtype = np.dtype(settings.image_dtype)  # the networks were trained on images stored with this dtype
+    galaxy.images = {size: products.resized[size].astype(dtype).astype(np.float32) for size in sizes}
+    galaxy.features = features
+    galaxy.image_flux_nmgy = features["lum_sum"] / luminosity_per_nanomaggy(job.dist_mpc, m_sun_ab=m_sun)
+    if products.n_star_priors_rejected:
+        galaxy.flag("star_not_found", f"{products.n_star_priors_rejected} catalogued star(s) not found")
+    if products.n_nucleus_skipped:
+        galaxy.flag("star_on_nucleus", f"{products.n_nucleus_skipped} star(s) on the nucleus left in")
+    if products.n_bad_pixels:
+        galaxy.flag("bad_pixels", f"{products.n_bad_pixels} NaN/inf pixel(s) filled")
+    if products.constant_image:
+        galaxy.flag("constant_image")
+    if abs(image_scale / pixel_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
+        note = f"pixel scale {image_scale:.3f} arcsec, training {pixel_scale:.3f}"
+        galaxy.flag("pixel_scale_mismatch", note)
+
+
+def _cnn_features(galaxies: list[_Galaxy], networks: Mapping[str, Any], spec: Mapping[str, Any], *,
+                  batch_size: int, device: Any) -> dict[str, np.ndarray]:
+    """Feature column -> (n,) float32 values of every network of the bundle, for the given galaxies."""
+    from morphomass.cnn.extract import extract_features
+
+    columns: dict[str, np.ndarray] = {}
+    for name, net in networks.items():
+        size = int(spec[name]["input_size"])
+        stack = np.stack([g.images[size] for g in galaxies])
+        outputs = extract_features(net, stack, batch_size=batch_size, device=device)
+        for key, names in spec[name]["columns"].items():
+            values = outputs[key]
+            columns.update({column: values[:, i] for i, column in enumerate(names)})
+    return columns
+
+
+def _choose_model(row: pd.Series, available: list[str], requested: str) -> str | None:
+    has_gi = all(math.isfinite(row.get(f"lum_{b}", math.nan)) and row.get(f"lum_{b}", 0.0) > 0 for b in "gi")
+    if requested == "auto":
+        return "gi" if "gi" in available and has_gi else "g"
+    if requested == "gi" and not has_gi:
+        return None
+    return requested
+
+
+def _predict_batch(
+    bundle: Bundle, rows: pd.DataFrame, jobs: list[GalaxyJob], paths: list[Path | None], *, requested: str,
+    settings: PreprocessConfig, networks: Mapping[str, Any], boosters: Mapping[str, Any], device: Any,
+) -> pd.DataFrame:
+    from morphomass.gbm.table import band_features
+    from morphomass.gbm.train import predict_ml
+
+    manifest = bundle.manifest
+    pre = manifest["preprocessing"]
+    sizes = tuple(int(s) for s in pre["sizes"])
+    ranges = manifest["training_ranges"]
+    galaxies = [_Galaxy(row=i, objid=int(objid)) for i, objid in enumerate(rows["objid"])]
+    models: list[str | None] = []
+    for galaxy, job, path, (_, row) in zip(galaxies, jobs, paths, rows.iterrows(), strict=True):
+        model = _choose_model(row, list(boosters), requested)
+        models.append(model)
+        _check_row(galaxy, row)
+        if model is None:
+            galaxy.flag("magnitudes_missing", "the g+i model needs modelMag_g and modelMag_i", fails=True)
+        if galaxy.failed:
+            continue
+        if path is None:
+            galaxy.flag("missing_image", f"no image given for objid {galaxy.objid}", fails=True)
+            continue
+        _preprocess(galaxy, dataclasses.replace(job, path=str(path)), sizes=sizes, settings=settings,
+                    m_sun=float(pre["m_sun_image_band"]), pixel_scale=float(pre["pixel_scale_arcsec"]))
+    ok = [g for g in galaxies if not g.failed]
+    ml = np.full(len(galaxies), np.nan)
+    if ok:
+        rows_ok = rows.iloc[[g.row for g in ok]].reset_index(drop=True)
+        cnn = _cnn_features(ok, networks, manifest["networks"], batch_size=len(ok), device=device)
+        frame = pd.concat([pd.DataFrame([g.features for g in ok]), pd.DataFrame(cnn)], axis=1)
+        for key, booster in boosters.items():
+            chosen = np.array([models[g.row] == key for g in ok])
+            if not chosen.any():
+                continue
+            spec = manifest["models"][key]
+            x = frame[chosen]
+            if spec["catalog_bands"]:
+                catalogue = band_features(rows_ok[chosen].reset_index(drop=True), spec["catalog_bands"])
+                x = pd.concat([x.reset_index(drop=True), catalogue], axis=1)
+            values = x[spec["features"]].to_numpy(dtype=np.float32)
+            ml[[g.row for g, c in zip(ok, chosen, strict=True) if c]] = predict_ml(
+                booster, values, objective=spec["objective"], floor=spec["prediction_floor"])
+    return _finish(galaxies, rows, ml, models, ranges)
+
+
+def _finish(galaxies: list[_Galaxy], rows: pd.DataFrame, ml: np.ndarray, models: list[str | None],
+            ranges: Mapping[str, list[float]]) -> pd.DataFrame:
+    """The output rows of a batch: L_g, stellar mass, model, range flags, reasons."""
+    records = []
+    for galaxy, (_, row), ml_pred in zip(galaxies, rows.iterrows(), ml, strict=True):
+        lum_g, source = float(row.get("lum_g", math.nan)), "modelMag"
+        if not (math.isfinite(lum_g) and lum_g > 0):
+            lum_g, source = galaxy.features.get("lum_sum", math.nan), "image"
+        if not galaxy.failed:
+            flux_g = float(row.get("flux_g", math.nan))
+            values = {"z": float(row["z"]), "d25_arcmin": float(row["d25_arcmin"]),
+                      "flux_g_nmgy": flux_g if math.isfinite(flux_g) else galaxy.image_flux_nmgy}
+            if models[galaxy.row] == "gi":
+                values["flux_i_nmgy"] = float(row["flux_i"])
+            for flag, note in range_flags(values, ranges):
+                galaxy.flag(flag, note)
+        predicted = math.isfinite(ml_pred)
+        records.append({
+            "objid": galaxy.objid,
+            "ml_pred": float(ml_pred),
+            "log_mstar_pred": math.log10(ml_pred * lum_g) if predicted and lum_g > 0 else math.nan,
+            "lum_g": lum_g if predicted and math.isfinite(lum_g) else math.nan,
+            "lum_g_source": source if predicted and math.isfinite(lum_g) else "",
+            "model": models[galaxy.row] if predicted else "",
+            "flags": ";".join(galaxy.flags),
+            "reason": "; ".join(galaxy.notes),
+        })
+    return pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
+
+
+def predict_catalog(
+    bundle: Bundle,
+    images: str | Path | Mapping[int, str | Path],
+    catalog: str | Path | pd.DataFrame,
+    *,
+    stars: str | Path | pd.DataFrame | None = None,
+    model: str = "auto",
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Predict every galaxy of a catalogue with a bundle (the work of :meth:`Bundle.predict`, which see).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`OUTPUT_COLUMNS`, one row per catalogue row in order: ``ml_pred`` (M/L_g, solar units),
+        ``log_mstar_pred`` (log10 M*/M_sun = log10(ml_pred * L_g)), ``lum_g`` (L_sun,g; from ``modelMag_g``,
+        else from the star-subtracted image: ``lum_g_source``), ``model`` (``g`` or ``gi``, empty without a
+        prediction), ``flags`` (names of :data:`FLAGS` joined by ';') and ``reason`` (notes for the flags).
+    """
+    from morphomass.cnn.extract import resolve_device
+    from morphomass.preprocess.tasks import make_galaxy_jobs
+
+    if model not in _MODEL_CHOICES or (model != "auto" and model not in bundle.model_keys):
+        msg = f"model must be 'auto' or one of the bundle's models {bundle.model_keys}, got {model!r}"
+        raise InputDataError(msg)
+    if batch_size < 1:
+        msg = f"batch_size must be at least 1, got {batch_size}"
+        raise InputDataError(msg)
+    pre = bundle.manifest["preprocessing"]
+    settings = _preprocess_config(pre)
+    table = derive_quantities(
+        read_catalog(catalog), cosmology=CosmologyConfig.model_validate(pre["cosmology"]),
+        m_sun_ab=pre["m_sun_ab"], ab_offset_mag=pre["ab_offset_mag"],
+        pixel_scale_arcsec=pre["pixel_scale_arcsec"],
+    )
+    paths = find_images(images, table["objid"].to_numpy(), band=pre["band"])
+    star_table = read_stars(stars)
+    if stars is None:
+        logger.info("predict: no star catalogue given, no star is subtracted")
+    jobs = make_galaxy_jobs(table, star_table, image_dir=Path("."))
+    torch_device = resolve_device(device)
+    networks = bundle.networks(torch_device)
+    boosters = bundle.boosters()
+    parts = []
+    with progress_bar("predicting galaxies", total=len(table), enabled=progress) as advance:
+        for start in range(0, len(table), batch_size):
+            stop = start + batch_size
+            parts.append(_predict_batch(
+                bundle, table.iloc[start:stop], jobs[start:stop], paths[start:stop], requested=model,
+                settings=settings, networks=networks, boosters=boosters, device=torch_device,
+            ))
+            advance(len(parts[-1]))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _OUTPUT_DTYPES.items()})
+    return pd.concat(parts, ignore_index=True)

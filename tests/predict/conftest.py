@@ -1,0 +1,26 @@
+"""Fixtures of the prediction tests (see predict_helpers.py for how the trained work directory is made)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from predict_helpers import make_trained_workdir, small_config
+
+from morphomass.workdir import WorkDir
+
+
+@pytest.fixture(name="trained_workdir", scope="session")
+def fixture_trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> WorkDir:
+    """A work directory with raw/, sample.parquet, images.zarr, feature tables, models/cnn and models/gbm."""
+    return make_trained_workdir(tmp_path_factory.mktemp("trained") / "work")
+
+
+@pytest.fixture(name="bundle_dir")
+def fixture_bundle_dir(trained_workdir: WorkDir, tmp_path: Path) -> Path:
+    """A fresh copy of the trained work directory's models/ with a full bundle.json (free to tamper with)."""
+    from morphomass.predict import write_bundle
+
+    write_bundle(small_config(), trained_workdir)
+    return Path(shutil.copytree(trained_workdir.models, tmp_path / "models"))
