@@ -145,6 +145,8 @@ class HttpClient:
         At most this many requests per second to one server (host and port).
     sleep : callable
         ``time.sleep``; replaceable in tests.
+    clock : callable
+        ``time.monotonic`` (seconds), for the rate limit; replaceable in tests.
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class HttpClient:
         max_backoff_s: float = 120.0,
         requests_per_second: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout_s = timeout_s
         self.retries = retries
@@ -164,6 +167,7 @@ class HttpClient:
         self.min_interval_s = 1.0 / requests_per_second
         self.stats = DownloadStats()
         self._sleep = sleep
+        self._clock = clock
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
         self._file_locks: dict[Path, threading.Lock] = {}
@@ -257,7 +261,7 @@ class HttpClient:
     def _throttle(self, url: str) -> None:
         server = urllib.parse.urlparse(url).netloc
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next_slot.get(server, now))
             self._next_slot[server] = slot + self.min_interval_s
         if slot > now:
