@@ -33,7 +33,7 @@ from morphomass.config import PipelineConfig, load_config
 from morphomass.fetch.frames import FrameId
 from morphomass.mock.formats import GSWLC_COLUMNS, write_gswlc, write_gz2
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data" / "sdss_real"
 FRAME_SOURCE = DATA / "J081316_tr.fits"
 SCRIPT_TEMPLATE = DATA / "J132947.00+471338.0.sh"
 SAS_PREFIX = "/sas/dr12/env/BOSS_PHOTOOBJ/frames"

@@ -13,14 +13,14 @@ import pytest
 from morphomass.config import load_config
 from morphomass.workdir import WorkDir
 
-#: ../shared/fixtures/sdss_real beside the checkout (DESIGN §7): five real SDSS r-band cut-outs.
-REAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sdss_real"
+#: Five real SDSS r-band cut-outs (copies of ../shared/fixtures/sdss_real, DESIGN §7, kept in the repository).
+REAL_DIR = Path(__file__).resolve().parents[1] / "data" / "sdss_real"
 REAL_FITS = sorted(REAL_DIR.glob("*.fits"))
 
 
 @pytest.fixture(name="real_fits", params=[p.name for p in REAL_FITS] or ["missing"])
 def fixture_real_fits(request: pytest.FixtureRequest) -> Path:
-    """Each real SDSS cut-out in turn (skipped when the shared fixtures are not beside the checkout)."""
+    """Each real SDSS cut-out in turn (skipped if the copies in tests/data/sdss_real are missing)."""
     path = REAL_DIR / request.param
     if not path.is_file():
         pytest.skip(f"real SDSS fixtures not found in {REAL_DIR}")
