@@ -25,10 +25,10 @@ from morphomass.workdir import WorkDir, load_manifest
 pytestmark = pytest.mark.slow
 
 #: ``python -c`` program: ``morphomass run --preset tiny`` that SIGKILLs itself at a chosen point (argv:
-#: workdir, where). ``preprocess``: once the first task of galaxies is committed; ``train-cnn``: one second
-#: into the training of the second network (the first one is saved by then).
+#: workdir, where). ``preprocess``: once the first task of galaxies is committed; ``train-cnn``: at the first
+#: forward pass of the second network (the first one is saved by then).
 _RUN_AND_DIE = r"""
-import os, signal, sys, threading
+import os, signal, sys
 import morphomass.cnn.stage as cnn_stage
 import morphomass.preprocess.stage as preprocess_stage
 from morphomass.cli import main
@@ -43,11 +43,11 @@ if where == "preprocess":
     preprocess_stage.process_task = process_task
 elif where == "train-cnn":
     real_fit = cnn_stage.fit_network
-    def fit_network(*args, **kwargs):
+    def fit_network(net, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
-        return real_fit(*args, **kwargs)
+            net.register_forward_pre_hook(lambda module, inputs: os.kill(os.getpid(), signal.SIGKILL))
+        return real_fit(net, *args, **kwargs)
     cnn_stage.fit_network = fit_network
 sys.exit(main(["run", "--preset", "tiny", "--workdir", workdir]))
 """
