@@ -333,6 +333,9 @@ class GbmConfig(_Section):
     )
     max_rounds: int = Field(5000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
+    early_stopping_min_improvement: float = Field(
+        1e-3, ge=0, lt=1, description="relative drop of the validation loss that counts as an improvement"
+    )
     cv_folds: int = Field(5, ge=2)
     cv_search: bool = True
     cv_grid: dict[str, list[int | float]] = Field(

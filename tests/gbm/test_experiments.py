@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from morphomass.errors import InputDataError
-from morphomass.gbm.experiments import Experiment, build_features, make_experiments
+from morphomass.gbm.experiments import Experiment, build_features, cv_group, make_experiments
 from morphomass.gbm.synthetic import make_synthetic_tables
 from morphomass.gbm.table import join_tables
 
@@ -109,3 +109,10 @@ def test_build_features_errors(table) -> None:
         build_features(table, Experiment("bad", morphology=False, catalog_bands="gy"))
     with pytest.raises(InputDataError, match="has no features"):
         build_features(table, Experiment("empty", morphology=False))
+
+
+def test_cv_groups() -> None:
+    groups = {e.name: cv_group(e) for e in make_experiments(["gr"])}
+    assert groups["g_morph"] == groups["ablation_no_distance"] == groups["loss_g_morph_rmsle"] == "morph"
+    assert groups["gi_morph"] == groups["bands_gr_morph"] == "colour_morph"
+    assert groups["reference_lg_z"] == groups["gi_gbm"] == groups["bands_gr"] == "global"

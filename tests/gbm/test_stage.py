@@ -149,10 +149,24 @@ def test_cross_validated_parameters_are_used_and_reused(tmp_path, caplog) -> Non
     config = _config(band_sequence=[], cv_search=True, cv_folds=2, cv_grid={"num_leaves": [3, 6]})
     run_train_gbm(config, wd, progress=False)
     cv = json.loads((wd.models / "gbm" / "cv_search.json").read_text())
-    assert [row["num_leaves"] for row in cv["grid"]] == [3, 6]
-    assert cv["best"]["num_leaves"] in (3, 6)
-    model = (wd.models / "gbm" / "g_morph.txt").read_text()
-    assert f"[num_leaves: {cv['best']['num_leaves']}]" in model
+    assert {g: e["experiment"] for g, e in cv["groups"].items()} == {
+        "morph": "g_morph",
+        "colour_morph": "gi_morph",
+        "global": "gi_gbm",
+    }
+    for entry in cv["groups"].values():
+        assert [row["num_leaves"] for row in entry["grid"]] == [3, 6]
+        assert entry["best"] == {"num_leaves": min(entry["grid"], key=lambda r: r["cv_loss"])["num_leaves"]}
+    for name, group in (
+        ("g_morph", "morph"),
+        ("ablation_no_cnn", "morph"),
+        ("gi_morph", "colour_morph"),
+        ("loss_gi_morph_l2", "colour_morph"),
+        ("reference_lg_z", "global"),
+    ):
+        assert _info(wd, name)["cv_params"] == cv["groups"][group]["best"]
+    leaves = cv["groups"]["morph"]["best"]["num_leaves"]
+    assert f"[num_leaves: {leaves}]" in (wd.models / "gbm" / "g_morph.txt").read_text()
     with caplog.at_level("INFO", logger="morphomass.gbm.stage"):
         run_train_gbm(config, wd, progress=False)
     assert "reusing the cross-validated parameters" in caplog.text

@@ -103,6 +103,31 @@ def test_fit_learns_stops_early_and_is_deterministic(data) -> None:
     assert first.booster.model_to_string() == second.booster.model_to_string()
 
 
+def test_relative_early_stopping_stops_sooner_at_a_small_cost(data) -> None:
+    x, ml, err, xv, mlv, errv = data
+    label, weight = training_target(ml, err, objective="l1")
+    label_v, weight_v = training_target(mlv, errv, objective="l1")
+    fits = {
+        tol: fit_booster(
+            x,
+            label,
+            weight,
+            xv,
+            label_v,
+            weight_v,
+            params=lgb_params(CONFIG, learning_rate=0.02),
+            feature_names=NAMES,
+            max_rounds=3000,
+            early_stopping_rounds=20,
+            min_improvement=tol,
+        )
+        for tol in (0.0, 0.002)
+    }
+    assert fits[0.002].rounds < fits[0.0].rounds
+    assert fits[0.002].rounds == fits[0.002].best_iteration + 20
+    assert fits[0.0].best_score <= fits[0.002].best_score < 1.05 * fits[0.0].best_score
+
+
 def test_rmsle_objective_predicts_ml_not_its_log(data) -> None:
     fit = _fit(data, objective="rmsle")
     _, _, _, xv, mlv, _ = data

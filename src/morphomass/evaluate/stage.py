@@ -757,6 +757,16 @@ def _report_context(
     timings += [(f"train {n} (CPU-s)", info.get("cpu_seconds")) for n, info in infos.items()]
     timings.append(("evaluate (this stage, before the report)", round(seconds, 2)))
     config_text = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True)
+    cv_path = workdir.models / "gbm" / "cv_search.json"
+    if config.gbm.cv_search and cv_path.exists():
+        groups = json.loads(cv_path.read_text(encoding="utf-8")).get("groups", {})
+        chosen = {g: {"cross-validated on": e["experiment"], **e["best"]} for g, e in groups.items()}
+        config_text = (
+            "LightGBM parameters chosen by cross-validation, per kind of model:\n"
+            + json.dumps(chosen, indent=2, sort_keys=True)
+            + "\n\n"
+            + config_text
+        )
     return {
         "preset": config.preset,
         "version": __version__,

@@ -23,7 +23,7 @@ from morphomass.gbm.table import (
 )
 from morphomass.gbm.train import Objective
 
-__all__ = ["Experiment", "build_features", "make_experiments"]
+__all__ = ["CV_GROUPS", "Experiment", "build_features", "cv_group", "make_experiments"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,22 @@ class Experiment:
     top_k: bool = False
     features_from: str | None = None
     train_fraction: float = 1.0
+
+
+#: Cross-validation groups (the kind of model) and the experiment whose features represent each.
+CV_GROUPS: dict[str, str] = {"morph": "g_morph", "colour_morph": "gi_morph", "global": "gi_gbm"}
+
+
+def cv_group(experiment: Experiment) -> str:
+    """Name the kind of model an experiment is, for the hyperparameter search (SPEC G1).
+
+    ``global``: catalogue features only; ``colour_morph``: image features plus catalogue bands; ``morph``:
+    image features only. The experiments of a group share the parameters chosen by cross-validating one of
+    them.
+    """
+    if not experiment.morphology:
+        return "global"
+    return "colour_morph" if experiment.catalog_bands else "morph"
 
 
 def make_experiments(

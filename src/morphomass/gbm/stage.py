@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from morphomass.config import GbmConfig, PipelineConfig
-from morphomass.gbm.experiments import Experiment, build_features, make_experiments
+from morphomass.gbm.experiments import CV_GROUPS, Experiment, build_features, cv_group, make_experiments
 from morphomass.gbm.importance import permutation_importance
 from morphomass.gbm.table import FeatureTable, load_feature_table
 from morphomass.gbm.train import (
@@ -112,14 +112,14 @@ class _Trainer:
         config: GbmConfig,
         out_dir: Path,
         inputs_hash: str,
-        params_override: dict[str, Any],
+        cv_params: dict[str, dict[str, Any]],
         keep: set[str],
     ) -> None:
         self.table = table
         self.config = config
         self.out_dir = out_dir
         self.inputs_hash = inputs_hash
-        self.params_override = params_override
+        self.cv_params = cv_params
         self.keep = keep
         self.val = np.flatnonzero(table.split_mask("val"))
         self.floor = float(table.meta["ml"].to_numpy()[table.split_mask("train")].min())
@@ -128,12 +128,20 @@ class _Trainer:
         self.frames: dict[str, pd.DataFrame] = {}
         self.predictions: dict[str, np.ndarray] = {}
 
-    def _params(self, n_rows: int, n_features: int, objective: Objective) -> dict[str, Any]:
+    def _params(
+        self, n_rows: int, n_features: int, objective: Objective, chosen: dict[str, Any]
+    ) -> dict[str, Any]:
         threads = auto_threads(n_rows, n_features, configured=self.config.num_threads)
-        overrides = {"num_threads": threads, **self.params_override}
-        return lgb_params(self.config, objective=objective, **overrides)
+        return lgb_params(self.config, objective=objective, **{"num_threads": threads, **chosen})
 
-    def _fit(self, x: np.ndarray, columns: list[str], train_rows: np.ndarray, objective: Objective) -> Any:
+    def _fit(
+        self,
+        x: np.ndarray,
+        columns: list[str],
+        train_rows: np.ndarray,
+        objective: Objective,
+        chosen: dict[str, Any],
+    ) -> Any:
         label, weight = training_target(
             self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
         )
@@ -144,14 +152,20 @@ class _Trainer:
             x[self.val],
             label[self.val],
             None if weight is None else weight[self.val],
-            params=self._params(train_rows.size, len(columns), objective),
+            params=self._params(train_rows.size, len(columns), objective, chosen),
             feature_names=columns,
             max_rounds=self.config.max_rounds,
             early_stopping_rounds=self.config.early_stopping_rounds,
+            min_improvement=self.config.early_stopping_min_improvement,
         )
 
     def _prefilter(
-        self, x: np.ndarray, columns: list[str], train_rows: np.ndarray, objective: Objective
+        self,
+        x: np.ndarray,
+        columns: list[str],
+        train_rows: np.ndarray,
+        objective: Objective,
+        chosen: dict[str, Any],
     ) -> list[str]:
         label, weight = training_target(
             self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
@@ -160,7 +174,7 @@ class _Trainer:
             x[train_rows],
             label[train_rows],
             None if weight is None else weight[train_rows],
-            params=self._params(train_rows.size, len(columns), objective),
+            params=self._params(train_rows.size, len(columns), objective, chosen),
             n_keep=int(self.config.prefilter_features or len(columns)),
             rng=np.random.default_rng([self.config.seed, 4]),
         )
@@ -177,12 +191,13 @@ class _Trainer:
             frame = build_features(self.table, exp)
             start_columns = list(frame.columns)
         train_rows = _train_subset(self.table, exp.train_fraction, self.config.seed)
+        chosen = self.cv_params.get(cv_group(exp), {})
         unused = set(_NOT_MODEL_FIELDS) | (set() if exp.top_k else {"top_k"})
         fingerprint = _fingerprint(
             self.config.model_dump(mode="json", exclude=unused),
             asdict(exp),
             self.inputs_hash,
-            self.params_override,
+            chosen,
             self.info[exp.features_from]["fingerprint"] if exp.features_from else None,
         )
         model_path, info_path = self.out_dir / f"{exp.name}.txt", self.out_dir / f"{exp.name}.json"
@@ -192,7 +207,7 @@ class _Trainer:
             self.boosters[exp.name] = lgb.Booster(model_file=str(model_path))
             self.info[exp.name] = saved
         else:
-            self._train(exp, frame, start_columns, train_rows, fingerprint, model_path, info_path)
+            self._train(exp, frame, start_columns, train_rows, chosen, fingerprint, model_path, info_path)
         if exp.name in self.keep:
             self.frames[exp.name] = frame
         columns = self.info[exp.name]["features"]
@@ -209,6 +224,7 @@ class _Trainer:
         frame: pd.DataFrame,
         start_columns: list[str],
         train_rows: np.ndarray,
+        chosen: dict[str, Any],
         fingerprint: str,
         model_path: Path,
         info_path: Path,
@@ -227,17 +243,17 @@ class _Trainer:
         x = frame[columns].to_numpy(dtype=np.float32)
         prefilter = self.config.prefilter_features
         if exp.features_from is None and prefilter is not None and len(columns) > prefilter:
-            kept = self._prefilter(x, columns, train_rows, exp.objective)
+            kept = self._prefilter(x, columns, train_rows, exp.objective, chosen)
             logger.info("%s: screening model keeps %d of %d features", exp.name, len(kept), len(columns))
             columns, x = kept, frame[kept].to_numpy(dtype=np.float32)
         if exp.top_k:
             if exp.features_from is not None:
                 source = self.boosters[exp.features_from]
             else:
-                source = self._fit(x, columns, train_rows, exp.objective).booster
+                source = self._fit(x, columns, train_rows, exp.objective, chosen).booster
             columns = [name for name, _ in rank_by_split_count(source)][: self.config.top_k]
             x = frame[columns].to_numpy(dtype=np.float32)
-        fit = self._fit(x, columns, train_rows, exp.objective)
+        fit = self._fit(x, columns, train_rows, exp.objective, chosen)
         text = fit.booster.model_to_string(num_iteration=fit.best_iteration)
         write_text_atomic(model_path, text)
         info = {
@@ -256,6 +272,7 @@ class _Trainer:
             "wall_seconds": round(time.perf_counter() - wall0, 3),
             "cpu_seconds_final_fit": round(fit.cpu_seconds, 3),
             "prediction_floor": self.floor,
+            "cv_params": chosen,
             "fingerprint": fingerprint,
         }
         write_json_atomic(info_path, info)
@@ -327,50 +344,65 @@ def _write_bundle(config: PipelineConfig, workdir: WorkDir) -> list[str]:
 
 def _cross_validate(
     table: FeatureTable, gcfg: GbmConfig, experiments: list[Experiment], path: Path, inputs_hash: str
-) -> dict[str, Any]:
-    """Grid-search the main model's parameters by k-fold CV (reusing ``cv_search.json`` if unchanged)."""
+) -> dict[str, dict[str, Any]]:
+    """Grid-search the parameters of each kind of model by k-fold CV (``cv_search.json`` reused if unchanged).
+
+    Returns
+    -------
+    dict
+        :func:`~morphomass.gbm.experiments.cv_group` name -> the chosen parameters.
+    """
     fingerprint = _fingerprint(
         gcfg.model_dump(mode="json", exclude={"permutation_repeats", "band_sequence", "top_k"}), inputs_hash
     )
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") == fingerprint:
-            logger.info("train-gbm: reusing the cross-validated parameters %s", saved["best"])
-            return dict(saved["best"])
-    main = next(e for e in experiments if e.name == MAIN_EXPERIMENT)
-    frame = build_features(table, main)
+        if saved.get("fingerprint") == fingerprint and "groups" in saved:
+            chosen = {group: dict(entry["best"]) for group, entry in saved["groups"].items()}
+            logger.info("train-gbm: reusing the cross-validated parameters %s", chosen)
+            return chosen
     train = np.flatnonzero(table.split_mask("train"))
-    columns = _drop_constant(frame, train)
     label, weight = training_target(
         table.meta["ml"].to_numpy()[train], table.meta["ml_err"].to_numpy()[train], objective="l1"
     )
-    x = frame[columns].to_numpy(dtype=np.float32)[train]
-    params = lgb_params(gcfg, num_threads=auto_threads(train.size, len(columns), configured=gcfg.num_threads))
-    if gcfg.prefilter_features is not None and len(columns) > gcfg.prefilter_features:
-        keep = prefilter_features(
+    groups: dict[str, dict[str, Any]] = {}
+    for group, preferred in CV_GROUPS.items():
+        members = [e for e in experiments if cv_group(e) == group and e.features_from is None]
+        if not members:
+            continue
+        exp = next((e for e in members if e.name == preferred), members[0])
+        frame = build_features(table, exp)
+        columns = _drop_constant(frame, train)
+        x = frame[columns].to_numpy(dtype=np.float32)[train]
+        threads = auto_threads(train.size, len(columns), configured=gcfg.num_threads)
+        params = lgb_params(gcfg, num_threads=threads)
+        if gcfg.prefilter_features is not None and len(columns) > gcfg.prefilter_features:
+            keep = prefilter_features(
+                x,
+                label,
+                weight,
+                params=params,
+                n_keep=gcfg.prefilter_features,
+                rng=np.random.default_rng([gcfg.seed, 4]),
+            )
+            columns, x = [columns[i] for i in keep], x[:, keep]
+        best, grid = cv_search(
             x,
             label,
             weight,
             params=params,
-            n_keep=gcfg.prefilter_features,
-            rng=np.random.default_rng([gcfg.seed, 4]),
+            grid=gcfg.cv_grid,
+            feature_names=columns,
+            folds=gcfg.cv_folds,
+            max_rounds=gcfg.max_rounds,
+            early_stopping_rounds=gcfg.early_stopping_rounds,
+            seed=gcfg.seed,
+            min_improvement=gcfg.early_stopping_min_improvement,
         )
-        columns, x = [columns[i] for i in keep], x[:, keep]
-    best, grid = cv_search(
-        x,
-        label,
-        weight,
-        params=params,
-        grid=gcfg.cv_grid,
-        feature_names=columns,
-        folds=gcfg.cv_folds,
-        max_rounds=gcfg.max_rounds,
-        early_stopping_rounds=gcfg.early_stopping_rounds,
-        seed=gcfg.seed,
-    )
-    write_json_atomic(path, {"fingerprint": fingerprint, "best": best, "grid": grid})
-    logger.info("train-gbm: cross-validation chose %s", best)
-    return best
+        groups[group] = {"experiment": exp.name, "best": best, "grid": grid}
+        logger.info("train-gbm: cross-validation on %s chose %s for the %s models", exp.name, best, group)
+    write_json_atomic(path, {"fingerprint": fingerprint, "groups": groups})
+    return {group: entry["best"] for group, entry in groups.items()}
 
 
 def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
@@ -411,12 +443,12 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     inputs_hash = _fingerprint([file_sha256(p) for p in inputs])
     experiments = make_experiments(gcfg.band_sequence, available_bands="".join(table.available_bands))
 
-    override: dict[str, Any] = {}
+    overrides: dict[str, dict[str, Any]] = {}
     if gcfg.cv_search:
-        override = _cross_validate(table, gcfg, experiments, out_dir / "cv_search.json", inputs_hash)
+        overrides = _cross_validate(table, gcfg, experiments, out_dir / "cv_search.json", inputs_hash)
 
     keep = {e.features_from for e in experiments if e.features_from} | set(IMPORTANCE_EXPERIMENTS)
-    trainer = _Trainer(table, gcfg, out_dir, inputs_hash, override, keep={k for k in keep if k})
+    trainer = _Trainer(table, gcfg, out_dir, inputs_hash, overrides, keep={k for k in keep if k})
     with progress_bar("train-gbm", total=len(experiments), enabled=progress) as advance:
         for exp in experiments:
             trainer.run(exp)

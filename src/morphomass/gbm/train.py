@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +38,7 @@ __all__ = [
     "FitResult",
     "auto_threads",
     "cv_search",
+    "early_stopping_callback",
     "fit_booster",
     "lgb_params",
     "predict_ml",
@@ -165,6 +167,40 @@ def predict_ml(
     return np.maximum(np.asarray(ml, dtype=np.float64), floor)
 
 
+def early_stopping_callback(patience: int, min_improvement: float = 0.0) -> Callable[[Any], None]:
+    """LightGBM callback: stop when the validation loss has not improved enough for ``patience`` rounds.
+
+    Parameters
+    ----------
+    patience : int
+        Rounds without a counted improvement before stopping.
+    min_improvement : float
+        Relative decrease of the (first, lower-is-better) validation metric that counts as an improvement;
+        0 is LightGBM's own early stopping (any decrease counts). The model keeps the rounds up to the last
+        counted improvement.
+
+    Returns
+    -------
+    callable
+        For ``lightgbm.train`` or ``lightgbm.cv``.
+    """
+    import lightgbm as lgb
+
+    if min_improvement <= 0:
+        return lgb.early_stopping(patience, first_metric_only=True, verbose=False)
+    state: dict[str, Any] = {"best": math.inf, "iteration": -1, "scores": []}
+
+    def callback(env: Any) -> None:
+        score = env.evaluation_result_list[0][2]
+        if state["iteration"] < 0 or score < state["best"] * (1.0 - min_improvement):
+            state.update(best=score, iteration=env.iteration, scores=list(env.evaluation_result_list))
+        elif env.iteration - state["iteration"] >= patience or env.iteration == env.end_iteration - 1:
+            raise lgb.callback.EarlyStopException(state["iteration"], state["scores"])
+
+    callback.order = 30  # type: ignore[attr-defined]  # after LightGBM's evaluation, like its own callback
+    return callback
+
+
 @dataclass
 class FitResult:
     """A trained booster and what it cost.
@@ -215,6 +251,7 @@ def fit_booster(
     feature_names: Sequence[str],
     max_rounds: int,
     early_stopping_rounds: int,
+    min_improvement: float = 0.0,
 ) -> FitResult:
     """Train one LightGBM model with early stopping on the validation set.
 
@@ -230,6 +267,8 @@ def fit_booster(
     feature_names : sequence of str
         F names (saved in the model file).
     max_rounds, early_stopping_rounds : int
+    min_improvement : float
+        Relative improvement that counts for early stopping (:func:`early_stopping_callback`).
 
     Returns
     -------
@@ -266,7 +305,7 @@ def fit_booster(
         num_boost_round=max_rounds,
         valid_sets=[val_set],
         valid_names=["val"],
-        callbacks=[count, lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)],
+        callbacks=[count, early_stopping_callback(early_stopping_rounds, min_improvement)],
     )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     best = int(booster.best_iteration) or int(booster.current_iteration())
@@ -359,6 +398,7 @@ def cv_search(
     max_rounds: int,
     early_stopping_rounds: int,
     seed: int,
+    min_improvement: float = 0.0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """k-fold cross-validated grid search of LightGBM parameters (SPEC G1), one binned Dataset for all folds.
 
@@ -374,7 +414,8 @@ def cv_search(
     folds : int
         Number of folds (shuffled with ``seed``).
     max_rounds, early_stopping_rounds : int
-        Each fold set stops when the mean held-out loss has not improved for ``early_stopping_rounds``.
+        Each fold set stops when the mean held-out loss has not improved for ``early_stopping_rounds``
+        (by at least ``min_improvement``, relative).
     seed : int
 
     Returns
@@ -403,7 +444,7 @@ def cv_search(
             stratified=False,
             shuffle=True,
             seed=seed,
-            callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+            callbacks=[early_stopping_callback(early_stopping_rounds, min_improvement)],
         )
         key = f"valid {params['metric']}-mean"
         means = result[key]
