@@ -47,10 +47,11 @@ class ExperimentMetrics(_Strict):
 
 
 class Significance(_Strict):
-    """One E8 comparison: one-sided KS p-value and bootstrap [mean, std] of the mean L1~ per model."""
+    """One E8 comparison: one-sided KS p-value, bootstrap [mean, std] of the mean L1~ per model, paired p."""
 
     ks_pvalue: float
     bootstrap_mean_l1: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]  # [mean, std]
+    paired_bootstrap_pvalue: Annotated[float, Field(gt=0, le=1)]
 
 
 class Importance(_Strict):
@@ -165,6 +166,7 @@ def test_the_synthetic_universe_rewards_morphology_and_colour(evaluated) -> None
     assert exp["ablation_no_cnn"]["l1"] > exp["g_morph"]["l1"]
     sig = json.loads((wd.results / "metrics.json").read_text())["significance"]["g_morph_vs_reference_lg_z"]
     assert sig["ks_pvalue"] < 0.01
+    assert sig["paired_bootstrap_pvalue"] < 0.01
     assert sig["bootstrap_mean_l1"]["g_morph"][0] == pytest.approx(exp["g_morph"]["l1"], rel=0.05)
 
 

@@ -31,6 +31,7 @@ from morphomass.evaluate.statistics import (
     assign_classes,
     bootstrap_means,
     ks_one_sided_pvalue,
+    paired_bootstrap_pvalue,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "l1_tilde_per_galaxy",
     "l2_tilde",
     "median_l1_tilde",
+    "paired_bootstrap_pvalue",
     "predict_powerlaw",
     "rmsle",
     "run_evaluate",

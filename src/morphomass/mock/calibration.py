@@ -5,6 +5,11 @@ them (the paper's selection, M/L_g from the g modelMag as DESIGN §2 prescribes,
 on the test split: the constant prediction minimising L1~ (E1), a LightGBM on (L_g, z) (E2), a g-i power law
 fitted by L1~ (E7) and a LightGBM on (z, L_g, L_i, L_g/L_i) (E7).
 
+It also measures what morphology can add at most on the mock: the same two LightGBMs given the *true* structure
+of each galaxy (class, bulge fraction, Sérsic index, inclination, arms, bar, clumps, dust lane, disc size; from
+the mock's truth, which no stage reads) in place of CNN features, with the one-sided KS p-value of that gain on
+the test split. A morphology model built from images can at best approach these (E3/E8 against E2/E7).
+
 Run ``python -m morphomass.mock.calibration --n-galaxies 5000`` to print the table of docs/mock.md.
 """
 
@@ -26,6 +31,13 @@ from morphomass.workdir import WorkDir
 
 __all__ = ["calibration_table", "main"]
 
+#: Truth columns an image shows (the morphology a perfect CNN would read), for the ceiling rows.
+TRUE_STRUCTURE = ["bulge_fraction", "sersic_n", "cos_incl", "axis_ratio", "n_arms", "arm_strength", "has_bar",
+                  "n_clumps", "clump_fraction", "has_dust_lane", "disk_hlr_kpc", "companion_flux_ratio"]
+_CLASS_CODES = {"elliptical": 0, "disk": 1, "irregular": 2, "merger": 3}
+#: Catalogue features of E2 and of the E7 GBM.
+GLOBAL_FEATURES = {"lg_z": ["lum_g", "z"], "gi": ["z", "lum_g", "lum_i", "lum_g_over_lum_i"]}
+
 PAPER = {"constant": 6.52, "reference_lg_z": 4.52, "gi_powerlaw": 1.90, "gi_gbm": 1.26,
          "ml_min": 0.09, "ml_median": 2.7, "ml_max": 16.6, "chi2_ge_5_fraction": 1 - 73_627 / 84_723}
 
@@ -36,6 +48,8 @@ def _l1(pred: np.ndarray, true: np.ndarray, err: np.ndarray) -> float:
 
 def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
     """The catalogue stage's sample of a mock (catalogues only, no images) and its fraction with chi2_r >= 5.
+
+    The sample carries the true structure (:data:`TRUE_STRUCTURE` and ``class_code``) for the ceiling rows.
 
     The mock's catalogues are written to a temporary work directory in the real formats and read back by
     ``morphomass.catalog.run_catalog``, exactly as ``morphomass run`` would (imported here, not at module level:
@@ -54,10 +68,14 @@ def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
         rejected = pd.read_parquet(workdir.tables / "sample_chi2_rejected.parquet")
     chi2_fraction = len(rejected) / (len(rejected) + len(sample))
     sample["g_minus_i"] = -2.5 * np.log10(sample["flux_g"] / sample["flux_i"])
-    return sample, chi2_fraction
+    sample["lum_g_over_lum_i"] = sample["lum_g"] / sample["lum_i"]
+    truth = survey.truth[["objid", "cls", *TRUE_STRUCTURE]].astype({"has_bar": float, "has_dust_lane": float})
+    truth["class_code"] = truth.pop("cls").map(_CLASS_CODES)
+    return sample.merge(truth, on="objid", how="left", validate="one_to_one"), chi2_fraction
 
 
-def _gbm_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], seed: int) -> float:
+def _gbm_test_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], seed: int) -> np.ndarray:
+    """Per-galaxy L1~ on the test split of a LightGBM (G1-like parameters) trained on ``features``."""
     import lightgbm as lgb
 
     params = {"objective": "l1", "num_leaves": 40, "min_data_in_leaf": 150, "feature_fraction": 1.0,
@@ -68,7 +86,8 @@ def _gbm_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], seed: 
     model = lgb.train(params, data["train"], num_boost_round=3000, valid_sets=[data["val"]],
                       callbacks=[lgb.early_stopping(100, verbose=False)])
     test = parts["test"]
-    return _l1(model.predict(test[features], num_iteration=model.best_iteration), test["ml"], test["ml_err"])
+    pred = model.predict(test[features], num_iteration=model.best_iteration)
+    return np.abs(pred - test["ml"].to_numpy()) / test["ml_err"].to_numpy()
 
 
 def _powerlaw_l1(sample: pd.DataFrame, split: np.ndarray) -> float:
@@ -84,6 +103,8 @@ def _powerlaw_l1(sample: pd.DataFrame, split: np.ndarray) -> float:
 
 def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, float]:
     """Baselines and M/L statistics of a mock with ``n_galaxies`` images, next to the paper's values."""
+    from morphomass.evaluate.statistics import ks_one_sided_pvalue  # the statistic of the evaluate stage (E7)
+
     sample, chi2_fraction = _selected_sample(n_galaxies, seed)
     split = sample["split"].to_numpy()
     train, test = sample[split == "train"], sample[split == "test"]
@@ -91,14 +112,23 @@ def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, flo
     order = np.argsort(train["ml"].to_numpy())
     cum = np.cumsum(1 / train["ml_err"].to_numpy()[order])
     constant = train["ml"].to_numpy()[order][np.searchsorted(cum, cum[-1] / 2)]
-    sample["lum_g_over_lum_i"] = sample["lum_g"] / sample["lum_i"]
+    structure = [*TRUE_STRUCTURE, "class_code"]
+    per_galaxy = {
+        f"{name}{suffix}": _gbm_test_l1(sample, split, features + extra, seed)
+        for name, features in GLOBAL_FEATURES.items()
+        for suffix, extra in (("", []), ("_true_structure", structure))
+    }
     return {
         "n_sample": int(len(sample)),
         "n_test": int((split == "test").sum()),
         "constant": _l1(np.full(len(test), constant), test["ml"], test["ml_err"]),
-        "reference_lg_z": _gbm_l1(sample, split, ["lum_g", "z"], seed),
+        "reference_lg_z": float(per_galaxy["lg_z"].mean()),
         "gi_powerlaw": _powerlaw_l1(sample, split),
-        "gi_gbm": _gbm_l1(sample, split, ["z", "lum_g", "lum_i", "lum_g_over_lum_i"], seed),
+        "gi_gbm": float(per_galaxy["gi"].mean()),
+        "lg_z_true_structure": float(per_galaxy["lg_z_true_structure"].mean()),
+        "gi_true_structure": float(per_galaxy["gi_true_structure"].mean()),
+        "lg_z_true_structure_ks_p": ks_one_sided_pvalue(per_galaxy["lg_z_true_structure"], per_galaxy["lg_z"]),
+        "gi_true_structure_ks_p": ks_one_sided_pvalue(per_galaxy["gi_true_structure"], per_galaxy["gi"]),
         "ml_min": float(sample["ml"].min()),
         "ml_median": float(sample["ml"].median()),
         "ml_max": float(sample["ml"].max()),
@@ -121,6 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     print("| quantity | mock | paper | mock / paper |\n| --- | --- | --- | --- |")
     for key, paper in PAPER.items():
         print(f"| {key} | {table[key]:.3g} | {paper:.3g} | {table[key] / paper:.2f} |")
+    print("\nWhat morphology can add at most (true structure in place of CNN features; paper: CNN features):\n")
+    print("| model | catalogue only | + true structure | KS p (one-sided) | paper: + morphology |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, key, paper in (("(L_g, z)", "lg_z", "4.52 -> 2.29"), ("(z, L_g, L_i, L_g/L_i)", "gi", "1.26 -> 1.12")):
+        base = table["reference_lg_z" if key == "lg_z" else "gi_gbm"]
+        print(f"| {name} | {base:.3g} | {table[f'{key}_true_structure']:.3g} | "
+              f"{table[f'{key}_true_structure_ks_p']:.2g} | {paper} |")
 
 
 if __name__ == "__main__":
