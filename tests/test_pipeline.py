@@ -181,6 +181,17 @@ def test_runtime_fields_do_not_change_the_hash(config: PipelineConfig) -> None:
     assert stage_config_hash(other_seed, "mock") != stage_config_hash(config, "mock")
 
 
+def test_preprocess_depends_only_on_the_networks_input_sizes(config: PipelineConfig) -> None:
+    longer_training = load_config("tiny", overrides={"cnn": {"epochs": 9, "accelerator": "cpu", "devices": 1}})
+    assert stage_config_hash(longer_training, "preprocess") == stage_config_hash(config, "preprocess")
+    assert stage_config_hash(longer_training, "train-cnn") != stage_config_hash(config, "train-cnn")
+    on_a_gpu = load_config("tiny", overrides={"cnn": {"accelerator": "gpu", "inference_batch_size": 1024}})
+    assert stage_config_hash(on_a_gpu, "train-cnn") == stage_config_hash(config, "train-cnn")
+    bigger = load_config("tiny", overrides={"cnn": {"nets": {"cnn1": {"input_size": 48}}}})
+    assert bigger.image_sizes != config.image_sizes
+    assert stage_config_hash(bigger, "preprocess") != stage_config_hash(config, "preprocess")
+
+
 def test_missing_input_names_the_producer(fake_mock_and_catalog, config: PipelineConfig, wd: WorkDir) -> None:
     wd.raw.mkdir(parents=True)  # an empty raw/ is as good as none
     with pytest.raises(

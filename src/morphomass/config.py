@@ -385,6 +385,11 @@ class PipelineConfig(_Section):
     gbm: GbmConfig = Field(default_factory=GbmConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        """Side lengths (pixels) of the images preprocessing makes: the networks' distinct input sizes."""
+        return tuple(sorted({net.input_size for net in self.cnn.nets.values()}))
+
 
 #: Overrides of the class defaults per preset (nested dicts, as a TOML file would give them).
 PRESETS: dict[str, dict[str, Any]] = {

@@ -15,9 +15,11 @@ until the first one that is not built.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -73,6 +75,9 @@ class Stage:
         Files or folders it reads, relative to the work directory.
     outputs : tuple of str
         Files or folders it writes, relative to the work directory.
+    derived : tuple of str
+        Properties of :class:`~morphomass.config.PipelineConfig` its outputs also depend on (hashed too), for
+        a dependence on a few fields of another stage's section.
     """
 
     name: str
@@ -80,6 +85,7 @@ class Stage:
     sections: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -101,9 +107,10 @@ _STAGE_LIST: tuple[Stage, ...] = (
     Stage(
         "preprocess",
         "morphomass.preprocess:run_preprocess",
-        ("preprocess", "cnn"),  # the image sizes of images.zarr are the networks' input sizes
+        ("preprocess",),
         ("sample.parquet", "raw/images", "raw/stars.csv"),
         ("images.zarr", "features/photometric.parquet"),
+        derived=("image_sizes",),  # the sizes of images.zarr are the networks' input sizes
     ),
     Stage(
         "train-cnn",
@@ -116,7 +123,7 @@ _STAGE_LIST: tuple[Stage, ...] = (
         "extract",
         "morphomass.cnn:run_extract",
         ("cnn",),
-        ("images.zarr", "models/cnn"),
+        ("sample.parquet", "images.zarr", "models/cnn"),
         ("features/cnn.parquet",),
     ),
     Stage(
@@ -152,6 +159,7 @@ RUN_ORDER: tuple[str, ...] = (
 RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
     "mock": ("workers",),
     "preprocess": ("workers", "scheduler"),
+    "cnn": ("accelerator", "devices", "strategy", "num_nodes", "inference_batch_size"),
     "fetch": ("workers", "timeout_s", "retries", "backoff_s", "max_backoff_s", "requests_per_second",
               "cache_dir", "frame_cache_max_gb", "max_consecutive_failures"),
 }
@@ -208,7 +216,10 @@ def is_built(name: str) -> bool:
 
 
 def stage_config_hash(config: PipelineConfig, name: str) -> str:
-    """Hash the configuration sections a stage depends on, with :data:`RUNTIME_FIELDS` at their defaults."""
+    """Hash the configuration sections a stage depends on, with :data:`RUNTIME_FIELDS` at their defaults.
+
+    A stage with ``derived`` properties hashes them together with its sections.
+    """
     stage = _get_stage(name)
     neutral = config.model_copy(deep=True)
     for section_name, field_names in RUNTIME_FIELDS.items():
@@ -219,7 +230,12 @@ def stage_config_hash(config: PipelineConfig, name: str) -> str:
                 field_name,
                 type(section).model_fields[field_name].get_default(call_default_factory=True),
             )
-    return section_hash(neutral, *stage.sections)
+    hashed = section_hash(neutral, *stage.sections)
+    if not stage.derived:
+        return hashed
+    derived = {name: getattr(neutral, name) for name in stage.derived}
+    canonical = json.dumps({"sections": hashed, "derived": derived}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _producers(path: str) -> list[str]:

@@ -341,7 +341,7 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
     """
     start = time.perf_counter()
     pp = config.preprocess
-    sizes = tuple(sorted({net.input_size for net in config.cnn.nets.values()}))
+    sizes = config.image_sizes
     if not sizes:
         msg = "cnn.nets is empty: the preprocess stage has no image size to make"
         raise ConfigError(msg)
