@@ -153,6 +153,12 @@ def main() -> None:
         help="relative improvement that counts (the tolerance variant)",
     )
     parser.add_argument(
+        "--package-tolerance",
+        type=float,
+        default=None,
+        help="early_stopping_min_improvement of the package variant (default: GbmConfig's)",
+    )
+    parser.add_argument(
         "--prefilter",
         type=int,
         default=None,
@@ -169,6 +175,8 @@ def main() -> None:
 
     cfg = GbmConfig(num_threads=args.threads, seed=args.seed)
     args.prefilter = args.prefilter or cfg.prefilter_features
+    if args.package_tolerance is None:
+        args.package_tolerance = cfg.early_stopping_min_improvement
     with Timer() as gen:
         x, ml, err, names = make_matrix(args.rows, args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -223,7 +231,7 @@ def main() -> None:
             params = g1 if name == "prefilter" else package
             with Timer() as screen:
                 keep = prefilter_features(x_tr, y_tr, w_tr, params=params, n_keep=args.prefilter, rng=rng)
-            tol = cfg.early_stopping_min_improvement if name == "package" else 0.0
+            tol = args.package_tolerance if name == "package" else 0.0
             r = train(params, x_tr[:, keep], y_tr, w_tr, x_va[:, keep], y_va, w_va, **kw, min_improvement=tol)
             r["build_cpu"] += screen.cpu
             r["cpu"] += screen.cpu

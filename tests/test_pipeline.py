@@ -182,7 +182,9 @@ def test_runtime_fields_do_not_change_the_hash(config: PipelineConfig) -> None:
 
 
 def test_preprocess_depends_only_on_the_networks_input_sizes(config: PipelineConfig) -> None:
-    longer_training = load_config("tiny", overrides={"cnn": {"epochs": 9, "accelerator": "cpu", "devices": 1}})
+    longer_training = load_config(
+        "tiny", overrides={"cnn": {"epochs": 9, "accelerator": "cpu", "devices": 1}}
+    )
     assert stage_config_hash(longer_training, "preprocess") == stage_config_hash(config, "preprocess")
     assert stage_config_hash(longer_training, "train-cnn") != stage_config_hash(config, "train-cnn")
     on_a_gpu = load_config("tiny", overrides={"cnn": {"accelerator": "gpu", "inference_batch_size": 1024}})

@@ -329,18 +329,18 @@ class GbmConfig(_Section):
     learning_rate: float = Field(0.1, gt=0, le=1, description="not given by the paper; LightGBM's default")
     max_bin: int = Field(63, ge=3, le=255, description="histogram bins per feature (LightGBM default 255)")
     prefilter_features: int | None = Field(
-        400, ge=1, description="wide models train on the features a cheap screening model ranks highest (None: all)"
+        300, ge=1, description="wide models train on the features a cheap screening model ranks highest (None: all)"
     )
     max_rounds: int = Field(5000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     early_stopping_min_improvement: float = Field(
-        1e-3, ge=0, lt=1, description="relative drop of the validation loss that counts as an improvement"
+        5e-4, ge=0, lt=1, description="relative drop of the validation loss that counts as an improvement"
     )
     cv_folds: int = Field(5, ge=2)
     cv_search: bool = True
     cv_grid: dict[str, list[int | float]] = Field(
         default_factory=lambda: {"num_leaves": [20, 40, 80], "min_data_in_leaf": [50, 150, 300]},
-        description="parameter -> candidates, searched by k-fold CV on the g-band + morphology model",
+        description="parameter -> candidates, searched by k-fold CV per kind of model (gbm.experiments.cv_group)",
     )
     top_k: int = Field(50, ge=1)
     permutation_repeats: int = Field(5, ge=1)

@@ -22,6 +22,6 @@ def test_calibration_table_goes_through_the_catalogue_stage() -> None:
     assert table["gi_gbm"] < table["constant"]
     assert table["ml_min"] < table["ml_median"] < table["ml_max"]
     assert 0.0 < table["chi2_ge_5_fraction"] < 0.3
-    # The ceiling rows: the true structure (class, bulge, ...) tells ellipticals from discs, which (L_g, z) cannot
+    # The ceiling rows: the true structure (class, bulge, ...) tells ellipticals from discs; (L_g, z) cannot
     assert table["lg_z_true_structure"] < table["reference_lg_z"]
     assert all(0.0 <= table[f"{k}_true_structure_ks_p"] <= 1.0 for k in ("lg_z", "gi"))

@@ -15,7 +15,13 @@ from scipy import stats
 
 from morphomass.errors import InputDataError
 
-__all__ = ["MORPHOLOGY_CLASSES", "assign_classes", "bootstrap_means", "ks_one_sided_pvalue", "paired_bootstrap_pvalue"]
+__all__ = [
+    "MORPHOLOGY_CLASSES",
+    "assign_classes",
+    "bootstrap_means",
+    "ks_one_sided_pvalue",
+    "paired_bootstrap_pvalue",
+]
 
 #: Class names of E9, as the keys of ``per_class`` in results/metrics.json.
 MORPHOLOGY_CLASSES: tuple[str, ...] = ("irregular", "edge_on", "disk", "elliptical")

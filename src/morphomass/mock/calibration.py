@@ -127,8 +127,12 @@ def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, flo
         "gi_gbm": float(per_galaxy["gi"].mean()),
         "lg_z_true_structure": float(per_galaxy["lg_z_true_structure"].mean()),
         "gi_true_structure": float(per_galaxy["gi_true_structure"].mean()),
-        "lg_z_true_structure_ks_p": ks_one_sided_pvalue(per_galaxy["lg_z_true_structure"], per_galaxy["lg_z"]),
-        "gi_true_structure_ks_p": ks_one_sided_pvalue(per_galaxy["gi_true_structure"], per_galaxy["gi"]),
+        **{
+            f"{name}_true_structure_ks_p": ks_one_sided_pvalue(
+                per_galaxy[f"{name}_true_structure"], per_galaxy[name]
+            )
+            for name in GLOBAL_FEATURES
+        },
         "ml_min": float(sample["ml"].min()),
         "ml_median": float(sample["ml"].median()),
         "ml_max": float(sample["ml"].max()),
@@ -151,10 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     print("| quantity | mock | paper | mock / paper |\n| --- | --- | --- | --- |")
     for key, paper in PAPER.items():
         print(f"| {key} | {table[key]:.3g} | {paper:.3g} | {table[key] / paper:.2f} |")
-    print("\nWhat morphology can add at most (true structure in place of CNN features; paper: CNN features):\n")
+    print("\nWhat morphology can add at most (true structure in place of CNN features; paper: CNN features):")
+    print()
     print("| model | catalogue only | + true structure | KS p (one-sided) | paper: + morphology |")
     print("| --- | --- | --- | --- | --- |")
-    for name, key, paper in (("(L_g, z)", "lg_z", "4.52 -> 2.29"), ("(z, L_g, L_i, L_g/L_i)", "gi", "1.26 -> 1.12")):
+    rows = (("(L_g, z)", "lg_z", "4.52 -> 2.29"), ("(z, L_g, L_i, L_g/L_i)", "gi", "1.26 -> 1.12"))
+    for name, key, paper in rows:
         base = table["reference_lg_z" if key == "lg_z" else "gi_gbm"]
         print(f"| {name} | {base:.3g} | {table[f'{key}_true_structure']:.3g} | "
               f"{table[f'{key}_true_structure_ks_p']:.2g} | {paper} |")
