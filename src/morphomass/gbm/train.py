@@ -335,8 +335,12 @@ def prefilter_features(
 ) -> NDArray[np.int64]:
     """Columns worth giving to the full model: the ``n_keep`` with most gain in a cheap screening model.
 
-    The screening model has the same tree parameters, four times the learning rate and ``rounds`` rounds, and
-    sees a random ``row_fraction`` of the rows (at least ``min_rows``). Features it never splits on rank last.
+    The screening model has the same tree parameters except that every tree may split on every feature
+    (``feature_fraction`` 1: with the G1 fraction of 0.4 each feature would be offered to only 40 % of the
+    screen's few trees, and the ranking becomes a lottery), four times the learning rate and ``rounds`` rounds,
+    and sees a random ``row_fraction`` of the rows (at least ``min_rows``). Features it never splits on rank
+    last. On the 60 000 x 2195 benchmark matrix (bench/README.md) this keeps the full model within 0.2-0.6 % of
+    the validation L1~ of all features, against 0.9-1.4 % with the G1 fraction, for ~2 CPU-s more.
 
     Parameters
     ----------
@@ -361,7 +365,7 @@ def prefilter_features(
         return np.arange(n_features)
     n_sub = min(n_rows, max(min_rows, int(row_fraction * n_rows)))
     rows = np.sort(rng.choice(n_rows, size=n_sub, replace=False))
-    screen = {**params, "learning_rate": min(1.0, 4 * params["learning_rate"])}
+    screen = {**params, "learning_rate": min(1.0, 4 * params["learning_rate"]), "feature_fraction": 1.0}
     data = lgb.Dataset(x[rows], label[rows], weight=None if weight is None else weight[rows], params=screen)
     booster = lgb.train(screen, data, num_boost_round=rounds)
     gain = booster.feature_importance("gain")
