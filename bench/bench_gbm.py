@@ -20,8 +20,8 @@ the same run. Each speed setting alone, then together:
                     (``morphomass.gbm.train.early_stopping_callback``), same patience;
 * ``prefilter``     ``morphomass.gbm.train.prefilter_features`` with the default settings: a screening model
                     on a quarter of the rows (30 rounds at 4x the learning rate, every feature offered to
-                    every tree) picks the ``--prefilter``
-                    features with most gain, then the full model trains on those (the screen is counted);
+                    every tree) picks the ``--prefilter`` features with most gain, then the full model
+                    trains on those (the screen is counted);
 * ``package``       what ``train-gbm`` does with the default ``GbmConfig``: ``lgb_params`` (col-wise, 63 bins,
                     deterministic), the pre-filter and ``early_stopping_min_improvement``;
 * ``top50``         retrain on the 50 most-split features of the package model (SPEC G2);
