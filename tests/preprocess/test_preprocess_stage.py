@@ -199,12 +199,22 @@ def test_dask_scheduler_gives_the_same_outputs(survey_copy: Callable[[], WorkDir
 
 @pytest.mark.slow
 def test_local_process_cluster_gives_the_same_outputs(
-    survey_copy: Callable[[], WorkDir], reference: WorkDir, monkeypatch: pytest.MonkeyPatch
+    survey_copy: Callable[[], WorkDir],
+    reference: WorkDir,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     workdir = survey_copy()
     monkeypatch.setattr(stage, "MIN_GALAXIES_FOR_CLUSTER", 0)
-    run_preprocess(_config(workers=2), workdir, progress=False)
+    with caplog.at_level(logging.INFO):
+        run_preprocess(_config(workers=2), workdir, progress=False)
     _assert_same_outputs(workdir, reference)
+    # the cluster's start/stop chatter stays off the console; the stage's own summary does not
+    chatter = [
+        r.getMessage() for r in caplog.records if r.name.startswith("distributed") and r.levelno < logging.WARNING
+    ]
+    assert not chatter, chatter[:3]
+    assert any(r.name.startswith("morphomass") for r in caplog.records)
 
 
 def test_float16_images_and_smaller_chunks(survey_copy: Callable[[], WorkDir], reference: WorkDir) -> None:

@@ -185,17 +185,35 @@ def _task_size(n: int, *, chunk: int) -> int:
 
 
 @contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Keep Dask's INFO chatter (cluster start and stop, comms closed at shutdown) off the user's console.
+
+    Dask's ``distributed`` logger has its own level (INFO), so the CLI's WARNING threshold does not reach it;
+    with ``morphomass -v`` (DEBUG) it is left as it is.
+    """
+    dask_logger = logging.getLogger("distributed")
+    previous = dask_logger.level
+    if not logging.getLogger("morphomass").isEnabledFor(logging.DEBUG):
+        dask_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        dask_logger.setLevel(previous)
+
+
+@contextlib.contextmanager
 def _dask_client(config: PreprocessConfig, n_workers: int) -> Iterator[Any]:
     from dask.distributed import Client, LocalCluster
 
     if config.scheduler is not None:
-        with Client(config.scheduler) as client:
+        with _quiet_dask_logs(), Client(config.scheduler) as client:
             yield client
         return
     import dask
 
     cluster_options = {"threads_per_worker": 1, "processes": True, "dashboard_address": None}
     with (
+        _quiet_dask_logs(),
         dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in _WORKER_MALLOC.items()}),
         LocalCluster(n_workers=n_workers, silence_logs=logging.WARNING, **cluster_options) as cluster,
         Client(cluster) as client,
