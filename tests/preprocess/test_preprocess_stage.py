@@ -206,7 +206,8 @@ def test_local_process_cluster_gives_the_same_outputs(
 ) -> None:
     workdir = survey_copy()
     monkeypatch.setattr(stage, "MIN_GALAXIES_FOR_CLUSTER", 0)
-    with caplog.at_level(logging.INFO):
+    # INFO at the root and on morphomass's logger (an earlier CLI test may have left it at WARNING)
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="morphomass"):
         run_preprocess(_config(workers=2), workdir, progress=False)
     _assert_same_outputs(workdir, reference)
     # the cluster's start/stop chatter stays off the console; the stage's own summary does not
