@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
+from morphomass.catalog import run_catalog
 from morphomass.config import load_config
+from morphomass.evaluate.baselines import colour_from_fluxes, fit_constant, fit_powerlaw, predict_powerlaw
+from morphomass.evaluate.metrics import l1_tilde, l1_tilde_per_galaxy
+from morphomass.evaluate.statistics import ks_one_sided_pvalue
 from morphomass.mock.stage import write_catalogues
 from morphomass.mock.survey import make_survey
 from morphomass.workdir import WorkDir
@@ -42,21 +45,16 @@ PAPER = {"constant": 6.52, "reference_lg_z": 4.52, "gi_powerlaw": 1.90, "gi_gbm"
          "ml_min": 0.09, "ml_median": 2.7, "ml_max": 16.6, "chi2_ge_5_fraction": 1 - 73_627 / 84_723}
 
 
-def _l1(pred: np.ndarray, true: np.ndarray, err: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred - true) / err))
-
-
 def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
     """The catalogue stage's sample of a mock (catalogues only, no images) and its fraction with chi2_r >= 5.
 
     The sample carries the true structure (:data:`TRUE_STRUCTURE` and ``class_code``) for the ceiling rows.
 
     The mock's catalogues are written to a temporary work directory in the real formats and read back by
-    ``morphomass.catalog.run_catalog``, exactly as ``morphomass run`` would (imported here, not at module level:
-    stages do not import each other, and this is a development tool, not part of the mock stage).
+    ``morphomass.catalog.run_catalog``, exactly as ``morphomass run`` would. (This development tool is not part
+    of the mock stage, which imports no other stage; it uses the catalogue stage and the evaluate stage's
+    baselines and metrics so that its numbers are the pipeline's.)
     """
-    from morphomass.catalog import run_catalog
-
     config = load_config("quick", overrides={"mock": {"n_galaxies": n_galaxies, "seed": seed}})
     survey = make_survey(config.mock, np.random.default_rng(seed))
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +65,7 @@ def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
         sample = pd.read_parquet(workdir.sample)
         rejected = pd.read_parquet(workdir.tables / "sample_chi2_rejected.parquet")
     chi2_fraction = len(rejected) / (len(rejected) + len(sample))
-    sample["g_minus_i"] = -2.5 * np.log10(sample["flux_g"] / sample["flux_i"])
+    sample["g_minus_i"] = colour_from_fluxes(sample["flux_g"], sample["flux_i"])
     sample["lum_g_over_lum_i"] = sample["lum_g"] / sample["lum_i"]
     truth = survey.truth[["objid", "cls", *TRUE_STRUCTURE]].astype({"has_bar": float, "has_dust_lane": float})
     truth["class_code"] = truth.pop("cls").map(_CLASS_CODES)
@@ -87,31 +85,22 @@ def _gbm_test_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], s
                       callbacks=[lgb.early_stopping(100, verbose=False)])
     test = parts["test"]
     pred = model.predict(test[features], num_iteration=model.best_iteration)
-    return np.abs(pred - test["ml"].to_numpy()) / test["ml_err"].to_numpy()
+    return l1_tilde_per_galaxy(pred, test["ml"], test["ml_err"])
 
 
 def _powerlaw_l1(sample: pd.DataFrame, split: np.ndarray) -> float:
+    """Test L1~ of the g-i power law fitted by L1~ on the training split (the evaluate stage's E7 fit)."""
     train, test = sample[split == "train"], sample[split == "test"]
-
-    def loss(theta: np.ndarray, part: pd.DataFrame) -> float:
-        return _l1(10 ** (theta[0] + theta[1] * part["g_minus_i"]), part["ml"], part["ml_err"])
-
-    start = np.polyfit(train["g_minus_i"], np.log10(train["ml"]), 1)[::-1]
-    best = minimize(loss, start, args=(train,), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-8})
-    return loss(best.x, test)
+    coefficients = fit_powerlaw(train["g_minus_i"], train["ml"], train["ml_err"])
+    return l1_tilde(predict_powerlaw(test["g_minus_i"], coefficients), test["ml"], test["ml_err"])
 
 
 def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, float]:
     """Baselines and M/L statistics of a mock with ``n_galaxies`` images, next to the paper's values."""
-    from morphomass.evaluate.statistics import ks_one_sided_pvalue  # the statistic of the evaluate stage (E7)
-
     sample, chi2_fraction = _selected_sample(n_galaxies, seed)
     split = sample["split"].to_numpy()
     train, test = sample[split == "train"], sample[split == "test"]
-    # The constant minimising sum |c - y| / sigma is the 1/sigma-weighted median of y.
-    order = np.argsort(train["ml"].to_numpy())
-    cum = np.cumsum(1 / train["ml_err"].to_numpy()[order])
-    constant = train["ml"].to_numpy()[order][np.searchsorted(cum, cum[-1] / 2)]
+    constant = fit_constant(train["ml"], train["ml_err"])
     structure = [*TRUE_STRUCTURE, "class_code"]
     per_galaxy = {
         f"{name}{suffix}": _gbm_test_l1(sample, split, features + extra, seed)
@@ -121,7 +110,7 @@ def calibration_table(n_galaxies: int = 5000, seed: int = 2019) -> dict[str, flo
     return {
         "n_sample": int(len(sample)),
         "n_test": int((split == "test").sum()),
-        "constant": _l1(np.full(len(test), constant), test["ml"], test["ml_err"]),
+        "constant": l1_tilde(np.full(len(test), constant), test["ml"], test["ml_err"]),
         "reference_lg_z": float(per_galaxy["lg_z"].mean()),
         "gi_powerlaw": _powerlaw_l1(sample, split),
         "gi_gbm": float(per_galaxy["gi"].mean()),
