@@ -54,14 +54,16 @@ def test_paired_bootstrap_resolves_a_small_gain_that_ks_misses() -> None:
     rng = np.random.default_rng(3)
     reference = rng.lognormal(0.0, 0.8, 264)
     candidate = reference * rng.normal(0.92, 0.05, 264)
-    gain = bootstrap_means(reference - candidate, n_resamples=20_000, rng=np.random.default_rng(4))
+    kw = {"n_resamples": 20_000}
     assert ks_one_sided_pvalue(candidate, reference) > 0.01
-    assert paired_bootstrap_pvalue(gain) < 1e-3
-    loss = bootstrap_means(candidate - reference, n_resamples=20_000, rng=np.random.default_rng(4))
-    assert paired_bootstrap_pvalue(loss) > 0.99
-    assert paired_bootstrap_pvalue(np.zeros(9)) == 1.0  # never better: every resample counts, (9 + 1) / 10
+    assert paired_bootstrap_pvalue(candidate, reference, **kw, rng=np.random.default_rng(4)) < 1e-3
+    assert paired_bootstrap_pvalue(reference, candidate, **kw, rng=np.random.default_rng(4)) > 0.99
+    # never better: every resample counts, (9 + 1) / (9 + 1)
+    assert paired_bootstrap_pvalue(np.ones(5), np.ones(5), n_resamples=9, rng=np.random.default_rng(0)) == 1.0
+    with pytest.raises(InputDataError, match="same galaxies"):
+        paired_bootstrap_pvalue(np.ones(5), np.ones(4), n_resamples=9, rng=np.random.default_rng(0))
     with pytest.raises(InputDataError, match="non-empty 1-D array"):
-        paired_bootstrap_pvalue([])
+        paired_bootstrap_pvalue([], [], n_resamples=9, rng=np.random.default_rng(0))
 
 
 def test_classes_follow_the_paper_precedence() -> None:

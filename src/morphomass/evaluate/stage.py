@@ -322,11 +322,12 @@ def run_evaluate(config: PipelineConfig, workdir: WorkDir, *, progress: bool = T
                 boots = {
                     n: bootstrap_means(l1[n], n_resamples=cfg.bootstrap_samples, rng=rng) for n in (cand, ref)
                 }
-                gain = bootstrap_means(l1[ref] - l1[cand], n_resamples=cfg.bootstrap_samples, rng=rng)
                 significance[key] = {
                     "ks_pvalue": ks_one_sided_pvalue(l1[cand], l1[ref]),
                     "bootstrap_mean_l1": {n: [float(b.mean()), float(b.std())] for n, b in boots.items()},
-                    "paired_bootstrap_pvalue": paired_bootstrap_pvalue(gain),
+                    "paired_bootstrap_pvalue": paired_bootstrap_pvalue(
+                        l1[cand], l1[ref], n_resamples=cfg.bootstrap_samples, rng=rng
+                    ),
                 }
         advance(1)
 

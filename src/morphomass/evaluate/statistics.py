@@ -83,8 +83,10 @@ def bootstrap_means(
     return out
 
 
-def paired_bootstrap_pvalue(gain_means: ArrayLike) -> float:
-    """One-sided p-value that a candidate is not better, from bootstrap means of the per-galaxy gain.
+def paired_bootstrap_pvalue(
+    l1_candidate: ArrayLike, l1_reference: ArrayLike, *, n_resamples: int, rng: np.random.Generator
+) -> float:
+    """One-sided bootstrap p-value that the candidate's mean L1~ is not smaller than the reference's.
 
     Beyond the paper's KS test, which compares the two L1~ distributions as if they came from different
     galaxies: here both models are scored on the *same* resampled galaxies, so the galaxy-to-galaxy scatter of
@@ -92,9 +94,10 @@ def paired_bootstrap_pvalue(gain_means: ArrayLike) -> float:
 
     Parameters
     ----------
-    gain_means : (R,) array_like
-        Means over bootstrap resamples of the test galaxies of ``L1~(reference) - L1~(candidate)`` per galaxy
-        (:func:`bootstrap_means` of that difference).
+    l1_candidate, l1_reference : (N,) array_like
+        Per-galaxy L1~ of the two models on the same galaxies, in the same order.
+    n_resamples : int
+    rng : numpy.random.Generator
 
     Returns
     -------
@@ -102,11 +105,13 @@ def paired_bootstrap_pvalue(gain_means: ArrayLike) -> float:
         Fraction of resamples in which the candidate's mean L1~ is not smaller, with the usual +1 correction
         ``(k + 1) / (R + 1)`` so that it is never exactly 0.
     """
-    g = np.asarray(gain_means, dtype=np.float64)
-    if g.ndim != 1 or g.size == 0:
-        msg = f"gain_means must be a non-empty 1-D array, got shape {g.shape}"
+    a = np.asarray(l1_candidate, dtype=np.float64)
+    b = np.asarray(l1_reference, dtype=np.float64)
+    if a.shape != b.shape:
+        msg = f"the two models must be scored on the same galaxies, got shapes {a.shape} and {b.shape}"
         raise InputDataError(msg)
-    return float((np.count_nonzero(g <= 0) + 1) / (g.size + 1))
+    gain = bootstrap_means(b - a, n_resamples=n_resamples, rng=rng)
+    return float((np.count_nonzero(gain <= 0) + 1) / (gain.size + 1))
 
 
 def assign_classes(
