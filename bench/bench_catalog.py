@@ -70,9 +70,17 @@ def _write_gz2(path: Path, ra: np.ndarray, dec: np.ndarray, rng: np.random.Gener
     for question in gz2.QUESTIONS:
         idx = [gz2.answer_index(a.answer_id) for a in question.answers]
         cond[:, idx] = rng.dirichlet(np.ones(len(idx)), n)
-    columns: dict[str, object] = {"dr7objid": 587_722_000_000_000_000 + np.arange(n), "ra": ra, "dec": dec,
-                                  "rastring": "10:00:00.00", "decstring": "+10:00:00.0", "sample": "original",
-                                  "gz2_class": "Ei", "total_classifications": 44, "total_votes": 150}
+    columns: dict[str, object] = {
+        "dr7objid": 587_722_000_000_000_000 + np.arange(n),
+        "ra": ra,
+        "dec": dec,
+        "rastring": "10:00:00.00",
+        "decstring": "+10:00:00.0",
+        "sample": "original",
+        "gz2_class": "Ei",
+        "total_classifications": 44,
+        "total_votes": 150,
+    }
     for k, answer in enumerate(gz2.ANSWERS):
         for suffix in gz2.HART16_SUFFIXES:
             columns[gz2.hart16_column(answer, suffix)] = np.round(cond[:, k], 3)
@@ -81,11 +89,19 @@ def _write_gz2(path: Path, ra: np.ndarray, dec: np.ndarray, rng: np.random.Gener
 
 def _write_hyperleda(path: Path, ra: np.ndarray, dec: np.ndarray, rng: np.random.Generator) -> None:
     n = ra.size
-    table = pd.DataFrame({
-        "pgc": np.arange(1, n + 1), "objname": [f"PGC{k:07d}" for k in range(1, n + 1)], "objtype": "G",
-        "al2000": ra / 15, "de2000": dec, "logd25": np.round(rng.uniform(0.2, 1.5, n), 2), "e_logd25": 0.05,
-        "logr25": 0.2, "pa": 45.0,
-    })
+    table = pd.DataFrame(
+        {
+            "pgc": np.arange(1, n + 1),
+            "objname": [f"PGC{k:07d}" for k in range(1, n + 1)],
+            "objtype": "G",
+            "al2000": ra / 15,
+            "de2000": dec,
+            "logd25": np.round(rng.uniform(0.2, 1.5, n), 2),
+            "e_logd25": 0.05,
+            "logr25": 0.2,
+            "pa": 45.0,
+        }
+    )
     table.to_csv(path, sep="|", index=False, float_format="%.7f")
 
 
@@ -108,25 +124,34 @@ def main(argv: list[str] | None = None) -> None:
         _write_gswlc(folder / "GSWLC-X2.dat", gal_ra, gal_dec, rng)
         _write_gz2(folder / "gz2_hart16.csv", gal_ra[: rows["gz2"]], gal_dec[: rows["gz2"]], rng)
         _write_hyperleda(folder / "hyperleda.csv", leda_ra, leda_dec, rng)
-        dtypes = {k: (np.int64 if kind == "int" else np.float64)
-                  for k, kind in enumerate(GSWLC_COLUMNS.values())}
+        dtypes = {
+            k: (np.int64 if kind == "int" else np.float64) for k, kind in enumerate(GSWLC_COLUMNS.values())
+        }
         fractions = [gz2.hart16_column(a, "weighted_fraction") for a in gz2.ANSWERS]
         gz2_columns = ["dr7objid", "ra", "dec", *fractions]
         cases = {
             f"read_gswlc ({rows['gswlc']} rows)": (
                 lambda: read_gswlc(folder / "GSWLC-X2.dat"),
-                lambda: pd.read_csv(folder / "GSWLC-X2.dat", sep=r"\s+", header=None, dtype=dtypes)),
+                lambda: pd.read_csv(folder / "GSWLC-X2.dat", sep=r"\s+", header=None, dtype=dtypes),
+            ),
             f"read_gz2 ({rows['gz2']} rows)": (
                 lambda: read_gz2(folder / "gz2_hart16.csv"),
-                lambda: pd.read_csv(folder / "gz2_hart16.csv", usecols=gz2_columns)),
+                lambda: pd.read_csv(folder / "gz2_hart16.csv", usecols=gz2_columns),
+            ),
             f"read_hyperleda ({len(leda_ra)} rows)": (
                 lambda: read_hyperleda(folder / "hyperleda.csv"),
-                lambda: pd.read_csv(folder / "hyperleda.csv", sep="|",
-                                    usecols=["pgc", "al2000", "de2000", "logd25", "logr25", "pa"])),
+                lambda: pd.read_csv(
+                    folder / "hyperleda.csv",
+                    sep="|",
+                    usecols=["pgc", "al2000", "de2000", "logd25", "logr25", "pa"],
+                ),
+            ),
             f"match_sky ({rows['gswlc']} x {len(leda_ra)})": (
                 lambda: match_sky(gal_ra, gal_dec, leda_ra, leda_dec, radius_arcsec=3.0),
                 lambda: SkyCoord(gal_ra * u.deg, gal_dec * u.deg).match_to_catalog_sky(
-                    SkyCoord(leda_ra * u.deg, leda_dec * u.deg))),
+                    SkyCoord(leda_ra * u.deg, leda_dec * u.deg)
+                ),
+            ),
         }
         print(f"scale {args.scale:g}, best of {args.repeats}")
         print(f"{'case':45s} {'morphomass [s]':>15s} {'baseline [s]':>13s} {'ratio':>7s}")

@@ -44,8 +44,17 @@ def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype, enabled=precision != "32-true")
 
 
-def _baseline_train(net: torch.nn.Module, images: np.ndarray, targets: np.ndarray, *, batch_size: int,
-                    device: torch.device, lr: float, task: str, precision: str) -> float:
+def _baseline_train(
+    net: torch.nn.Module,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    lr: float,
+    task: str,
+    precision: str,
+) -> float:
     net = net.to(device).train()
     optimiser = torch.optim.NAdam(net.parameters(), lr=lr)
     x_all = torch.from_numpy(images)[:, None].to(device)
@@ -98,16 +107,20 @@ def main() -> None:
         update={"accelerator": args.device, "devices": 1, "precision": args.precision}
     )
     device = torch.device("cuda" if args.device == "gpu" else "cpu")
-    print(f"preset {args.preset}, device {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}, n_train {args.n_train}, epochs {args.epochs}, "
-          f"batch {cnn.batch_size}, precision {args.precision}")
+    print(
+        f"preset {args.preset}, device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.1f}, n_train {args.n_train}, epochs {args.epochs}, "
+        f"batch {cnn.batch_size}, precision {args.precision}"
+    )
     rng = np.random.default_rng(0)
     nets = {name: (net.backbone, net.input_size, net.epochs or cnn.epochs) for name, net in cnn.nets.items()}
     if cnn.train_cnn4:
         nets["cnn4"] = (*nets["cnn1"][:2], cnn.cnn4_epochs or cnn.epochs)
-    header = (f"{'net':5} {'backbone':16} {'px':>4} {'train img/s':>12} {'bare loop':>10} {'ratio':>6} "
-              f"{'infer img/s':>12} {'bare fwd':>9} {'ratio':>6}")
+    header = (
+        f"{'net':5} {'backbone':16} {'px':>4} {'train img/s':>12} {'bare loop':>10} {'ratio':>6} "
+        f"{'infer img/s':>12} {'bare fwd':>9} {'ratio':>6}"
+    )
     print(header)
     projected = projected_cpu = 0.0
     n_train_sample = args.n_sample * TRAIN_FRACTION
@@ -130,27 +143,46 @@ def main() -> None:
         result = fit_network(net, train, val, task=task, config=cnn, epochs=args.epochs, progress=False)
         cpu_train = time.process_time() - cpu
         ours_train = args.n_train * args.epochs / result.history[-1]["seconds"]
-        base_train = _baseline_train(net, train[0], train[1], batch_size=cnn.batch_size, device=device,
-                                     lr=cnn.learning_rate, task=task, precision=args.precision)
+        base_train = _baseline_train(
+            net,
+            train[0],
+            train[1],
+            batch_size=cnn.batch_size,
+            device=device,
+            lr=cnn.learning_rate,
+            task=task,
+            precision=args.precision,
+        )
         n_infer = min(len(images), 4 * cnn.inference_batch_size)
         start, cpu = time.perf_counter(), time.process_time()
         extract_features(net, images[:n_infer], batch_size=cnn.inference_batch_size, device=device)
         ours_infer = n_infer / (time.perf_counter() - start)
         cpu_infer = (time.process_time() - cpu) / n_infer
-        base_infer = _baseline_infer(net, images[:n_infer], batch_size=cnn.inference_batch_size,
-                                     device=device, precision=args.precision)
-        print(f"{name:5} {backbone:16} {size:>4} {ours_train:>12.1f} {base_train:>10.1f} "
-              f"{ours_train / base_train:>6.2f} {ours_infer:>12.1f} {base_infer:>9.1f} "
-              f"{ours_infer / base_infer:>6.2f}")
+        base_infer = _baseline_infer(
+            net,
+            images[:n_infer],
+            batch_size=cnn.inference_batch_size,
+            device=device,
+            precision=args.precision,
+        )
+        print(
+            f"{name:5} {backbone:16} {size:>4} {ours_train:>12.1f} {base_train:>10.1f} "
+            f"{ours_train / base_train:>6.2f} {ours_infer:>12.1f} {base_infer:>9.1f} "
+            f"{ours_infer / base_infer:>6.2f}"
+        )
         n_fit = n_train_sample * (1.0 if name == "cnn4" else GZ2_FRACTION)
         # the fit's CPU time covers the validation before training too: charge it all to the training images
         cpu_per_train_image = cpu_train / (args.n_train * args.epochs)
         projected += n_fit * epochs / ours_train + args.n_sample / ours_infer
         projected_cpu += n_fit * epochs * cpu_per_train_image + args.n_sample * cpu_infer
-        print(f"      CPU time per image: training {1000 * cpu_per_train_image:.1f} ms, "
-              f"inference {1000 * cpu_infer:.1f} ms")
-    print(f"projected train-cnn + extract for {args.n_sample} galaxies with the preset's epochs: "
-          f"{projected:.0f} s wall ({projected / 60:.1f} min), {projected_cpu:.0f} CPU-s")
+        print(
+            f"      CPU time per image: training {1000 * cpu_per_train_image:.1f} ms, "
+            f"inference {1000 * cpu_infer:.1f} ms"
+        )
+    print(
+        f"projected train-cnn + extract for {args.n_sample} galaxies with the preset's epochs: "
+        f"{projected:.0f} s wall ({projected / 60:.1f} min), {projected_cpu:.0f} CPU-s"
+    )
 
 
 if __name__ == "__main__":

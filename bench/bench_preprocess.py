@@ -83,14 +83,28 @@ def make_bench_workdir(root: Path, n: int, *, size: int = 256, seed: int = 0) ->
         image, stars = _galaxy_image(size, rng)
         write_fits_image(workdir.raw_image("g", objid), image, wcs, "g")
         for sra, sdec in zip(*wcs.wcs_pix2world(stars[:, 0], stars[:, 1], 0), strict=True):
-            star_rows.append({"objID": 1_238_000_000_000_000_000 + len(star_rows), "ra": float(sra),
-                              "dec": float(sdec), "type": 6, "psfMag_g": 18.0})
+            star_rows.append(
+                {
+                    "objID": 1_238_000_000_000_000_000 + len(star_rows),
+                    "ra": float(sra),
+                    "dec": float(sdec),
+                    "type": 6,
+                    "psfMag_g": 18.0,
+                }
+            )
         z = rng.uniform(0.02, 0.1)
         dist_mpc = 3e5 * z / 70.0
-        sample_rows.append({
-            "objid": objid, "ra": ra, "dec": dec, "z": z, "d25_arcmin": size * PIXEL_SCALE_ARCSEC / 60 / 1.125,
-            "dist_mpc": dist_mpc, "pixel_kpc": PIXEL_SCALE_ARCSEC * dist_mpc / 206.265,
-        })
+        sample_rows.append(
+            {
+                "objid": objid,
+                "ra": ra,
+                "dec": dec,
+                "z": z,
+                "d25_arcmin": size * PIXEL_SCALE_ARCSEC / 60 / 1.125,
+                "dist_mpc": dist_mpc,
+                "pixel_kpc": PIXEL_SCALE_ARCSEC * dist_mpc / 206.265,
+            }
+        )
     write_stars(workdir.stars, pd.DataFrame(star_rows, columns=["objID", "ra", "dec", "type", "psfMag_g"]))
     pd.DataFrame(sample_rows).to_parquet(workdir.sample, index=False)
     return workdir
@@ -106,8 +120,9 @@ def run_naive(workdir: WorkDir, config: PipelineConfig, out: Path) -> int:
 
     pp = config.preprocess
     sizes = sorted({net.input_size for net in config.cnn.nets.values()})
-    jobs = make_galaxy_jobs(load_sample(workdir.sample), load_star_catalogue(workdir.stars),
-                            image_dir=workdir.raw_images / "g")
+    jobs = make_galaxy_jobs(
+        load_sample(workdir.sample), load_star_catalogue(workdir.stars), image_dir=workdir.raw_images / "g"
+    )
     images = {s: [] for s in sizes}
     rows = []
     for job in jobs:
@@ -115,19 +130,34 @@ def run_naive(workdir: WorkDir, config: PipelineConfig, out: Path) -> int:
             warnings.simplefilter("ignore")
             data = hdul[0].data.astype(np.float32)
             wcs = WCS(hdul[0].header)
-        (cx, cy), = sky_to_pixel(wcs, job.ra, job.dec)
+        ((cx, cy),) = sky_to_pixel(wcs, job.ra, job.dec)
         stars_xy = sky_to_pixel(wcs, job.stars_radec[:, 0], job.stars_radec[:, 1])
-        cleaned = subtract_stars(data, stars_xy, center_xy=(cx, cy), nucleus_exclusion_pix=7.6, max_fwhm_pix=7.6,
-                                 max_radius_pix=30.0, rng=np.random.default_rng(job.objid)).image
+        cleaned = subtract_stars(
+            data,
+            stars_xy,
+            center_xy=(cx, cy),
+            nucleus_exclusion_pix=7.6,
+            max_fwhm_pix=7.6,
+            max_radius_pix=30.0,
+            rng=np.random.default_rng(job.objid),
+        ).image
         image01 = rescale_linear(cleaned)[0]
         clipped = sigma_clip(image01, sigma=pp.sigma_clip, maxiters=pp.sigma_clip_maxiters)
         a = solve_scaling_a(float(clipped.mean() + pp.noise_n_std * clipped.std()), target=pp.noise_target)
         scaled = log_scale(image01, a)
         for s in sizes:
             images[s].append(np.clip(zoom(scaled, s / scaled.shape[0], order=3), 0, 1))
-        rows.append(compute_photometric_features(
-            cleaned, scaled, center_xy=(cx, cy), scaling_a=a, redshift=job.z, pixel_kpc=job.pixel_kpc,
-            lum_per_nmgy=luminosity_per_nanomaggy(job.dist_mpc, m_sun_ab=5.11)))
+        rows.append(
+            compute_photometric_features(
+                cleaned,
+                scaled,
+                center_xy=(cx, cy),
+                scaling_a=a,
+                redshift=job.z,
+                pixel_kpc=job.pixel_kpc,
+                lum_per_nmgy=luminosity_per_nanomaggy(job.dist_mpc, m_sun_ab=5.11),
+            )
+        )
     group = zarr.open_group(out / "images.zarr", mode="w")
     for s in sizes:
         group.create_array(f"{s}/images", data=np.stack(images[s]), chunks=(32, s, s))
@@ -150,9 +180,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="galaxies (default 1000)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="Dask worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="Dask worker processes"
+    )
     parser.add_argument("--preset", default="paper", choices=["paper", "quick", "tiny"], help="output sizes")
-    parser.add_argument("--naive-n", type=int, default=None, help="galaxies for the naive baseline (default n/4)")
+    parser.add_argument(
+        "--naive-n", type=int, default=None, help="galaxies for the naive baseline (default n/4)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
@@ -161,8 +195,10 @@ def main() -> None:
         workdir = make_bench_workdir(root / "work", args.n, size=args.size)
         print(f"wrote {args.n} galaxies of {args.size}x{args.size} px in {time.perf_counter() - t0:.1f} s")
         sizes = sorted({net.input_size for net in load_config(args.preset).cnn.nets.values()})
-        print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, sizes {sizes}, "
-              f"load average before {os.getloadavg()[0]:.1f}")
+        print(
+            f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, sizes {sizes}, "
+            f"load average before {os.getloadavg()[0]:.1f}"
+        )
 
         one = load_config(args.preset, overrides={"preprocess": {"workers": 1}})
         many = load_config(args.preset, overrides={"preprocess": {"workers": args.workers}})
@@ -186,16 +222,22 @@ def main() -> None:
         ("naive baseline, 1 process", naive_n, wall_naive, 1, cpu_naive),
     )
     naive_rate = naive_n / cpu_naive
-    print(f"{'':30s}{'galaxies':>9s}{'wall s':>8s}{'gal/s/core':>11s}{'CPU s':>8s}{'gal/CPU-s':>10s}"
-          f"{'vs naive':>9s}{'vs target':>10s}")
+    print(
+        f"{'':30s}{'galaxies':>9s}{'wall s':>8s}{'gal/s/core':>11s}{'CPU s':>8s}{'gal/CPU-s':>10s}"
+        f"{'vs naive':>9s}{'vs target':>10s}"
+    )
     for name, n, wall, cores, cpu in rows:
         rate = n / cpu
-        print(f"{name:30s}{n:9d}{wall:8.2f}{n / wall / cores:11.1f}{cpu:8.2f}{rate:10.1f}"
-              f"{rate / naive_rate:8.2f}x{rate / TARGET_PER_CORE:9.2f}x")
+        print(
+            f"{name:30s}{n:9d}{wall:8.2f}{n / wall / cores:11.1f}{cpu:8.2f}{rate:10.1f}"
+            f"{rate / naive_rate:8.2f}x{rate / TARGET_PER_CORE:9.2f}x"
+        )
     per_core = args.n / cpu_many
     minutes = PAPER_IMAGES / (per_core * 2) / 60
-    print(f"paper sample ({PAPER_IMAGES} images of this size) on 2 dedicated cores at {per_core:.0f} gal/CPU-s: "
-          f"{minutes:.1f} min (target < 10 min: {'met' if minutes < 10 else 'not met'})")
+    print(
+        f"paper sample ({PAPER_IMAGES} images of this size) on 2 dedicated cores at {per_core:.0f} gal/CPU-s: "
+        f"{minutes:.1f} min (target < 10 min: {'met' if minutes < 10 else 'not met'})"
+    )
 
 
 if __name__ == "__main__":

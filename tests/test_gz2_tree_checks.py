@@ -25,7 +25,8 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "gz2_tree.json").read_t
 QUESTION_ANSWERS = [[gz2.answer_index(a["answer_id"]) for a in q["answers"]] for q in REFERENCE["questions"]]
 #: Gating answer of each question per the reference ("t01.a02" -> index of a02); None for t01 and t06.
 GATE_INDEX = [
-    None if q["gating_answer_for_unconditional_prob"] is None
+    None
+    if q["gating_answer_for_unconditional_prob"] is None
     else gz2.answer_index(q["gating_answer_for_unconditional_prob"].split(".")[1])
     for q in REFERENCE["questions"]
 ]
@@ -42,7 +43,8 @@ def _reference_gate(unconditional: np.ndarray, q: int) -> float:
 def _question(n: int) -> st.SearchStrategy[tuple[str, np.ndarray]]:
     """One question's conditional fractions: voted (a distribution), or not voted (all 0 or all NaN)."""
     weights = st.lists(st.floats(0.0, 1.0, allow_subnormal=False), min_size=n, max_size=n).filter(
-        lambda w: sum(w) > 1e-3)
+        lambda w: sum(w) > 1e-3
+    )
     voted = weights.map(lambda w: ("voted", np.array(w) / sum(w)))
     return st.one_of(voted, voted, st.sampled_from([("zero", np.zeros(n)), ("nan", np.full(n, np.nan))]))
 

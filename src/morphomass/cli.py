@@ -286,8 +286,11 @@ def _key_results(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
                 f"g-band + morphology: RMSLE {main['rmsle']:.3f} dex, "
                 f"{100 * main['frac_within_015dex']:.1f} % within 0.15 dex"
             )
-    for label, path in (("metrics", metrics_path), ("report", workdir.results / "report.html"),
-                        ("prediction bundle", workdir.models / "bundle.json")):
+    for label, path in (
+        ("metrics", metrics_path),
+        ("report", workdir.results / "report.html"),
+        ("prediction bundle", workdir.models / "bundle.json"),
+    ):
         if path.exists():
             lines.append(f"{label}: {path}")
     return lines

@@ -78,20 +78,28 @@ class CosmologyConfig(_Section):
 class MockConfig(_Section):
     """The built-in synthetic survey (DESIGN §6, docs/mock.md)."""
 
-    n_galaxies: int = Field(84_723, ge=1, le=10_000_000, description="galaxies with images (pass the D25 cut)")
+    n_galaxies: int = Field(
+        84_723, ge=1, le=10_000_000, description="galaxies with images (pass the D25 cut)"
+    )
     seed: int = Field(2019, ge=0)
     image_bands: tuple[str, ...] = ("g",)
     pixel_scale_arcsec: float = Field(0.396, gt=0, le=5)
     psf_fwhm_arcsec: float = Field(1.4, gt=0, le=10)
     psf_fwhm_scatter_arcsec: float = Field(0.2, ge=0, le=5)
     psf_moffat_beta: float = Field(3.0, gt=1.1, le=20)
-    image_d25_min_arcmin: float = Field(0.4, gt=0, description="HyperLeda D25 above which images are rendered")
-    max_image_pixels: int = Field(384, ge=32, le=4096, description="cap on the image side (larger FoVs are cropped)")
+    image_d25_min_arcmin: float = Field(
+        0.4, gt=0, description="HyperLeda D25 above which images are rendered"
+    )
+    max_image_pixels: int = Field(
+        384, ge=32, le=4096, description="cap on the image side (larger FoVs are cropped)"
+    )
     small_galaxy_ratio: float = Field(
         1.0, ge=0, le=20, description="GSWLC rows without an image (D25 below the cut) per rendered galaxy"
     )
     missing_mass_fraction: float = Field(0.01, ge=0, le=0.5, description="GSWLC rows with -99 mass")
-    extra_hyperleda_fraction: float = Field(0.05, ge=0, le=5, description="unmatched HyperLeda rows per galaxy")
+    extra_hyperleda_fraction: float = Field(
+        0.05, ge=0, le=5, description="unmatched HyperLeda rows per galaxy"
+    )
     star_density_per_arcmin2: float = Field(0.6, ge=0, le=100)
     star_catalog_completeness: float = Field(0.9, ge=0, le=1)
     spurious_star_fraction: float = Field(0.03, ge=0, le=1, description="catalogued stars with no source")
@@ -122,7 +130,9 @@ class FetchConfig(_Section):
     chi2_max: float | None = Field(5.0, gt=0, description="image targets: SED reduced chi2 below this")
     image_d25_min_arcmin: float = Field(0.4, ge=0, description="image targets: HyperLeda D25 above this")
     hyperleda_radius_arcsec: float = Field(3.0, gt=0, le=60)
-    hyperleda_d25_min_arcmin: float = Field(0.2, gt=0, description="HyperLeda rows with a smaller D25 are not fetched")
+    hyperleda_d25_min_arcmin: float = Field(
+        0.2, gt=0, description="HyperLeda rows with a smaller D25 are not fetched"
+    )
     hyperleda_source: Literal["auto", "leda", "vizier"] = Field(
         "auto", description="auto: the HyperLeda SQL interface, VizieR VII/237 if that fails"
     )
@@ -130,11 +140,17 @@ class FetchConfig(_Section):
     fov_factor: float = Field(1.125, gt=0, le=10, description="image side = fov_factor x D25")
     pixel_scale_arcsec: float = Field(0.396, gt=0, le=5)
     only_primary: bool = Field(True, description="ask the mosaic service for primary frames only")
-    single_frame_cutout: bool = Field(True, description="cut the image out of one frame when it holds the whole FoV")
+    single_frame_cutout: bool = Field(
+        True, description="cut the image out of one frame when it holds the whole FoV"
+    )
     mosaic_order: Literal["bilinear", "bicubic"] = "bicubic"
     min_coverage: float = Field(0.95, gt=0, le=1, description="fraction of the FoV the frames must cover")
-    photometry_radius_arcsec: float = Field(3.0, gt=0, le=60, description="nearest primary object within this")
-    star_margin_arcmin: float = Field(0.1, ge=0, le=10, description="stars searched to the FoV half-diagonal + this")
+    photometry_radius_arcsec: float = Field(
+        3.0, gt=0, le=60, description="nearest primary object within this"
+    )
+    star_margin_arcmin: float = Field(
+        0.1, ge=0, le=10, description="stars searched to the FoV half-diagonal + this"
+    )
     sql_batch_size: int = Field(50, ge=1, le=500, description="galaxies per SkyServer SQL query")
     gswlc_url: str = "https://salims.pages.iu.edu/gswlc"
     hyperleda_url: str = "http://leda.univ-lyon1.fr/G.cgi"
@@ -143,9 +159,15 @@ class FetchConfig(_Section):
     skyserver_sql_url: str = "https://skyserver.sdss.org/dr12/en/tools/search/x_results.aspx"
     mosaic_url: str = "https://dr12.sdss.org/mosaics/script"
     frames_url: str = "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames"
-    cache_dir: Path | None = Field(None, description="download cache (default: <workdir>/cache); share it freely")
-    frame_cache_max_gb: float | None = Field(None, gt=0, description="prune least recently used frames above this")
-    checksums: dict[str, str] = Field(default_factory=dict, description="file name -> SHA-256 of the download")
+    cache_dir: Path | None = Field(
+        None, description="download cache (default: <workdir>/cache); share it freely"
+    )
+    frame_cache_max_gb: float | None = Field(
+        None, gt=0, description="prune least recently used frames above this"
+    )
+    checksums: dict[str, str] = Field(
+        default_factory=dict, description="file name -> SHA-256 of the download"
+    )
     timeout_s: float = Field(60.0, gt=0, le=3600)
     retries: int = Field(5, ge=0, le=100)
     backoff_s: float = Field(2.0, ge=0, le=600, description="first retry delay; doubles per attempt")
@@ -185,7 +207,9 @@ class CatalogConfig(_Section):
         description="m_AB - modelMag per band (SDSS u and z are not exactly AB)",
     )
     pixel_scale_arcsec: float | None = Field(
-        None, gt=0, le=5,
+        None,
+        gt=0,
+        le=5,
         description="pixel scale for pixel_kpc; None: 0.396 (SDSS), 0.4 with cosmology.convention='paper'",
     )
     gz2_sum_atol: float = Field(
@@ -217,14 +241,18 @@ class PreprocessConfig(_Section):
     sigma_clip_maxiters: int = Field(5, ge=1, le=100)
     noise_n_std: float = Field(2.0, ge=0, description="noise level n = mean + noise_n_std * std")
     star_search_radius_pix: float = Field(3.0, gt=0, le=50)
-    star_detection_sigma: float = Field(5.0, gt=0, description="star peak above the local background, in sigma")
+    star_detection_sigma: float = Field(
+        5.0, gt=0, description="star peak above the local background, in sigma"
+    )
     star_max_fwhm_arcsec: float = Field(3.0, gt=0, description="broader peaks are not point sources")
     star_max_radius_arcsec: float = Field(12.0, gt=0, description="largest radius of a replaced star disc")
     nucleus_exclusion_arcsec: float = Field(3.0, ge=0)
     image_dtype: Literal["float32", "float16"] = "float32"
     chunk_images: int = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
     workers: int | None = Field(None, ge=1, le=1024)
-    scheduler: str | None = Field(None, description="address of a running Dask scheduler (default: a LocalCluster)")
+    scheduler: str | None = Field(
+        None, description="address of a running Dask scheduler (default: a LocalCluster)"
+    )
 
 
 class NetConfig(_Section):
@@ -282,8 +310,14 @@ class CnnConfig(_Section):
 
 #: LightGBM parameters the cross-validated search of ``gbm.cv_grid`` may vary.
 CV_GRID_PARAMETERS: tuple[str, ...] = (
-    "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction", "learning_rate", "lambda_l1",
-    "lambda_l2", "min_sum_hessian_in_leaf",
+    "num_leaves",
+    "min_data_in_leaf",
+    "feature_fraction",
+    "bagging_fraction",
+    "learning_rate",
+    "lambda_l1",
+    "lambda_l2",
+    "min_sum_hessian_in_leaf",
 )
 
 
@@ -329,7 +363,9 @@ class GbmConfig(_Section):
     learning_rate: float = Field(0.1, gt=0, le=1, description="not given by the paper; LightGBM's default")
     max_bin: int = Field(63, ge=3, le=255, description="histogram bins per feature (LightGBM default 255)")
     prefilter_features: int | None = Field(
-        300, ge=1, description="wide models train on the features a cheap screening model ranks highest (None: all)"
+        300,
+        ge=1,
+        description="wide models train on the features a cheap screening model ranks highest (None: all)",
     )
     max_rounds: int = Field(5000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
@@ -363,9 +399,13 @@ class EvaluateConfig(_Section):
     dex_threshold: float = Field(0.15, gt=0, le=2, description="M5 threshold (dex)")
     irregular_min_p: float = Field(0.2, ge=0, le=1, description="E9: irregular if CNN1 P(irregular) above")
     edge_on_min_p: float = Field(0.4, ge=0, le=1, description="E9: else edge-on if CNN1 P(edge-on) above")
-    feature_min_p: float = Field(0.4, ge=0, le=1, description="E9: else disk if CNN1 P(features or disk) above")
+    feature_min_p: float = Field(
+        0.4, ge=0, le=1, description="E9: else disk if CNN1 P(features or disk) above"
+    )
     powerlaw_colour_margin_mag: float = Field(
-        0.5, ge=0, description="power-law test galaxies with g-i beyond the training range +- this are excluded"
+        0.5,
+        ge=0,
+        description="power-law test galaxies with g-i beyond the training range +- this are excluded",
     )
     figure_formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
     figure_dpi: int = Field(120, ge=30, le=600)
@@ -428,8 +468,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "epochs": 1,
             "batch_size": 16,
         },
-        "gbm": {"cv_search": False, "min_data_in_leaf": 5, "num_leaves": 8, "max_rounds": 200,
-                "early_stopping_rounds": 20, "permutation_repeats": 1},
+        "gbm": {
+            "cv_search": False,
+            "min_data_in_leaf": 5,
+            "num_leaves": 8,
+            "max_rounds": 200,
+            "early_stopping_rounds": 20,
+            "permutation_repeats": 1,
+        },
         "evaluate": {"bootstrap_samples": 1000},
     },
 }

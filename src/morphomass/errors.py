@@ -7,7 +7,12 @@ non-zero exit status. Messages name the file, row, field or parameter, what was 
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
+    "BundleVersionWarning",
     "ConfigError",
+    "FetchError",
+    "FetchFallbackWarning",
+    "GalaxyImageError",
     "InputDataError",
     "MorphomassError",
     "MorphomassWarning",
@@ -38,3 +43,35 @@ class StageNotBuiltError(MorphomassError, NotImplementedError):
 
 class MorphomassWarning(UserWarning):
     """Base class of the warnings morphomass emits."""
+
+
+class FetchError(MorphomassError):
+    """A download failed after every retry, or the server refused it (HTTP 4xx)."""
+
+
+class BundleError(InputDataError):
+    """A bundle is missing, tampered with, or was made by an incompatible version."""
+
+
+class GalaxyImageError(InputDataError):
+    """One galaxy's image cannot be preprocessed.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`morphomass.preprocess.fits_image.FAILURE_KINDS` (the per-galaxy failure report's column).
+    message : str
+        What is wrong, naming the file.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class FetchFallbackWarning(MorphomassWarning):
+    """HyperLeda's SQL interface failed and the static VizieR VII/237 table was used instead."""
+
+
+class BundleVersionWarning(MorphomassWarning):
+    """A library of the bundle has another major.minor version here: predictions may differ a little."""

@@ -65,30 +65,65 @@ class Question:
     asked_unless: str | None = None
 
 
-def _question(task: str, prefix: str, names: list[tuple[str, str]], parent: str | None, **kw: str) -> Question:
+def _question(
+    task: str, prefix: str, names: list[tuple[str, str]], parent: str | None, **kw: str
+) -> Question:
     answers = tuple(Answer(aid, name, task, prefix) for aid, name in names)
     return Question(task, prefix, answers, parent, **kw)
 
 
 QUESTIONS: tuple[Question, ...] = (
-    _question("t01", "t01_smooth_or_features",
-              [("a01", "smooth"), ("a02", "features_or_disk"), ("a03", "star_or_artifact")], None),
+    _question(
+        "t01",
+        "t01_smooth_or_features",
+        [("a01", "smooth"), ("a02", "features_or_disk"), ("a03", "star_or_artifact")],
+        None,
+    ),
     _question("t02", "t02_edgeon", [("a04", "yes"), ("a05", "no")], "a02"),
     _question("t03", "t03_bar", [("a06", "bar"), ("a07", "no_bar")], "a05"),
     _question("t04", "t04_spiral", [("a08", "spiral"), ("a09", "no_spiral")], "a05"),
-    _question("t05", "t05_bulge_prominence",
-              [("a10", "no_bulge"), ("a11", "just_noticeable"), ("a12", "obvious"), ("a13", "dominant")], "a05"),
+    _question(
+        "t05",
+        "t05_bulge_prominence",
+        [("a10", "no_bulge"), ("a11", "just_noticeable"), ("a12", "obvious"), ("a13", "dominant")],
+        "a05",
+    ),
     _question("t06", "t06_odd", [("a14", "yes"), ("a15", "no")], None, asked_unless="a03"),
-    _question("t07", "t07_rounded",
-              [("a16", "completely_round"), ("a17", "in_between"), ("a18", "cigar_shaped")], "a01"),
-    _question("t08", "t08_odd_feature",
-              [("a19", "ring"), ("a20", "lens_or_arc"), ("a21", "disturbed"), ("a22", "irregular"),
-               ("a23", "other"), ("a24", "merger"), ("a38", "dust_lane")], "a14"),
+    _question(
+        "t07",
+        "t07_rounded",
+        [("a16", "completely_round"), ("a17", "in_between"), ("a18", "cigar_shaped")],
+        "a01",
+    ),
+    _question(
+        "t08",
+        "t08_odd_feature",
+        [
+            ("a19", "ring"),
+            ("a20", "lens_or_arc"),
+            ("a21", "disturbed"),
+            ("a22", "irregular"),
+            ("a23", "other"),
+            ("a24", "merger"),
+            ("a38", "dust_lane"),
+        ],
+        "a14",
+    ),
     _question("t09", "t09_bulge_shape", [("a25", "rounded"), ("a26", "boxy"), ("a27", "no_bulge")], "a04"),
     _question("t10", "t10_arms_winding", [("a28", "tight"), ("a29", "medium"), ("a30", "loose")], "a08"),
-    _question("t11", "t11_arms_number",
-              [("a31", "1"), ("a32", "2"), ("a33", "3"), ("a34", "4"), ("a36", "more_than_4"),
-               ("a37", "cant_tell")], "a08"),
+    _question(
+        "t11",
+        "t11_arms_number",
+        [
+            ("a31", "1"),
+            ("a32", "2"),
+            ("a33", "3"),
+            ("a34", "4"),
+            ("a36", "more_than_4"),
+            ("a37", "cant_tell"),
+        ],
+        "a08",
+    ),
 )
 
 ANSWERS: tuple[Answer, ...] = tuple(a for q in QUESTIONS for a in q.answers)
@@ -96,7 +131,15 @@ ANSWERS: tuple[Answer, ...] = tuple(a for q in QUESTIONS for a in q.answers)
 ANSWER_COLUMNS: tuple[str, ...] = tuple(a.column for a in ANSWERS)
 HART16_SUFFIXES: tuple[str, ...] = ("count", "weight", "fraction", "weighted_fraction", "debiased", "flag")
 HART16_LEADING_COLUMNS: tuple[str, ...] = (
-    "dr7objid", "ra", "dec", "rastring", "decstring", "sample", "gz2_class", "total_classifications", "total_votes",
+    "dr7objid",
+    "ra",
+    "dec",
+    "rastring",
+    "decstring",
+    "sample",
+    "gz2_class",
+    "total_classifications",
+    "total_votes",
 )
 
 

@@ -160,8 +160,17 @@ RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
     "mock": ("workers",),
     "preprocess": ("workers", "scheduler"),
     "cnn": ("accelerator", "devices", "strategy", "num_nodes", "inference_batch_size"),
-    "fetch": ("workers", "timeout_s", "retries", "backoff_s", "max_backoff_s", "requests_per_second",
-              "cache_dir", "frame_cache_max_gb", "max_consecutive_failures"),
+    "fetch": (
+        "workers",
+        "timeout_s",
+        "retries",
+        "backoff_s",
+        "max_backoff_s",
+        "requests_per_second",
+        "cache_dir",
+        "frame_cache_max_gb",
+        "max_consecutive_failures",
+    ),
 }
 
 _MOCK_PREVIEW_TARGET = "morphomass.mock.preview:make_preview"

@@ -124,6 +124,96 @@ class WorkDir:
     def manifest(self) -> Path:
         return self.root / MANIFEST_NAME
 
+    # ---------------------------------------------------------------- artefacts that pass between stages
+    @property
+    def photometric_features(self) -> Path:
+        """``features/photometric.parquet``: the F1-F3 features (preprocess)."""
+        return self.features / "photometric.parquet"
+
+    @property
+    def cnn_features(self) -> Path:
+        """``features/cnn.parquet``: the networks' outputs and trunk features (extract)."""
+        return self.features / "cnn.parquet"
+
+    @property
+    def cnn_models(self) -> Path:
+        """``models/cnn/``: one ``<net>.safetensors`` + ``<net>.json`` per network (train-cnn)."""
+        return self.models / "cnn"
+
+    @property
+    def gbm_models(self) -> Path:
+        """``models/gbm/``: one LightGBM text model + JSON card per experiment (train-gbm)."""
+        return self.models / "gbm"
+
+    @property
+    def gbm_predictions(self) -> Path:
+        """``models/gbm/predictions.parquet``: every experiment's test predictions (train-gbm)."""
+        return self.gbm_models / "predictions.parquet"
+
+    @property
+    def gbm_importance(self) -> Path:
+        """``models/gbm/importance.json``: permutation importances (train-gbm)."""
+        return self.gbm_models / "importance.json"
+
+    @property
+    def gbm_cv_search(self) -> Path:
+        """``models/gbm/cv_search.json``: the cross-validated GBM parameters per kind of model (train-gbm)."""
+        return self.gbm_models / "cv_search.json"
+
+    @property
+    def bundle_manifest(self) -> Path:
+        """``models/bundle.json``: the manifest of the prediction bundle."""
+        return self.models / "bundle.json"
+
+    @property
+    def sample_summary(self) -> Path:
+        """``results/tables/sample_summary.csv``: sample and split sizes (catalog)."""
+        return self.tables / "sample_summary.csv"
+
+    @property
+    def chi2_rejected(self) -> Path:
+        """``results/tables/sample_chi2_rejected.parquet``: galaxies cut by chi2 (catalog; evaluated by evaluate)."""
+        return self.tables / "sample_chi2_rejected.parquet"
+
+    @property
+    def preprocess_failures(self) -> Path:
+        """``results/tables/preprocess_failures.csv``: the galaxies preprocessing could not use, and why."""
+        return self.tables / "preprocess_failures.csv"
+
+    @property
+    def preprocess_galaxies(self) -> Path:
+        """``results/tables/preprocess_galaxies.csv``: per-galaxy preprocessing diagnostics."""
+        return self.tables / "preprocess_galaxies.csv"
+
+    @property
+    def fetch_report(self) -> Path:
+        """``fetch_report.json``: what the real-data download could not get (fetch)."""
+        return self.root / "fetch_report.json"
+
+    @property
+    def metrics(self) -> Path:
+        """``results/metrics.json`` (DESIGN §4)."""
+        return self.results / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        """``results/report.html``: the self-contained report."""
+        return self.results / "report.html"
+
+    def relative(self, path: str | Path) -> str:
+        """Return ``path`` relative to the root, in POSIX form (how the manifest and the stages name it).
+
+        Raises
+        ------
+        WorkdirError
+            If ``path`` is not inside this work directory.
+        """
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            msg = f"{path} is not inside the work directory {self.root}"
+            raise WorkdirError(msg) from None
+
     def ensure(self) -> WorkDir:
         """Create the root and the fixed sub-folders; return self."""
         for path in (self.root, self.raw, self.features, self.models, self.figures, self.tables):
@@ -198,7 +288,9 @@ def _remove(path: Path) -> None:
 
 
 @overload
-def atomic_write(path: str | Path, mode: Literal["wb"] = ...) -> contextlib.AbstractContextManager[BinaryIO]: ...
+def atomic_write(
+    path: str | Path, mode: Literal["wb"] = ...
+) -> contextlib.AbstractContextManager[BinaryIO]: ...
 @overload
 def atomic_write(path: str | Path, mode: Literal["w"]) -> contextlib.AbstractContextManager[TextIO]: ...
 

@@ -11,25 +11,66 @@ from morphomass import gz2
 from morphomass.workdir import WorkDir
 
 GSWLC_NAMES = [
-    "objid", "glxid", "plate", "mjd", "fiber_id", "ra", "dec", "z", "chi2_r", "log_mstar", "log_mstar_err",
-    "log_sfr_sed", "log_sfr_sed_err", "a_fuv", "a_fuv_err", "a_b", "a_b_err", "a_v", "a_v_err", "flag_sed",
-    "uv_survey", "flag_uv", "flag_midir", "flag_mgs",
+    "objid",
+    "glxid",
+    "plate",
+    "mjd",
+    "fiber_id",
+    "ra",
+    "dec",
+    "z",
+    "chi2_r",
+    "log_mstar",
+    "log_mstar_err",
+    "log_sfr_sed",
+    "log_sfr_sed_err",
+    "a_fuv",
+    "a_fuv_err",
+    "a_b",
+    "a_b_err",
+    "a_v",
+    "a_v_err",
+    "flag_sed",
+    "uv_survey",
+    "flag_uv",
+    "flag_midir",
+    "flag_mgs",
 ]
 HYPERLEDA_HEADER = "pgc|objname|objtype|al2000|de2000|logd25|e_logd25|logr25|pa"
-PHOTOMETRY_HEADER = ("objID,ra,dec,modelMag_u,modelMag_g,modelMag_r,modelMag_i,modelMag_z,"
-                     "modelMagErr_u,modelMagErr_g,modelMagErr_r,modelMagErr_i,modelMagErr_z")
+PHOTOMETRY_HEADER = (
+    "objID,ra,dec,modelMag_u,modelMag_g,modelMag_r,modelMag_i,modelMag_z,"
+    "modelMagErr_u,modelMagErr_g,modelMagErr_r,modelMagErr_i,modelMagErr_z"
+)
 STARS_HEADER = "objID,ra,dec,type,psfMag_g"
 
 
 def gswlc_line(**values: object) -> str:
     """One GSWLC-2 line (24 whitespace-separated fields); ``values`` override the defaults by column name."""
     row: dict[str, object] = {
-        "objid": 1237645000000000001, "glxid": 6375000000000000001, "plate": 266, "mjd": 51630,
+        "objid": 1237645000000000001,
+        "glxid": 6375000000000000001,
+        "plate": 266,
+        "mjd": 51630,
         "fiber_id": 12,
-        "ra": "150.000000", "dec": "20.000000", "z": "0.050000", "chi2_r": "1.200", "log_mstar": "10.5000",
-        "log_mstar_err": "0.0500", "log_sfr_sed": "0.1000", "log_sfr_sed_err": "0.1000", "a_fuv": "1.000",
-        "a_fuv_err": "0.200", "a_b": "0.500", "a_b_err": "0.100", "a_v": "0.400", "a_v_err": "0.100",
-        "flag_sed": 0, "uv_survey": 1, "flag_uv": 3, "flag_midir": 2, "flag_mgs": 1,
+        "ra": "150.000000",
+        "dec": "20.000000",
+        "z": "0.050000",
+        "chi2_r": "1.200",
+        "log_mstar": "10.5000",
+        "log_mstar_err": "0.0500",
+        "log_sfr_sed": "0.1000",
+        "log_sfr_sed_err": "0.1000",
+        "a_fuv": "1.000",
+        "a_fuv_err": "0.200",
+        "a_b": "0.500",
+        "a_b_err": "0.100",
+        "a_v": "0.400",
+        "a_v_err": "0.100",
+        "flag_sed": 0,
+        "uv_survey": 1,
+        "flag_uv": 3,
+        "flag_midir": 2,
+        "flag_mgs": 1,
     }
     unknown = set(values) - set(row)
     if unknown:
@@ -49,8 +90,17 @@ def gz2_header() -> str:
 
 def gz2_row(dr7objid: int, ra: float, dec: float, conditional: np.ndarray) -> str:
     """A Hart+16 row whose every per-answer column derives from ``conditional`` (37 fractions)."""
-    values: list[str] = [str(dr7objid), f"{ra:.6f}", f"{dec:.6f}", "10:00:00.00", "+20:00:00.0", "original",
-                         "Ei", "40", "120"]
+    values: list[str] = [
+        str(dr7objid),
+        f"{ra:.6f}",
+        f"{dec:.6f}",
+        "10:00:00.00",
+        "+20:00:00.0",
+        "original",
+        "Ei",
+        "40",
+        "120",
+    ]
     for k in range(len(gz2.ANSWERS)):
         frac = f"{conditional[k]:.3f}"
         values += [str(int(round(40 * conditional[k]))), f"{36 * conditional[k]:.3f}", frac, frac, frac, "0"]
@@ -94,9 +144,17 @@ def write_survey(root: Path, galaxies: list[Galaxy], *, stars: bool = True) -> W
     workdir.gswlc_dir.mkdir(parents=True, exist_ok=True)
     lines, leda, phot, gz2_lines = [], [HYPERLEDA_HEADER + "\n"], [PHOTOMETRY_HEADER + "\n"], [gz2_header()]
     for k, gal in enumerate(galaxies):
-        lines.append(gswlc_line(objid=gal.objid, ra=f"{gal.ra:.6f}", dec=f"{gal.dec:.6f}", z=f"{gal.z:.6f}",
-                                chi2_r=f"{gal.chi2_r:.3f}", log_mstar=f"{gal.log_mstar:.4f}",
-                                log_mstar_err=f"{gal.log_mstar_err:.4f}"))
+        lines.append(
+            gswlc_line(
+                objid=gal.objid,
+                ra=f"{gal.ra:.6f}",
+                dec=f"{gal.dec:.6f}",
+                z=f"{gal.z:.6f}",
+                chi2_r=f"{gal.chi2_r:.3f}",
+                log_mstar=f"{gal.log_mstar:.4f}",
+                log_mstar_err=f"{gal.log_mstar_err:.4f}",
+            )
+        )
         if gal.in_hyperleda:
             ra, dec = offset_position(gal.ra, gal.dec, *gal.leda_offset_arcsec)
             logd25 = "" if gal.logd25 is None else f"{gal.logd25:.2f}"
@@ -104,8 +162,13 @@ def write_survey(root: Path, galaxies: list[Galaxy], *, stars: bool = True) -> W
         if gal.in_photometry:
             mags = [gal.mag_g + 1.5, gal.mag_g, gal.mag_g - 0.6, gal.mag_g - 0.9, gal.mag_g - 1.1]
             errs = [0.2, gal.magerr_g, 0.01, 0.01, 0.03]
-            fields = [str(gal.objid), f"{gal.ra:.7f}", f"{gal.dec:.7f}", *(f"{m:.5f}" for m in mags),
-                      *(f"{e:.5f}" for e in errs)]
+            fields = [
+                str(gal.objid),
+                f"{gal.ra:.7f}",
+                f"{gal.dec:.7f}",
+                *(f"{m:.5f}" for m in mags),
+                *(f"{e:.5f}" for e in errs),
+            ]
             phot.append(",".join(fields) + "\n")
         if gal.in_gz2:
             ra, dec = offset_position(gal.ra, gal.dec, *gal.gz2_offset_arcsec)

@@ -18,8 +18,14 @@ def _catalogue(
 
 def test_inside_and_outside_the_radius() -> None:
     ra, dec = np.array([150.0, 200.0]), np.array([20.0, -30.0])
-    cat_ra, cat_dec = (np.array(v) for v in zip(offset_position(150.0, 20.0, 2.0, 2.0),  # 2.83" away
-                                                offset_position(200.0, -30.0, 0.0, 3.1), strict=True))
+    cat_ra, cat_dec = (
+        np.array(v)
+        for v in zip(
+            offset_position(150.0, 20.0, 2.0, 2.0),  # 2.83" away
+            offset_position(200.0, -30.0, 0.0, 3.1),
+            strict=True,
+        )
+    )
     index, sep = match_sky(ra, dec, cat_ra, cat_dec, radius_arcsec=3.0)
     assert index.tolist() == [0, -1]
     assert sep[0] == pytest.approx(np.hypot(2.0, 2.0), rel=1e-4)

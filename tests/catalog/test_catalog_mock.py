@@ -10,8 +10,8 @@ import pytest
 
 from morphomass import gz2
 from morphomass.catalog import run_catalog
-from morphomass.gz2 import obeys_tree
 from morphomass.config import load_config
+from morphomass.gz2 import obeys_tree
 from morphomass.mock import run_mock
 from morphomass.workdir import WorkDir
 
@@ -22,8 +22,12 @@ N_IMAGES = 300
 
 @pytest.fixture(name="mock_run", scope="module")
 def fixture_mock_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    config = load_config("tiny", overrides={"mock": {"n_galaxies": N_IMAGES, "image_bands": ["g"],
-                                                     "max_image_pixels": 32, "workers": None}})
+    config = load_config(
+        "tiny",
+        overrides={
+            "mock": {"n_galaxies": N_IMAGES, "image_bands": ["g"], "max_image_pixels": 32, "workers": None}
+        },
+    )
     workdir = WorkDir(tmp_path_factory.mktemp("mock_catalog"))
     run_mock(config, workdir, progress=False)
     result = run_catalog(config, workdir, progress=False)
@@ -45,7 +49,7 @@ def fixture_mock_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
 
 
 def _truth_selection(run: dict) -> tuple[set[int], set[int]]:
-    """objids the cuts keep, and those chi2 alone rejects, per the truth (chi2 rounded as in the file)."""
+    """Objids the cuts keep, and those chi2 alone rejects, per the truth (chi2 rounded as in the file)."""
     truth: pd.DataFrame = run["truth"]
     valid = truth["has_image"] & ~truth["objid"].isin(run["invalid"])
     passes = np.round(truth["chi2_r"], 3) < 5
@@ -62,7 +66,8 @@ def test_selection_counts_agree_with_the_truth(mock_run: dict) -> None:
     assert summary["n_sample"] == len(kept)
     assert summary["dropped_chi2"] == len(chi2_rejected)
     assert summary["dropped_missing_mass"] + summary["dropped_missing_photometry"] == len(
-        mock_run["invalid"] & set(truth.loc[truth["has_image"], "objid"]))
+        mock_run["invalid"] & set(truth.loc[truth["has_image"], "objid"])
+    )
     n = len(kept)
     n_test = math.ceil(0.1 * n)
     assert (summary["n_test"], summary["n_val"]) == (n_test, math.ceil(0.1 * (n - n_test)))
@@ -88,9 +93,11 @@ def test_ml_statistics_agree_with_the_truth(mock_run: dict) -> None:
     # errors combine the catalogue's mass and magnitude errors, floored at 5 %
     assert (both["ml_err"] >= 0.05 * both["ml"] * (1 - 1e-12)).all()
     mag_err = mock_run["mag_err_g"].loc[both["objid"]].to_numpy()
-    np.testing.assert_allclose(both["ml_err"] / both["ml"],
-                               np.maximum(np.log(10) * np.hypot(both["logmstar_err"], 0.4 * mag_err), 0.05),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        both["ml_err"] / both["ml"],
+        np.maximum(np.log(10) * np.hypot(both["logmstar_err"], 0.4 * mag_err), 0.05),
+        rtol=1e-3,
+    )
 
 
 def test_distances_sizes_and_gz2_agree_with_the_truth(mock_run: dict) -> None:

@@ -43,8 +43,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_gswlc_reads_int64_ids_exactly_and_minus_99_as_missing(tmp_path: Path) -> None:
-    text = (gswlc_line(objid=BIG_ID, glxid=-99, ra="231.318600", dec="41.346010", z="0.076100")
-            + gswlc_line(objid=BIG_ID + 1, chi2_r="-99.000", log_mstar="-99.0000", log_mstar_err="-99.0000"))
+    text = gswlc_line(objid=BIG_ID, glxid=-99, ra="231.318600", dec="41.346010", z="0.076100") + gswlc_line(
+        objid=BIG_ID + 1, chi2_r="-99.000", log_mstar="-99.0000", log_mstar_err="-99.0000"
+    )
     table = read_gswlc(_write(tmp_path / "GSWLC-X2.dat", text))
     assert int(float(BIG_ID)) != BIG_ID  # so the next checks would fail on a float64 read
     assert list(table.columns) == list(GSWLC_COLUMNS)
@@ -72,21 +73,31 @@ def test_gswlc_detects_gzip_by_magic_bytes_not_by_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        (gswlc_line() + gswlc_line(objid=2).rstrip("\n") + " 7\n",
-         r"GSWLC-X2\.dat, line 2: expected 24 whitespace-separated fields, found 25"),
-        (gswlc_line() + " ".join(gswlc_line(objid=2).split()[:23]) + "\n",
-         r"line 2: expected 24 whitespace-separated fields, found 23"),
+        (
+            gswlc_line() + gswlc_line(objid=2).rstrip("\n") + " 7\n",
+            r"GSWLC-X2\.dat, line 2: expected 24 whitespace-separated fields, found 25",
+        ),
+        (
+            gswlc_line() + " ".join(gswlc_line(objid=2).split()[:23]) + "\n",
+            r"line 2: expected 24 whitespace-separated fields, found 23",
+        ),
         (gswlc_line(z="0.05a"), r"line 1, field 'z': expected a finite number, found '0\.05a'"),
         (gswlc_line(z="nan"), r"line 1, field 'z': expected a number, found 'nan'"),
         (gswlc_line(z="inf"), r"line 1, field 'z': expected a finite number, found 'inf'"),
         (gswlc_line(plate="26.5"), r"line 1, field 'plate': expected an integer, found '26\.5'"),
         (gswlc_line(objid="1.237662301367173e18"), r"line 1, field 'objid': expected an integer"),
-        (gswlc_line(objid=f"{BIG_ID}.0"),
-         r"field 'objid': expected an integer, found '1237662301367173202\.0'"),
-        (gswlc_line(objid="99999999999999999999"),
-         r"field 'objid': integer 99999999999999999999 does not fit"),
-        (gswlc_line(objid=5) + gswlc_line(objid=6) + gswlc_line(objid=5),
-         r"line 3, field 'objid': duplicate id 5 \(also on line 1\)"),
+        (
+            gswlc_line(objid=f"{BIG_ID}.0"),
+            r"field 'objid': expected an integer, found '1237662301367173202\.0'",
+        ),
+        (
+            gswlc_line(objid="99999999999999999999"),
+            r"field 'objid': integer 99999999999999999999 does not fit",
+        ),
+        (
+            gswlc_line(objid=5) + gswlc_line(objid=6) + gswlc_line(objid=5),
+            r"line 3, field 'objid': duplicate id 5 \(also on line 1\)",
+        ),
         (gswlc_line() + gswlc_line(objid=2, dec="-99.000000"), r"line 2, field 'dec': missing coordinate"),
         (gswlc_line(ra="360.500000"), r"line 1, field 'ra': expected a coordinate in \[0, 360\) deg"),
     ],
@@ -138,9 +149,12 @@ def test_gswlc_dir_errors(tmp_path: Path) -> None:
 
 
 def test_hyperleda_converts_hours_and_logd25(tmp_path: Path) -> None:
-    text = (HYPERLEDA_HEADER + "\n"
-            + "1459|PGC0001459|G|8.4001640|6.111154|0.71|0.07|0.30|170.7\n"
-            + "1086 | NGC 2903 | G | 15.4212400 | -10.053770 |  | 0.06 | | 109.3\n")
+    text = (
+        HYPERLEDA_HEADER
+        + "\n"
+        + "1459|PGC0001459|G|8.4001640|6.111154|0.71|0.07|0.30|170.7\n"
+        + "1086 | NGC 2903 | G | 15.4212400 | -10.053770 |  | 0.06 | | 109.3\n"
+    )
     table = read_hyperleda(_write(tmp_path / "hyperleda.csv", text))
     assert table["pgc"].tolist() == [1459, 1086]
     assert table["ra"].tolist() == pytest.approx([8.4001640 * 15, 15.42124 * 15])
@@ -152,8 +166,10 @@ def test_hyperleda_converts_hours_and_logd25(tmp_path: Path) -> None:
 
 
 def test_hyperleda_padded_fields_read_as_plain_ones(tmp_path: Path) -> None:
-    rows = ["1459|PGC0001459|G|8.4001640|6.111154|0.71|0.07|0.30|170.7",
-            "1086|NGC 2903|G|15.42124|-10.05377||0.06||"]
+    rows = [
+        "1459|PGC0001459|G|8.4001640|6.111154|0.71|0.07|0.30|170.7",
+        "1086|NGC 2903|G|15.42124|-10.05377||0.06||",
+    ]
     plain = read_hyperleda(_write(tmp_path / "plain.csv", HYPERLEDA_HEADER + "\n" + "\n".join(rows) + "\n"))
     padded_lines = [" | ".join(f" {v} " for v in line.split("|")) for line in [HYPERLEDA_HEADER, *rows]]
     padded_text = "\n".join(padded_lines)
@@ -181,8 +197,10 @@ def test_hyperleda_selects_columns_by_name_and_skips_comments(tmp_path: Path) ->
         (["1|a|G|1.0||0.5|0.1|0.2|3"], r"line 2, field 'de2000': expected a number, found ''"),
         (["1|a|G|NaN|2.0|0.5|0.1|0.2|3"], r"line 2, field 'al2000': expected a number, found 'NaN'"),
         (["1|a|G|24.5|2.0|0.5|0.1|0.2|3"], r"field 'al2000': expected a coordinate in \[0, 24\) hours"),
-        (["1|a|G|1.0|2.0|0.5|0.1|0.2|3", "2|b|G|1.5|2.0|0.5|0.1|0.2|3", "1|c|G|3.0|2.0|0.5|0.1|0.2|3"],
-         r"line 4, field 'pgc': duplicate id 1 \(also on line 2\)"),
+        (
+            ["1|a|G|1.0|2.0|0.5|0.1|0.2|3", "2|b|G|1.5|2.0|0.5|0.1|0.2|3", "1|c|G|3.0|2.0|0.5|0.1|0.2|3"],
+            r"line 4, field 'pgc': duplicate id 1 \(also on line 2\)",
+        ),
     ],
 )
 def test_hyperleda_malformed(tmp_path: Path, rows: list[str], match: str) -> None:
@@ -224,8 +242,10 @@ def test_gz2_accepts_unasked_questions_as_empty_or_zero(tmp_path: Path) -> None:
     cond[[gz2.answer_index(a.answer_id) for a in gz2.QUESTIONS[1].answers]] = 0.0
     line = gz2_row(1, 150.0, 20.0, cond)
     fields = line.strip().split(",")
-    t09 = [gz2.hart16_columns().index(gz2.hart16_column(a, "weighted_fraction"))
-           for a in gz2.QUESTIONS[8].answers]
+    t09 = [
+        gz2.hart16_columns().index(gz2.hart16_column(a, "weighted_fraction"))
+        for a in gz2.QUESTIONS[8].answers
+    ]
     for i in t09:
         fields[i] = ""
     table = read_gz2(_write(tmp_path / "gz2.csv", gz2_header() + ",".join(fields) + "\n"))
@@ -244,12 +264,18 @@ def _gz2_with(tmp_path: Path, column: str, value: str, row: int = 1) -> Path:
 @pytest.mark.parametrize(
     ("column", "value", "match"),
     [
-        ("t02_edgeon_a04_yes_weighted_fraction", "0.9",
-         r"line 3, field 't02_edgeon_\*_weighted_fraction': "
-         r"the weighted_fractions of question t02 sum to 1\.4000"),
-        ("t02_edgeon_a04_yes_weighted_fraction", "1.5",
-         r"line 3, field 't02_edgeon_a04_yes_weighted_fraction': "
-         r"expected a fraction in \[0, 1\], found 1\.5"),
+        (
+            "t02_edgeon_a04_yes_weighted_fraction",
+            "0.9",
+            r"line 3, field 't02_edgeon_\*_weighted_fraction': "
+            r"the weighted_fractions of question t02 sum to 1\.4000",
+        ),
+        (
+            "t02_edgeon_a04_yes_weighted_fraction",
+            "1.5",
+            r"line 3, field 't02_edgeon_a04_yes_weighted_fraction': "
+            r"expected a fraction in \[0, 1\], found 1\.5",
+        ),
         ("t02_edgeon_a04_yes_weighted_fraction", "half", r"expected a finite number, found 'half'"),
         ("ra", "nan", r"line 3, field 'ra': expected a number, found 'nan'"),
         ("dr7objid", "1", r"line 3, field 'dr7objid': duplicate id 1 \(also on line 2\)"),
@@ -272,7 +298,9 @@ def test_gz2_fraction_kind_and_tolerance(tmp_path: Path) -> None:
     assert list(raw.columns)[3] == "t01_smooth_or_features_a01_smooth_fraction"
     weighted = read_gz2(path)
     assert weighted.iloc[0, 3:6].tolist() == pytest.approx([0.333] * 3)
-    with pytest.raises(ValueError, match="fraction must be 'weighted_fraction' or 'fraction', got 'debiased'"):
+    with pytest.raises(
+        ValueError, match="fraction must be 'weighted_fraction' or 'fraction', got 'debiased'"
+    ):
         read_gz2(path, fraction="debiased")
     off = _gz2_with(tmp_path, "t02_edgeon_a04_yes_weighted_fraction", "0.55", row=2)  # t02 sums to 1.05
     with pytest.raises(InputDataError, match="question t02 sum to 1.0500; expected 1 \\(within 0.01\\)"):
@@ -294,9 +322,13 @@ def test_gz2_wrong_field_count_and_missing_columns(tmp_path: Path) -> None:
 
 
 def test_photometry_reads_bands_and_minus_9999(tmp_path: Path) -> None:
-    text = ("#Table1\n" + PHOTOMETRY_HEADER + "\n"
-            + f"{BIG_ID},231.3186,41.3460,18.1,16.2,15.5,15.1,14.9,0.05,0.01,0.01,0.01,0.02\n"
-            + f"{BIG_ID + 2},231.5,41.5,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999\n")
+    text = (
+        "#Table1\n"
+        + PHOTOMETRY_HEADER
+        + "\n"
+        + f"{BIG_ID},231.3186,41.3460,18.1,16.2,15.5,15.1,14.9,0.05,0.01,0.01,0.01,0.02\n"
+        + f"{BIG_ID + 2},231.5,41.5,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999,-9999\n"
+    )
     table = read_photometry(_write(tmp_path / "sdss_photometry.csv", text))
     assert table["objid"].tolist() == [BIG_ID, BIG_ID + 2]
     assert table.attrs["bands"] == ["u", "g", "r", "i", "z"]
@@ -318,8 +350,10 @@ def test_photometry_reads_only_complete_bands(tmp_path: Path) -> None:
     ("row", "match"),
     [
         ("5,2.0,1.0,17.0", r"line 3: expected 5 ','-separated fields, found 4"),
-        ("5,2.0,1.0,seventeen,0.1",
-         r"line 3, field 'modelMag_g': expected a finite number, found 'seventeen'"),
+        (
+            "5,2.0,1.0,seventeen,0.1",
+            r"line 3, field 'modelMag_g': expected a finite number, found 'seventeen'",
+        ),
         ("5,,1.0,17.0,0.1", r"line 3, field 'ra': expected a number, found ''"),
         ("4,2.0,1.0,17.0,0.1", r"line 3, field 'objID': duplicate id 4 \(also on line 2\)"),
         ("6,2.0,91.0,17.0,0.1", r"line 3, field 'dec': expected a coordinate in \[-90, 90\] deg"),
@@ -366,10 +400,14 @@ def test_quoted_separator_is_one_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (b'1,150.0,20.0,6,"18.0\n2,150.0,20.0,6,18.0\n',
-         r"stars\.csv: cannot be parsed \(.*EOF inside string"),
-        (b'1,150.0,20.0,6,"18.0\n2,150.0,20.0,6,18.0"\n',
-         r"found 1 rows but 2 data lines \(unbalanced quotes\?\)"),
+        (
+            b'1,150.0,20.0,6,"18.0\n2,150.0,20.0,6,18.0\n',
+            r"stars\.csv: cannot be parsed \(.*EOF inside string",
+        ),
+        (
+            b'1,150.0,20.0,6,"18.0\n2,150.0,20.0,6,18.0"\n',
+            r"found 1 rows but 2 data lines \(unbalanced quotes\?\)",
+        ),
         (b"1,150.0,20.0,6,18.0\xff\n", r"stars\.csv: cannot be read as UTF-8 text"),
     ],
 )

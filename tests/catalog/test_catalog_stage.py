@@ -12,17 +12,38 @@ from catalog_rawfiles import Galaxy
 
 from morphomass import cli, gz2
 from morphomass.catalog import run_catalog
-from morphomass.gz2 import obeys_tree
 from morphomass.config import load_config
 from morphomass.errors import InputDataError
+from morphomass.gz2 import obeys_tree
 from morphomass.workdir import WorkDir
 
 #: sample.parquet columns as DESIGN §2 lists them (photometry in ugriz: flux_<band>, lum_<band>).
 DESIGN_COLUMNS = [
-    "objid", "ra", "dec", "z", "d25_arcmin", "chi2_r", "logmstar", "logmstar_err", "lum_g", "ml", "ml_err",
-    "split", "has_gz2", *(f"gz2_p_{a.task}_{a.answer_id}" for a in gz2.ANSWERS),
-    "flux_u", "flux_g", "flux_r", "flux_i", "flux_z", "lum_u", "lum_r", "lum_i", "lum_z",
-    "dist_mpc", "pixel_kpc",
+    "objid",
+    "ra",
+    "dec",
+    "z",
+    "d25_arcmin",
+    "chi2_r",
+    "logmstar",
+    "logmstar_err",
+    "lum_g",
+    "ml",
+    "ml_err",
+    "split",
+    "has_gz2",
+    *(f"gz2_p_{a.task}_{a.answer_id}" for a in gz2.ANSWERS),
+    "flux_u",
+    "flux_g",
+    "flux_r",
+    "flux_i",
+    "flux_z",
+    "lum_u",
+    "lum_r",
+    "lum_i",
+    "lum_z",
+    "dist_mpc",
+    "pixel_kpc",
 ]
 Survey = Callable[..., WorkDir]
 
@@ -43,11 +64,18 @@ def _galaxies() -> dict[str, Galaxy]:
         "chi2_5": dict(chi2_r=5.0),
         "chi2_12": dict(chi2_r=12.0, log_mstar=11.2),
     }
-    galaxies = {name: Galaxy(objid=1237645000000000100 - k, ra=130.0 + 2 * k, dec=10.0 + k, **kw)
-                for k, (name, kw) in enumerate(fates.items())}
+    galaxies = {
+        name: Galaxy(objid=1237645000000000100 - k, ra=130.0 + 2 * k, dec=10.0 + k, **kw)
+        for k, (name, kw) in enumerate(fates.items())
+    }
     for k in range(8):
-        galaxies[f"good_{k}"] = Galaxy(objid=1237645000000000200 + k, ra=160.0 + 2 * k, dec=-5.0 + 3 * k,
-                                       z=0.02 + 0.01 * k, mag_g=15.0 + 0.3 * k)
+        galaxies[f"good_{k}"] = Galaxy(
+            objid=1237645000000000200 + k,
+            ra=160.0 + 2 * k,
+            dec=-5.0 + 3 * k,
+            z=0.02 + 0.01 * k,
+            mag_g=15.0 + 0.3 * k,
+        )
     return galaxies
 
 
@@ -70,8 +98,15 @@ def test_every_cut_is_counted_and_only_good_galaxies_remain(
     sample, summary = _run(workdir)
     good = sorted(g.objid for name, g in galaxies.items() if name.startswith("good"))
     assert sample["objid"].tolist() == good  # sorted by objid
-    for reason in ("no_hyperleda", "no_d25", "d25", "missing_redshift", "missing_mass", "missing_chi2",
-                   "missing_photometry"):
+    for reason in (
+        "no_hyperleda",
+        "no_d25",
+        "d25",
+        "missing_redshift",
+        "missing_mass",
+        "missing_chi2",
+        "missing_photometry",
+    ):
         expected = 2 if reason == "no_hyperleda" else 1  # hyperleda_too_far has no match either
         assert summary[f"dropped_{reason}"] == expected, reason
     assert summary["dropped_chi2"] == 2
@@ -110,7 +145,8 @@ def test_sample_columns_types_and_targets(survey: Survey, galaxies: dict[str, Ga
     u_ab = gal.mag_g + 1.5 - 0.04  # modelMag_u on the AB scale
     assert row["flux_u"] == pytest.approx(10 ** (-0.4 * (u_ab - 22.5)), rel=1e-4)
     assert row["lum_i"] / row["lum_g"] == pytest.approx(
-        10 ** (-0.4 * ((gal.mag_g - 0.9) - 4.53 - (gal.mag_g - 5.11))), rel=1e-4)
+        10 ** (-0.4 * ((gal.mag_g - 0.9) - 4.53 - (gal.mag_g - 5.11))), rel=1e-4
+    )
 
 
 def test_gz2_probabilities_join_by_position(survey: Survey, galaxies: dict[str, Galaxy]) -> None:
@@ -122,8 +158,9 @@ def test_gz2_probabilities_join_by_position(survey: Survey, galaxies: dict[str, 
     gz2_columns = list(gz2.ANSWER_COLUMNS)
     matched = by_id.loc[galaxies["good_gz2"].objid]
     assert matched["has_gz2"]
-    np.testing.assert_allclose(matched[gz2_columns].to_numpy(float), gz2.unconditional_probabilities(cond),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        matched[gz2_columns].to_numpy(float), gz2.unconditional_probabilities(cond), atol=1e-12
+    )
     assert obeys_tree(matched[gz2_columns].to_numpy(float), atol=1e-12)
     far = by_id.loc[galaxies["good_gz2_far"].objid]
     assert not far["has_gz2"] and far[gz2_columns].isna().all()
@@ -147,8 +184,9 @@ def test_configurable_cuts_and_paper_convention(survey: Survey, galaxies: dict[s
     dist = 3e5 * gal.z / 70
     assert paper.loc[gal.objid, "dist_mpc"] == pytest.approx(dist)
     assert paper.loc[gal.objid, "pixel_kpc"] == pytest.approx(dist * 1e3 * np.radians(0.4 / 3600))
-    config = load_config("tiny", overrides={"cosmology": {"convention": "paper"},
-                                            "catalog": {"pixel_scale_arcsec": 0.8}})
+    config = load_config(
+        "tiny", overrides={"cosmology": {"convention": "paper"}, "catalog": {"pixel_scale_arcsec": 0.8}}
+    )
     run_catalog(config, workdir, progress=False)
     coarse = pd.read_parquet(workdir.sample).set_index("objid")
     assert coarse.loc[gal.objid, "pixel_kpc"] == pytest.approx(2 * paper.loc[gal.objid, "pixel_kpc"])
@@ -170,8 +208,11 @@ def test_stage_result_and_missing_stars(survey: Survey, galaxies: dict[str, Gala
     workdir = survey(list(galaxies.values()), stars=False)
     result = run_catalog(load_config("tiny"), workdir, progress=False)
     assert result.stage == "catalog"
-    assert result.outputs == ["sample.parquet", "results/tables/sample_summary.csv",
-                              "results/tables/sample_chi2_rejected.parquet"]
+    assert result.outputs == [
+        "sample.parquet",
+        "results/tables/sample_summary.csv",
+        "results/tables/sample_chi2_rejected.parquet",
+    ]
     assert all((workdir.root / rel).is_file() for rel in result.outputs)
     assert result.summary["sample"] == 10
     assert sum(result.summary["split"].values()) == 10
@@ -184,8 +225,11 @@ def test_stage_result_and_missing_stars(survey: Survey, galaxies: dict[str, Gala
 def test_errors_name_what_is_wrong(survey: Survey, galaxies: dict[str, Galaxy]) -> None:
     config = load_config("tiny")
     nobody = survey([Galaxy(objid=1, logd25=0.3), Galaxy(objid=2, ra=151.0, chi2_r=9.0)])
-    with pytest.raises(InputDataError, match=r"no galaxy passes the catalogue selection: n_gswlc = 2; .*"
-                                             r"dropped_d25 = 1; .*dropped_chi2 = 1"):
+    with pytest.raises(
+        InputDataError,
+        match=r"no galaxy passes the catalogue selection: n_gswlc = 2; .*"
+        r"dropped_d25 = 1; .*dropped_chi2 = 1",
+    ):
         run_catalog(config, nobody, progress=False)
     empty_leda = survey(list(galaxies.values()))
     empty_leda.hyperleda.write_text("pgc|al2000|de2000|logd25\n")

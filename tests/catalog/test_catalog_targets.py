@@ -62,7 +62,8 @@ def test_paper_distance_convention_reproduces_dobbels_metadata() -> None:
     assert dist_ang == dist_lum
     assert compute_pixel_kpc(dist_ang, pixel_scale_arcsec=0.4) == pytest.approx(0.632474, rel=1e-5)
     assert 0.512861 * 60 / 0.4 * compute_pixel_kpc(dist_ang, pixel_scale_arcsec=0.4) == pytest.approx(
-        48.655727, rel=1e-5)
+        48.655727, rel=1e-5
+    )
 
 
 def test_astropy_distance_convention() -> None:
@@ -89,8 +90,13 @@ def test_ml_and_its_floored_error() -> None:
     ml, ml_err = compute_ml(10.328326, 0.01, 8.880467e9, 0.002, rel_err_floor=0.05)
     assert ml == pytest.approx(2.398, abs=5e-4)
     assert ml_err == pytest.approx(0.05 * ml)  # ln10 * 0.0100 = 2.3 % is below the floor
-    ml, ml_err = compute_ml(np.array([10.0, 10.0]), np.array([0.1, 0.1]), np.array([1e10, 1e10]),
-                            np.array([0.0, 0.25]), rel_err_floor=0.05)
+    ml, ml_err = compute_ml(
+        np.array([10.0, 10.0]),
+        np.array([0.1, 0.1]),
+        np.array([1e10, 1e10]),
+        np.array([0.0, 0.25]),
+        rel_err_floor=0.05,
+    )
     np.testing.assert_allclose(ml, [1.0, 1.0])
     np.testing.assert_allclose(ml_err, np.log(10) * np.hypot(0.1, [0.0, 0.1]))
 

@@ -45,7 +45,7 @@ def make_inputs(
     start = 0
     for question in QUESTIONS:
         k = len(question.answers)
-        conditional[:, start:start + k] = rng.dirichlet(np.ones(k), n)
+        conditional[:, start : start + k] = rng.dirichlet(np.ones(k), n)
         start += k
     conditional[:, 0:3] = np.stack([0.95 * q, 0.95 * (1 - q), np.full(n, 0.05)], axis=1)
     probs = unconditional_probabilities(conditional)
@@ -54,13 +54,15 @@ def make_inputs(
     split = rng.choice(np.array(["train", "val", "test"]), n, p=[0.7, 0.15, 0.15])
     split[:3] = ["train", "val", "test"]
     ml = 0.5 + 3.0 * q + 0.05 * rng.standard_normal(n)
-    sample = pd.DataFrame({
-        "objid": rng.permutation(np.arange(10**15, 10**15 + 10 * n, 10)).astype(np.int64)[:n],
-        "split": split,
-        "has_gz2": has_gz2,
-        "ml": ml,
-        "ml_err": 0.1 * ml,
-    })
+    sample = pd.DataFrame(
+        {
+            "objid": rng.permutation(np.arange(10**15, 10**15 + 10 * n, 10)).astype(np.int64)[:n],
+            "split": split,
+            "has_gz2": has_gz2,
+            "ml": ml,
+            "ml_err": 0.1 * ml,
+        }
+    )
     for j, column in enumerate(ANSWER_COLUMNS):
         sample[column] = probs[:, j]
     sample.to_parquet(root / "sample.parquet", index=False)
@@ -105,7 +107,7 @@ def fixture_blobs() -> tuple[np.ndarray, np.ndarray]:
     conditional = np.zeros((200, len(ANSWER_COLUMNS)))
     start = 0
     for question in QUESTIONS:
-        conditional[:, start:start + len(question.answers)] = 1.0 / len(question.answers)
+        conditional[:, start : start + len(question.answers)] = 1.0 / len(question.answers)
         start += len(question.answers)
     conditional[:, 0:3] = np.stack([0.95 * q, 0.95 * (1 - q), np.full(200, 0.05)], axis=1)
     return images, unconditional_probabilities(conditional).astype(np.float32)

@@ -54,8 +54,15 @@ def test_cnn3_feature_map_sizes_follow_valid_padding() -> None:
         x = layer(x)
         if isinstance(layer, torch.nn.Conv2d | torch.nn.MaxPool2d):
             sizes.append(tuple(x.shape[1:]))
-    assert sizes == [(32, 65, 65), (32, 32, 32), (64, 29, 29), (64, 14, 14), (128, 12, 12), (128, 6, 6),
-                     (128, 4, 4)]
+    assert sizes == [
+        (32, 65, 65),
+        (32, 32, 32),
+        (64, 29, 29),
+        (64, 14, 14),
+        (128, 12, 12),
+        (128, 6, 6),
+        (128, 4, 4),
+    ]
     assert tuple(x.shape) == (1, 128)
     dropouts = [m.p for m in trunk.layers if isinstance(m, torch.nn.Dropout)]
     assert dropouts == [0.25, 0.25, 0.25]  # after the first three pooled blocks only
@@ -123,8 +130,9 @@ def test_paper_nets_train_a_step_on_two_images(name: str) -> None:
     assert result.n_train == 2 and len(result.history) == 2
     assert np.isfinite([row["val_loss"] for row in result.history]).all()
     assert math.isfinite(result.history[1]["train_loss"])
-    changed = [k for k, v in result.state_dict.items()
-               if v.is_floating_point() and not torch.equal(v, before[k])]
+    changed = [
+        k for k, v in result.state_dict.items() if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     if result.best_epoch == 1:
         assert changed  # the step moved the weights
     else:

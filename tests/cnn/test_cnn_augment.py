@@ -26,7 +26,10 @@ def test_flips_only_give_one_of_the_four_mirror_images() -> None:
     seen = set()
     for image, result in zip(images, out, strict=True):
         candidates = {
-            "none": image, "x": image.flip(-1), "y": image.flip(-2), "xy": image.flip(-1).flip(-2),
+            "none": image,
+            "x": image.flip(-1),
+            "y": image.flip(-2),
+            "xy": image.flip(-1).flip(-2),
         }
         match = [k for k, c in candidates.items() if torch.allclose(result, c, atol=1e-6)]
         assert len(match) == 1

@@ -34,8 +34,14 @@ def _cnn3_only() -> PipelineConfig:
 
 
 def _card(name: str, kind: str = "gz2") -> dict:
-    return {"name": name, "kind": kind, "backbone": "dieleman", "input_size": 69, "dropout": 0.25,
-            "train_key": "untrained"}
+    return {
+        "name": name,
+        "kind": kind,
+        "backbone": "dieleman",
+        "input_size": 69,
+        "dropout": 0.25,
+        "train_key": "untrained",
+    }
 
 
 def test_tree_plan_needs_contiguous_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,8 +99,11 @@ def test_image_groups_must_hold_the_same_galaxies(
     config.cnn.nets = {"cnn1": config.cnn.nets["cnn1"], "cnn3": config.cnn.nets["cnn3"]}
     config.cnn.train_cnn4 = False
     for name in ("cnn1", "cnn3"):
-        card = {**_card(name), "backbone": config.cnn.nets[name].backbone,
-                "input_size": config.cnn.nets[name].input_size}
+        card = {
+            **_card(name),
+            "backbone": config.cnn.nets[name].backbone,
+            "input_size": config.cnn.nets[name].input_size,
+        }
         save_network(workdir.models / "cnn", name, build_gz2_net(card["backbone"]), card)
     with pytest.raises(InputDataError, match=r"groups 32 and 69 hold different galaxies"):
         run_extract(config, workdir, progress=False)
@@ -109,14 +118,18 @@ def test_card_errors(tmp_path: Path) -> None:
 
 
 def test_no_training_galaxy_with_an_image(
-    tmp_path: Path, make_cnn_inputs: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
 ) -> None:
     sample = make_cnn_inputs(tmp_path, n=20, sizes=(69,), failed=20 - 1)
     sample.loc[19, "split"] = "test"  # the only galaxy with an image is a test galaxy
     sample.to_parquet(tmp_path / "sample.parquet", index=False)
     workdir = WorkDir(tmp_path).ensure()
-    with pytest.raises(InputDataError, match=r"no train galaxy with both an image in .*images.zarr/69 and a "
-                                             r"usable target for cnn3"):
+    with pytest.raises(
+        InputDataError,
+        match=r"no train galaxy with both an image in .*images.zarr/69 and a "
+        r"usable target for cnn3",
+    ):
         run_train_cnn(_cnn3_only(), workdir, progress=False)
     save_network(workdir.models / "cnn", "cnn3", build_gz2_net("dieleman"), _card("cnn3"))
     with pytest.raises(InputDataError, match="no training galaxy with images; dead feature columns"):
@@ -124,7 +137,8 @@ def test_no_training_galaxy_with_an_image(
 
 
 def test_cnn4_needs_ml_targets_and_a_gz2_base(
-    tmp_path: Path, make_cnn_inputs: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
 ) -> None:
     sample = make_cnn_inputs(tmp_path, n=20, sizes=(69,))
     workdir = WorkDir(tmp_path).ensure()

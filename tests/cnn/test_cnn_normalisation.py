@@ -25,9 +25,7 @@ def _gate(out: np.ndarray, question) -> np.ndarray:
     return np.ones(out.shape[:-1])
 
 
-raw_batches = arrays(
-    np.float64, (4, 37), elements=st.floats(-3, 3, allow_nan=False, allow_subnormal=False)
-)
+raw_batches = arrays(np.float64, (4, 37), elements=st.floats(-3, 3, allow_nan=False, allow_subnormal=False))
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,10 +5,10 @@ One tiny-preset ``run_train_cnn`` (all four networks, 1 epoch, 60 galaxies) is s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ def _tiny() -> PipelineConfig:
 
 @pytest.fixture(name="trained", scope="module")
 def fixture_trained(
-    tmp_path_factory: pytest.TempPathFactory, make_cnn_inputs: Callable[..., pd.DataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
 ) -> tuple[WorkDir, pd.DataFrame, dict]:
     root = tmp_path_factory.mktemp("cnn_tiny")
     sample = make_cnn_inputs(root, n=60, sizes=(32, 69))
@@ -64,8 +65,11 @@ def test_train_writes_weights_cards_logs_and_figure(trained: tuple[WorkDir, pd.D
         assert log["train_loss"].isna().tolist() == [True, False]  # no training before epoch 1
         np.testing.assert_allclose(log["val_loss"], [row["val_loss"] for row in card["history"]])
         weights = load_file(str(models / f"{name}.safetensors"))
-        n_saved = sum(v.numel() for k, v in weights.items() if not k.endswith(("running_mean", "running_var",
-                                                                               "num_batches_tracked")))
+        n_saved = sum(
+            v.numel()
+            for k, v in weights.items()
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        )
         assert n_saved == card["n_parameters"]
     cnn4 = json.loads((models / "cnn4.json").read_text())
     assert (cnn4["kind"], cnn4["base"]) == ("ml", "cnn1")
@@ -87,7 +91,10 @@ def test_rerun_keeps_trained_networks_and_retrains_missing_ones(
         (models / f"cnn3.{suffix}").unlink()
     summary = run_train_cnn(_tiny(), workdir, progress=False).summary["nets"]
     assert {name: entry["status"] for name, entry in summary.items()} == {
-        "cnn1": "kept", "cnn2": "kept", "cnn3": "trained", "cnn4": "kept",
+        "cnn1": "kept",
+        "cnn2": "kept",
+        "cnn3": "trained",
+        "cnn4": "kept",
     }
     assert (models / "cnn1.safetensors").read_bytes() == before
     assert (models / "cnn3.safetensors").exists()
@@ -97,8 +104,13 @@ def test_extract_features_for_every_galaxy(trained: tuple[WorkDir, pd.DataFrame,
     workdir, sample, _ = trained
     summary = run_extract(_tiny(), workdir, progress=False).summary
     table = pd.read_parquet(workdir.features / "cnn.parquet")
-    expected = [*probability_columns("cnn1"), *trunk_columns("cnn1", 512), *probability_columns("cnn2"),
-                *probability_columns("cnn3"), *cnn4_columns()]
+    expected = [
+        *probability_columns("cnn1"),
+        *trunk_columns("cnn1", 512),
+        *probability_columns("cnn2"),
+        *probability_columns("cnn3"),
+        *cnn4_columns(),
+    ]
     assert summary["n_features_before_drop"] == len(expected) == 37 * 3 + 512 + 37
     assert [c for c in expected if c in table.columns] == list(table.columns[1:])  # kept in this order
     assert summary["n_features"] == table.shape[1] - 1 == len(expected) - summary["n_dropped"]
@@ -142,8 +154,11 @@ def test_extract_refuses_networks_that_do_not_match_the_configuration(
     workdir, _, _ = trained
     config = _tiny()
     config.cnn.nets["cnn1"].input_size = 48
-    with pytest.raises(WorkdirError, match=r"cnn1.json is a resnet18 at 32 px but the configuration asks for "
-                                           r"resnet18 at 48 px; run 'morphomass train-cnn' again"):
+    with pytest.raises(
+        WorkdirError,
+        match=r"cnn1.json is a resnet18 at 32 px but the configuration asks for "
+        r"resnet18 at 48 px; run 'morphomass train-cnn' again",
+    ):
         run_extract(config, workdir, progress=False)
     config = _tiny()
     config.cnn.nets["cnn5"] = config.cnn.nets["cnn3"]
@@ -153,7 +168,8 @@ def test_extract_refuses_networks_that_do_not_match_the_configuration(
 
 @pytest.mark.slow
 def test_paper_configuration_gives_2196_features(
-    tmp_path: Path, make_cnn_inputs: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
 ) -> None:
     """Untrained paper networks saved as train-cnn saves them: 37 x 3 + 2048 + 37 columns before the drop."""
     sample = make_cnn_inputs(tmp_path, n=5, sizes=(197, 128, 69))
@@ -164,8 +180,14 @@ def test_paper_configuration_gives_2196_features(
     torch.manual_seed(0)
     for name, net_config in config.cnn.nets.items():
         net = build_gz2_net(net_config.backbone)
-        card = {"name": name, "kind": "gz2", "backbone": net_config.backbone,
-                "input_size": net_config.input_size, "dropout": config.cnn.dropout, "train_key": "untrained"}
+        card = {
+            "name": name,
+            "kind": "gz2",
+            "backbone": net_config.backbone,
+            "input_size": net_config.input_size,
+            "dropout": config.cnn.dropout,
+            "train_key": "untrained",
+        }
         save_network(workdir.models / "cnn", name, net, card)
         if name == "cnn1":
             cnn4_card = {**card, "name": "cnn4", "kind": "ml"}
@@ -174,13 +196,20 @@ def test_paper_configuration_gives_2196_features(
     assert summary["n_features_before_drop"] == 2196
     table = pd.read_parquet(workdir.features / "cnn.parquet")
     assert table.shape == (len(sample), 1 + 2196 - summary["n_dropped"])
-    expected = [*probability_columns("cnn1"), *trunk_columns("cnn1", 2048), *probability_columns("cnn2"),
-                *probability_columns("cnn3"), *cnn4_columns()]
+    expected = [
+        *probability_columns("cnn1"),
+        *trunk_columns("cnn1", 2048),
+        *probability_columns("cnn2"),
+        *probability_columns("cnn3"),
+        *cnn4_columns(),
+    ]
     assert [c for c in expected if c in table.columns] == list(table.columns[1:])
 
 
 def test_galaxies_without_images_are_skipped_then_get_nan_features(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, make_cnn_inputs: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
 ) -> None:
     sample = make_cnn_inputs(tmp_path, n=40, sizes=(69,), failed=3)
     sample.loc[:2, ["split", "has_gz2"]] = ["train", True]
@@ -214,8 +243,11 @@ def test_cnn4_needs_cnn1(tmp_path: Path, make_cnn_inputs: Callable[..., pd.DataF
     make_cnn_inputs(tmp_path, n=12, sizes=(69,))
     config = _tiny()
     config.cnn.nets = {}
-    with pytest.raises(WorkdirError, match=r"CNN4 starts from cnn1's trained weights, but .*cnn1.safetensors "
-                                           r"does not exist"):
+    with pytest.raises(
+        WorkdirError,
+        match=r"CNN4 starts from cnn1's trained weights, but .*cnn1.safetensors "
+        r"does not exist",
+    ):
         run_train_cnn(config, WorkDir(tmp_path).ensure(), progress=False)
 
 

@@ -40,8 +40,15 @@ def test_tiny_training_lowers_the_validation_loss(blobs: tuple[np.ndarray, np.nd
     images, targets = blobs
     torch.manual_seed(0)
     net = build_gz2_net("dieleman")
-    result = fit_network(net, (images[:160], targets[:160]), (images[160:], targets[160:]), task="gz2",
-                         config=CONFIG, epochs=3, progress=False)
+    result = fit_network(
+        net,
+        (images[:160], targets[:160]),
+        (images[160:], targets[160:]),
+        task="gz2",
+        config=CONFIG,
+        epochs=3,
+        progress=False,
+    )
     history = result.history
     assert [row["epoch"] for row in history] == [0, 1, 2, 3]
     assert result.best_val_loss < 0.7 * history[0]["val_loss"]
@@ -60,8 +67,15 @@ def test_training_is_deterministic_on_cpu(blobs: tuple[np.ndarray, np.ndarray]) 
     for _ in range(2):
         torch.manual_seed(3)
         net = build_gz2_net("dieleman")
-        result = fit_network(net, (images[:64], targets[:64]), (images[64:80], targets[64:80]), task="gz2",
-                             config=CONFIG, epochs=1, progress=False)
+        result = fit_network(
+            net,
+            (images[:64], targets[:64]),
+            (images[64:80], targets[64:80]),
+            task="gz2",
+            config=CONFIG,
+            epochs=1,
+            progress=False,
+        )
         states.append(result)
     assert states[0].history[1]["val_loss"] == states[1].history[1]["val_loss"]
     for key, value in states[0].state_dict.items():
@@ -77,8 +91,15 @@ def test_cnn4_learns_ml_from_images(blobs: tuple[np.ndarray, np.ndarray]) -> Non
     err = (0.1 * ml).astype(np.float32)
     torch.manual_seed(0)
     base = build_gz2_net("dieleman")
-    fit_network(base, (images[:160], targets[:160]), (images[160:], targets[160:]), task="gz2",
-                config=CONFIG, epochs=2, progress=False)
+    fit_network(
+        base,
+        (images[:160], targets[:160]),
+        (images[160:], targets[160:]),
+        task="gz2",
+        config=CONFIG,
+        epochs=2,
+        progress=False,
+    )
     net = make_ml_net(base)
     constant = weighted_median(ml[:160], 1 / err[:160])
     with torch.no_grad():

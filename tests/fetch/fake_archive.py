@@ -42,8 +42,10 @@ REAL_SAS = "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames"
 FRAME_A = FrameId(301, 3635, 2, 80)
 FRAME_B = FrameId(301, 3635, 2, 81)
 FRAME_COLUMNS = {FRAME_A: (0, 150), FRAME_B: (95, 241)}
-HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>"
-             b"<body><h1>Service Unavailable</h1></body></html>\n")
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>"
+    b"<body><h1>Service Unavailable</h1></body></html>\n"
+)
 
 
 # ------------------------------------------------------------------------------------------------ the universe
@@ -69,10 +71,14 @@ def _gz2_table(ra: np.ndarray, dec: np.ndarray, rng: np.random.Generator) -> pd.
     n = len(ra)
     columns: dict[str, Any] = {
         "dr7objid": 587730000000000000 + np.arange(n) * 11,
-        "ra": ra, "dec": dec,
-        "rastring": ["08:13:16.00"] * n, "decstring": ["+22:50:00.0"] * n,
-        "sample": ["original"] * n, "gz2_class": ["Sc"] * n,
-        "total_classifications": [44] * n, "total_votes": [200] * n,
+        "ra": ra,
+        "dec": dec,
+        "rastring": ["08:13:16.00"] * n,
+        "decstring": ["+22:50:00.0"] * n,
+        "sample": ["original"] * n,
+        "gz2_class": ["Sc"] * n,
+        "total_classifications": [44] * n,
+        "total_votes": [200] * n,
     }
     fractions = np.zeros((n, len(gz2.ANSWERS)))
     for question in gz2.QUESTIONS:
@@ -109,8 +115,12 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
         sub_header["CRPIX1"] = header["CRPIX1"] - x0
         sub_header["FRAME"] = frame.field
         sub_header["RUN"], sub_header["CAMCOL"] = frame.run, frame.camcol
-        hdul = fits.HDUList([fits.PrimaryHDU(data[:, x0:x1], sub_header),
-                             fits.ImageHDU(np.ones(x1 - x0, np.float32), name="CALIBVEC")])
+        hdul = fits.HDUList(
+            [
+                fits.PrimaryHDU(data[:, x0:x1], sub_header),
+                fits.ImageHDU(np.ones(x1 - x0, np.float32), name="CALIBVEC"),
+            ]
+        )
         buffer = io.BytesIO()
         hdul.writeto(buffer)
         frames[frame] = (data[:, x0:x1], _wcs(sub_header), bz2.compress(buffer.getvalue()))
@@ -127,11 +137,16 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
     roles.append("far")
     n = len(roles)
     objid = 1237660000000000000 + np.arange(n, dtype=np.int64) * 1013 + 7
-    galaxies = pd.DataFrame({
-        "objid": objid, "ra": ra, "dec": dec, "role": roles,
-        "logd25": logd25 + [0.50, 0.66, 0.66, 0.66, 0.66],
-        "method": ["mosaic", "mosaic"] + ["cutout"] * 6 + [""] * 5,
-    })
+    galaxies = pd.DataFrame(
+        {
+            "objid": objid,
+            "ra": ra,
+            "dec": dec,
+            "role": roles,
+            "logd25": logd25 + [0.50, 0.66, 0.66, 0.66, 0.66],
+            "method": ["mosaic", "mosaic"] + ["cutout"] * 6 + [""] * 5,
+        }
+    )
     galaxies["d25_arcmin"] = 0.1 * 10 ** galaxies["logd25"]
     gswlc = pd.DataFrame({name: np.zeros(n) for name in GSWLC_COLUMNS})
     gswlc["objid"] = objid
@@ -152,17 +167,19 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
 
     has_leda = (galaxies["role"] != "noleda").to_numpy()
     offset = 0.4 / 3600.0
-    leda = pd.DataFrame({
-        "pgc": 4000 + np.arange(n)[has_leda],
-        "objname": [f"PGC{4000 + k:07d}" for k in np.arange(n)[has_leda]],
-        "objtype": "G",
-        "al2000": (ra[has_leda] + offset) / 15.0,
-        "de2000": dec[has_leda] - offset,
-        "logd25": galaxies["logd25"].to_numpy()[has_leda],
-        "e_logd25": 0.05,
-        "logr25": 0.1,
-        "pa": np.where(np.arange(has_leda.sum()) % 4 == 1, np.nan, 45.0),
-    })
+    leda = pd.DataFrame(
+        {
+            "pgc": 4000 + np.arange(n)[has_leda],
+            "objname": [f"PGC{4000 + k:07d}" for k in np.arange(n)[has_leda]],
+            "objtype": "G",
+            "al2000": (ra[has_leda] + offset) / 15.0,
+            "de2000": dec[has_leda] - offset,
+            "logd25": galaxies["logd25"].to_numpy()[has_leda],
+            "e_logd25": 0.05,
+            "logr25": 0.1,
+            "pa": np.where(np.arange(has_leda.sum()) % 4 == 1, np.nan, 45.0),
+        }
+    )
 
     gz2_rows = [0, 1, 2, 3, 5, 6, n - 1]
     gz2_ra = np.append(ra[gz2_rows] - 0.5 / 3600.0, 200.0)
@@ -179,18 +196,33 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
         sdss[f"modelMagErr_{band}"] = rng.uniform(0.002, 0.03, len(sdss))
     star_pix = rng.uniform(10, 230, size=(6, 2))
     star_ra, star_dec = wcs.pixel_to_world_values(star_pix[:, 0], star_pix[:, 1])
-    stars = pd.DataFrame({
-        "objID": 1237660000900000000 + np.arange(8, dtype=np.int64),
-        "ra": np.append(star_ra, [ra[-1] + 0.01, 10.0]),
-        "dec": np.append(star_dec, [dec[-1], 10.0]),
-        "type": 6,
-        "psfMag_g": rng.uniform(17, 21, 8),
-    })
+    stars = pd.DataFrame(
+        {
+            "objID": 1237660000900000000 + np.arange(8, dtype=np.int64),
+            "ra": np.append(star_ra, [ra[-1] + 0.01, 10.0]),
+            "dec": np.append(star_dec, [dec[-1], 10.0]),
+            "type": 6,
+            "psfMag_g": rng.uniform(17, 21, 8),
+        }
+    )
     centre_ra, centre_dec = wcs.pixel_to_world_values(120, 120)
-    region = (float(centre_ra) - 0.05, float(centre_ra) + 0.05, float(centre_dec) - 0.05, float(centre_dec) + 0.05)
+    region = (
+        float(centre_ra) - 0.05,
+        float(centre_ra) + 0.05,
+        float(centre_dec) - 0.05,
+        float(centre_dec) + 0.05,
+    )
     return FakeSky(
-        galaxies=galaxies, gswlc_text=gswlc_path.read_bytes(), leda=leda, gz2_text=gz2_path.read_bytes(),
-        sdss=sdss, stars=stars, frames=frames, source_data=data, source_wcs=wcs, region=region,
+        galaxies=galaxies,
+        gswlc_text=gswlc_path.read_bytes(),
+        leda=leda,
+        gz2_text=gz2_path.read_bytes(),
+        sdss=sdss,
+        stars=stars,
+        frames=frames,
+        source_data=data,
+        source_wcs=wcs,
+        region=region,
     )
 
 
@@ -212,14 +244,22 @@ def answer_sql(sky: FakeSky, sql: str) -> str:
     """SkyServer's CSV answer to the fetcher's photometry and star queries."""
     if "fGetNearestObjEq" in sql:
         radius_arcmin = float(re.search(r"fGetNearestObjEq\(v\.ra,v\.dec,([0-9.eE+-]+)\)", sql)[1])
-        columns = ["input_id", "objID", "ra", "dec", *(c for c in sky.sdss.columns if c.startswith("modelMag"))]
+        columns = [
+            "input_id",
+            "objID",
+            "ra",
+            "dec",
+            *(c for c in sky.sdss.columns if c.startswith("modelMag")),
+        ]
         rows = []
         for objid, ra, dec in _values(sql, "id,ra,dec"):
             sep = _sep_arcsec(float(ra), float(dec), sky.sdss["ra"].to_numpy(), sky.sdss["dec"].to_numpy())
             k = int(np.argmin(sep))
             if sep[k] <= radius_arcmin * 60:
                 found = sky.sdss.iloc[k]
-                rows.append([int(objid), int(sky.sdss["objID"].iloc[k]), *found[columns[2:]].astype(float).tolist()])
+                rows.append(
+                    [int(objid), int(sky.sdss["objID"].iloc[k]), *found[columns[2:]].astype(float).tolist()]
+                )
         table = pd.DataFrame(rows, columns=columns)
     elif "fGetNearbyObjEq" in sql:
         hits = set()
@@ -235,16 +275,27 @@ def answer_sql(sky: FakeSky, sql: str) -> str:
 
 def answer_leda(sky: FakeSky, sql: str) -> str:
     """HyperLeda's '|' text for the box of the fetcher's SQL (padded fields, a comment, a trailing '|', NaN)."""
-    box = re.search(r"al2000>=([0-9.]+) and al2000<([0-9.]+) and de2000>=([-0-9.]+) and de2000<([-0-9.]+)", sql)
+    box = re.search(
+        r"al2000>=([0-9.]+) and al2000<([0-9.]+) and de2000>=([-0-9.]+) and de2000<([-0-9.]+)", sql
+    )
     logd25_min = float(re.search(r"logd25>([0-9.]+)", sql)[1])
     h1, h2, d1, d2 = (float(v) for v in box.groups())
     leda = sky.leda
-    inside = ((leda["al2000"] >= h1) & (leda["al2000"] < h2) & (leda["de2000"] >= d1) & (leda["de2000"] < d2)
-              & (leda["logd25"] > logd25_min))
+    inside = (
+        (leda["al2000"] >= h1)
+        & (leda["al2000"] < h2)
+        & (leda["de2000"] >= d1)
+        & (leda["de2000"] < d2)
+        & (leda["logd25"] > logd25_min)
+    )
     lines = ["# HyperLeda, meandata", " | ".join(leda.columns) + " |"]
     for row in leda[inside].itertuples(index=False):
-        fields = [f"{v:.7f}" if isinstance(v, float) and not np.isnan(v) else ("NaN" if isinstance(v, float) else
-                  str(v)) for v in row]
+        fields = [
+            f"{v:.7f}"
+            if isinstance(v, float) and not np.isnan(v)
+            else ("NaN" if isinstance(v, float) else str(v))
+            for v in row
+        ]
         lines.append("  " + " | ".join(fields) + " |")
     return "\n".join(lines) + "\n"
 
@@ -256,10 +307,15 @@ def answer_vizier(sky: FakeSky, query: dict[str, str]) -> str:
     leda = sky.leda
     ra = leda["al2000"] * 15
     inside = (ra >= r1) & (ra <= r2) & (leda["de2000"] >= d1) & (leda["de2000"] <= d2)
-    lines = ["#", "#   VizieR Astronomical Server", "#RESOURCE=yCat_7237", "",
-             "PGC\tRAJ2000\tDEJ2000\tOType\tlogD25\te_logD25\tlogR25\tPA",
-             "\t\"d\"\t\"d\"\t\t[0.1arcmin]\t[0.1arcmin]\t[-]\tdeg",
-             "-------\t----------\t----------\t---\t-----\t-----\t-----\t-----"]
+    lines = [
+        "#",
+        "#   VizieR Astronomical Server",
+        "#RESOURCE=yCat_7237",
+        "",
+        "PGC\tRAJ2000\tDEJ2000\tOType\tlogD25\te_logD25\tlogR25\tPA",
+        '\t"d"\t"d"\t\t[0.1arcmin]\t[0.1arcmin]\t[-]\tdeg',
+        "-------\t----------\t----------\t---\t-----\t-----\t-----\t-----",
+    ]
     for row, ra_deg in zip(leda[inside].itertuples(index=False), ra[inside], strict=True):
         pa = "" if np.isnan(row.pa) else f"{row.pa:.1f}"
         lines.append(f"{row.pgc}\t{ra_deg:.6f}\t{row.de2000:+.6f}\tG\t{row.logd25:.2f}\t0.05\t0.10\t{pa}")
@@ -279,8 +335,9 @@ def frames_covering(sky: FakeSky, ra: float, dec: float, size_deg: float) -> lis
     return chosen
 
 
-def make_mosaic_script(frames: list[FrameId], bands: str, ra: float, dec: float, size_deg: float,
-                       pixelscale: float) -> str:
+def make_mosaic_script(
+    frames: list[FrameId], bands: str, ra: float, dec: float, size_deg: float, pixelscale: float
+) -> str:
     """A DR12 mosaic-service script: the real one in data/ with its frames, centre, size and names replaced."""
     template = SCRIPT_TEMPLATE.read_text()
     head, rest = template.split('if [[ -z "${hasPhotoObj}" ]]; then\n', 1)
@@ -290,11 +347,17 @@ def make_mosaic_script(frames: list[FrameId], bands: str, ra: float, dec: float,
         for frame in frames:
             name = frame.file_name(band).removesuffix(".bz2")
             rel = frame.rel_path(band)
-            wget.append(f"    if [[ ! -f {name} ]]; then\n        wget -q {REAL_SAS}/{rel}\n"
-                        f"        bzip2 -d -c -k {name}.bz2 > {name}\n    fi\n")
-            local.append(f"    if [[ ! -f {name} ]]; then\n        bzip2 -d -c -k ${{BOSS_PHOTOOBJ}}/frames/{rel} > "
-                         f"{name}\n    fi\n")
-    script = head + 'if [[ -z "${hasPhotoObj}" ]]; then\n' + "".join(wget) + "else\n" + "".join(local) + "fi\n"
+            wget.append(
+                f"    if [[ ! -f {name} ]]; then\n        wget -q {REAL_SAS}/{rel}\n"
+                f"        bzip2 -d -c -k {name}.bz2 > {name}\n    fi\n"
+            )
+            local.append(
+                f"    if [[ ! -f {name} ]]; then\n        bzip2 -d -c -k ${{BOSS_PHOTOOBJ}}/frames/{rel} > "
+                f"{name}\n    fi\n"
+            )
+    script = (
+        head + 'if [[ -z "${hasPhotoObj}" ]]; then\n' + "".join(wget) + "else\n" + "".join(local) + "fi\n"
+    )
     npix = round(size_deg * 3600 / pixelscale)
     for band in bands:
         out = f"J{ra:09.5f}{dec:+09.5f}-{band}"
@@ -347,7 +410,9 @@ class FakeArchive:
                 self.static[f"{SAS_PREFIX}/{frame.rel_path(band)}"] = (payload, {})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.archive = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -395,11 +460,20 @@ class FakeArchive:
     def config(self, tmp: Path, **fetch: Any) -> PipelineConfig:
         """The tiny preset with every fetch URL on this server and quick retries."""
         overrides = {
-            "gswlc_url": f"{self.url}/gswlc", "hyperleda_url": f"{self.url}/leda/G.cgi",
-            "vizier_url": f"{self.url}/vizier/asu-tsv", "gz2_url": f"{self.url}/gz2/gz2_hart16.csv.gz",
-            "skyserver_sql_url": f"{self.url}/skyserver/x_results.aspx", "mosaic_url": f"{self.url}/mosaics/script",
-            "frames_url": f"{self.url}{SAS_PREFIX}", "cache_dir": str(tmp / "cache"), "retries": 2,
-            "backoff_s": 0.01, "requests_per_second": 1000.0, "timeout_s": 10.0, "workers": 2, "sql_batch_size": 3,
+            "gswlc_url": f"{self.url}/gswlc",
+            "hyperleda_url": f"{self.url}/leda/G.cgi",
+            "vizier_url": f"{self.url}/vizier/asu-tsv",
+            "gz2_url": f"{self.url}/gz2/gz2_hart16.csv.gz",
+            "skyserver_sql_url": f"{self.url}/skyserver/x_results.aspx",
+            "mosaic_url": f"{self.url}/mosaics/script",
+            "frames_url": f"{self.url}{SAS_PREFIX}",
+            "cache_dir": str(tmp / "cache"),
+            "retries": 2,
+            "backoff_s": 0.01,
+            "requests_per_second": 1000.0,
+            "timeout_s": 10.0,
+            "workers": 2,
+            "sql_batch_size": 3,
         }
         overrides.update(fetch)
         return load_config("tiny", overrides={"fetch": overrides})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fake_archive import DATA, FRAME_A, FRAME_B, SAS_PREFIX, FakeSky, make_mosaic_script
 
-from morphomass.errors import InputDataError
+from morphomass.errors import FetchError, InputDataError
 from morphomass.fetch.frames import (
     FrameId,
     FrameStore,
@@ -22,7 +22,7 @@ from morphomass.fetch.frames import (
     read_frame,
     target_wcs,
 )
-from morphomass.fetch.http import FetchError, HttpClient
+from morphomass.fetch.http import HttpClient
 
 REAL_SCRIPT = DATA / "J132947.00+471338.0.sh"
 
@@ -41,7 +41,9 @@ def _sky_position(sky: FakeSky, x: float, y: float) -> tuple[float, float]:
 
 def test_parse_the_real_mosaic_script() -> None:
     script = parse_mosaic_script(REAL_SCRIPT.read_text(), source="fixture")
-    assert len(script.frames) == 34  # each frame appears twice in the script (wget and $BOSS_PHOTOOBJ branches)
+    assert (
+        len(script.frames) == 34
+    )  # each frame appears twice in the script (wget and $BOSS_PHOTOOBJ branches)
     assert len(set(script.frames)) == 34
     assert script.frames[0] == FrameId(301, 3650, 1, 90)
     assert script.frames[-1] == FrameId(301, 3650, 1, 85)
@@ -121,8 +123,9 @@ def test_mosaic_of_two_overlapping_frames_matches_the_whole_frame(sky: FakeSky) 
     ra, dec = _sky_position(sky, 120, 120)  # the real galaxy, across the seam of the two frames
     pieces = [sky.frames[FRAME_A][:2], sky.frames[FRAME_B][:2]]
     mosaic, wcs, coverage = mosaic_frames(pieces, ra_deg=ra, dec_deg=dec, npix=121, pixel_scale_arcsec=0.396)
-    whole, _, _ = mosaic_frames([(sky.source_data, sky.source_wcs)], ra_deg=ra, dec_deg=dec, npix=121,
-                                pixel_scale_arcsec=0.396)
+    whole, _, _ = mosaic_frames(
+        [(sky.source_data, sky.source_wcs)], ra_deg=ra, dec_deg=dec, npix=121, pixel_scale_arcsec=0.396
+    )
     noise = float(np.std(sky.source_data[:40, :40]))
     difference = np.abs(mosaic - whole)
     assert coverage == 1.0

@@ -1,5 +1,6 @@
 """Downloads against the local test server: resume, retries and backoff, refusal, HTML pages, truncated gzip,
-checksums, the rate limit and local copies of an archive."""
+checksums, the rate limit and local copies of an archive.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from morphomass.errors import InputDataError
+from morphomass.errors import FetchError, InputDataError
 from morphomass.fetch.archives import decompress_to, fetch_table_file, is_gzip
-from morphomass.fetch.http import FetchError, HttpClient, check_not_html, full_url, local_path
+from morphomass.fetch.http import HttpClient, check_not_html, full_url, local_path
 from morphomass.workdir import file_sha256
 
 PAYLOAD = np.random.default_rng(1).bytes(200_000)
@@ -108,11 +109,15 @@ def test_rate_limit_spaces_requests_to_one_server(archive, tmp_path: Path) -> No
     assert len(sleeps) == 3
 
 
-def test_html_page_instead_of_a_gzip_table_is_a_clear_error_and_is_not_cached(archive, tmp_path: Path) -> None:
+def test_html_page_instead_of_a_gzip_table_is_a_clear_error_and_is_not_cached(
+    archive, tmp_path: Path
+) -> None:
     url = _serve(archive, "/gswlc/G.dat.gz", gzip.compress(TEXT))
     archive.fault("/gswlc/G.dat.gz", "html")
     cache = tmp_path / "cache"
-    with pytest.raises(InputDataError, match=r"answered with an HTML page \(title: '503 Service Unavailable'\)"):
+    with pytest.raises(
+        InputDataError, match=r"answered with an HTML page \(title: '503 Service Unavailable'\)"
+    ):
         fetch_table_file(_client(), url, cache, "G.dat.gz", expected="the GSWLC-2 table")
     assert not any(cache.rglob("*"))
     plain = fetch_table_file(_client(), url, cache, "G.dat.gz", expected="the GSWLC-2 table")  # server fixed
@@ -192,7 +197,12 @@ def test_full_url_encodes_the_query() -> None:
 
 @pytest.mark.parametrize(
     "head",
-    [b"<!DOCTYPE html><html>", b"\n  <html><body>x", b"<HEAD><TITLE>Error</TITLE>", b"<?xml version='1.0'?><html>"],
+    [
+        b"<!DOCTYPE html><html>",
+        b"\n  <html><body>x",
+        b"<HEAD><TITLE>Error</TITLE>",
+        b"<?xml version='1.0'?><html>",
+    ],
 )
 def test_check_not_html_recognises_pages(tmp_path: Path, head: bytes) -> None:
     path = tmp_path / "page"

@@ -1,5 +1,6 @@
 """The fetch stage end to end against the local archive server: raw/ as the mock writes it, resume, limit,
-the failure report, bad server answers, the VizieR fallback, the command line, and catalog + preprocess on top."""
+the failure report, bad server answers, the VizieR fallback, the command line, and catalog + preprocess on top.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ from fake_archive import FRAME_A, FRAME_B, SAS_PREFIX, FakeArchive, FakeSky
 
 from morphomass import cli
 from morphomass.config import load_config
-from morphomass.errors import InputDataError
+from morphomass.errors import FetchError, FetchFallbackWarning, InputDataError
 from morphomass.fetch import run_fetch
 from morphomass.fetch.frames import fov_pixels, mosaic_frames
-from morphomass.fetch.http import FetchError
-from morphomass.fetch.stage import REPORT_NAME, FetchFallbackWarning, in_region
+from morphomass.fetch.stage import REPORT_NAME, in_region
 from morphomass.mock.formats import HYPERLEDA_COLUMNS
 from morphomass.pipeline import execute_stage
 from morphomass.workdir import WorkDir
@@ -83,7 +83,9 @@ def test_fetch_writes_raw_in_the_mock_formats(archive: FakeArchive, sky: FakeSky
     assert set(photometry["objID"]) == set(targets["objid"]) - {int(targets["objid"].iloc[4])}
     report = _report(workdir)
     assert report["counts"]["photometry_objid_differs"] == 1  # target 3's DR12 objID differs; GSWLC's is kept
-    assert {(f["objid"], f["step"]) for f in report["failures"]} == {(int(targets["objid"].iloc[4]), "photometry")}
+    assert {(f["objid"], f["step"]) for f in report["failures"]} == {
+        (int(targets["objid"].iloc[4]), "photometry")
+    }
 
     # stars: the point sources near the targets, not those far away
     stars = pd.read_csv(workdir.stars)
@@ -107,8 +109,13 @@ def test_fetch_writes_raw_in_the_mock_formats(archive: FakeArchive, sky: FakeSky
         x, y = WCS(header).world_to_pixel_values(row.ra, row.dec)
         assert abs(x - (npix - 1) / 2) <= 0.5 + 1e-6 and abs(y - (npix - 1) / 2) <= 0.5 + 1e-6
         if row.method == "mosaic":
-            whole, _, _ = mosaic_frames([(sky.source_data, sky.source_wcs)], ra_deg=row.ra, dec_deg=row.dec,
-                                        npix=npix, pixel_scale_arcsec=0.396)
+            whole, _, _ = mosaic_frames(
+                [(sky.source_data, sky.source_wcs)],
+                ra_deg=row.ra,
+                dec_deg=row.dec,
+                npix=npix,
+                pixel_scale_arcsec=0.396,
+            )
             assert np.percentile(np.abs(image - whole), 99) < 0.01
         else:
             # the image's pixel (0, 0) is a whole source pixel, and the pixels are the source's, unresampled
@@ -170,7 +177,9 @@ def test_downloads_can_be_pinned_by_checksum(archive: FakeArchive, sky: FakeSky,
     assert sources["gswlc_X2"]["sha256"] == hashlib.sha256(served).hexdigest()
     pins = {"GSWLC-X2.dat.gz": sources["gswlc_X2"]["sha256"], "gz2_hart16.csv.gz": sources["gz2"]["sha256"]}
     _fetch(archive, tmp_path / "b", region=list(sky.region), checksums=pins)
-    with pytest.raises(InputDataError, match=r"GSWLC-X2\.dat\.gz: SHA-256 \w+ does not match the expected 1234"):
+    with pytest.raises(
+        InputDataError, match=r"GSWLC-X2\.dat\.gz: SHA-256 \w+ does not match the expected 1234"
+    ):
         _fetch(archive, tmp_path / "c", region=list(sky.region), checksums={"GSWLC-X2.dat.gz": "1234"})
 
 
@@ -184,8 +193,9 @@ def test_transient_server_failures_are_retried(archive: FakeArchive, sky: FakeSk
     assert summary["failures"] == 1  # only the galaxy without photometry, as without faults
 
 
-def test_truncated_gswlc_is_a_clear_error_and_writes_nothing(archive: FakeArchive, sky: FakeSky,
-                                                            tmp_path: Path) -> None:
+def test_truncated_gswlc_is_a_clear_error_and_writes_nothing(
+    archive: FakeArchive, sky: FakeSky, tmp_path: Path
+) -> None:
     archive.static["/gswlc/GSWLC-X2.dat.gz"] = (gzip.compress(sky.gswlc_text)[:-40], {})
     with pytest.raises(InputDataError, match=r"GSWLC-X2\.dat\.gz: truncated gzip file"):
         _fetch(archive, tmp_path)
@@ -207,7 +217,9 @@ def test_empty_gswlc_answer_is_a_clear_error(archive: FakeArchive, tmp_path: Pat
 
 
 def test_region_without_galaxies_is_a_clear_error(archive: FakeArchive, tmp_path: Path) -> None:
-    with pytest.raises(InputDataError, match=r"no GSWLC-2 galaxy lies in fetch.region \(0.0, 1.0, -1.0, 1.0\)"):
+    with pytest.raises(
+        InputDataError, match=r"no GSWLC-2 galaxy lies in fetch.region \(0.0, 1.0, -1.0, 1.0\)"
+    ):
         _fetch(archive, tmp_path, region=[0.0, 1.0, -1.0, 1.0])
 
 
@@ -235,17 +247,34 @@ def test_many_failures_in_a_row_abort(archive: FakeArchive, sky: FakeSky, tmp_pa
     assert sum(f["step"] == "images" for f in failures) == 3
 
 
-def test_cli_fetch_with_region_and_limit(archive: FakeArchive, sky: FakeSky, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_fetch_with_region_and_limit(
+    archive: FakeArchive, sky: FakeSky, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fetch = archive.config(tmp_path).fetch.model_dump(mode="json")
     toml = "[fetch]\n" + "".join(
-        f"{key} = {json.dumps(value)}\n" for key, value in fetch.items()
+        f"{key} = {json.dumps(value)}\n"
+        for key, value in fetch.items()
         if key.endswith("_url") or key in ("cache_dir", "requests_per_second")
     )
     (tmp_path / "c.toml").write_text(toml)
     ra1, ra2, dec1, dec2 = (str(v) for v in sky.region)
-    argv = ["-q", "fetch", "--workdir", str(tmp_path / "w"), "--preset", "tiny", "--config", str(tmp_path / "c.toml"),
-            "--limit", "2", "--region", ra1, ra2, dec1, dec2]
+    argv = [
+        "-q",
+        "fetch",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--preset",
+        "tiny",
+        "--config",
+        str(tmp_path / "c.toml"),
+        "--limit",
+        "2",
+        "--region",
+        ra1,
+        ra2,
+        dec1,
+        dec2,
+    ]
     assert cli.main(argv) == 0
     assert "targets: 2" in capsys.readouterr().out
     assert len(list((tmp_path / "w" / "raw" / "images" / "g").glob("*.fits"))) == 2
@@ -253,7 +282,9 @@ def test_cli_fetch_with_region_and_limit(archive: FakeArchive, sky: FakeSky, tmp
     assert "fetch.region" in capsys.readouterr().err
 
 
-def test_fetched_raw_passes_catalog_and_preprocess(archive: FakeArchive, sky: FakeSky, tmp_path: Path) -> None:
+def test_fetched_raw_passes_catalog_and_preprocess(
+    archive: FakeArchive, sky: FakeSky, tmp_path: Path
+) -> None:
     pytest.importorskip("morphomass.catalog")
     pytest.importorskip("morphomass.preprocess")
     config = archive.config(tmp_path, region=list(sky.region))

@@ -1,5 +1,6 @@
 """Readers of the archives' answers (GSWLC-2, HyperLeda, VizieR, SkyServer, Hart+16), the SQL the fetcher sends,
-and the choice of the image targets."""
+and the choice of the image targets.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from morphomass.errors import InputDataError
 from morphomass.fetch.archives import copy_selected_lines
 from morphomass.fetch.galaxyzoo import REQUIRED_GZ2_COLUMNS, read_gz2_positions
 from morphomass.fetch.gswlc import gswlc_url, read_gswlc
-from morphomass.fetch.hyperleda import LEDA_FIELDS, leda_query, parse_leda, parse_vizier, ra_slices, vizier_query
+from morphomass.fetch.hyperleda import (
+    LEDA_FIELDS,
+    leda_query,
+    parse_leda,
+    parse_vizier,
+    ra_slices,
+    vizier_query,
+)
 from morphomass.fetch.skyserver import (
     PHOTOMETRY_COLUMNS,
     parse_skyserver_csv,
@@ -53,7 +61,10 @@ def test_gswlc_reader_keeps_int64_ids(tmp_path: Path) -> None:
         ("", "empty GSWLC-2 table"),
         (_gswlc_line(n=20) * 2, "expected 24 whitespace-separated columns"),
         (_gswlc_line() + _gswlc_line(n=23), "data row 2 has missing or non-numeric"),
-        (_gswlc_line() + _gswlc_line().replace("150.1", "abc"), r"data row 2 has missing or non-numeric \['ra'\]"),
+        (
+            _gswlc_line() + _gswlc_line().replace("150.1", "abc"),
+            r"data row 2 has missing or non-numeric \['ra'\]",
+        ),
         (_gswlc_line() + _gswlc_line().rstrip() + " 7\n", "not a GSWLC-2 table"),
     ],
 )
@@ -98,7 +109,11 @@ def test_parse_leda_tolerates_padding_comments_trailing_separator_and_nan() -> N
     assert table["pgc"].tolist() == [2557, 4]
     assert table["objname"].tolist() == ["NGC0224", "PGC0000004"]
     assert table.loc[0, "al2000"] == pytest.approx(0.7123138)
-    assert np.isnan(table.loc[1, "logd25"]) and np.isnan(table.loc[1, "pa"]) and np.isnan(table.loc[1, "e_logd25"])
+    assert (
+        np.isnan(table.loc[1, "logd25"])
+        and np.isnan(table.loc[1, "pa"])
+        and np.isnan(table.loc[1, "e_logd25"])
+    )
 
 
 def test_parse_leda_fills_missing_optional_columns() -> None:
@@ -166,7 +181,12 @@ def test_queries_ask_for_the_box_in_the_services_units() -> None:
 
 
 def test_ra_slices_cover_the_range_and_wrap() -> None:
-    assert ra_slices(0.0, 360.0, step_deg=90.0) == [(0.0, 90.0), (90.0, 180.0), (180.0, 270.0), (270.0, 360.0)]
+    assert ra_slices(0.0, 360.0, step_deg=90.0) == [
+        (0.0, 90.0),
+        (90.0, 180.0),
+        (180.0, 270.0),
+        (270.0, 360.0),
+    ]
     assert ra_slices(10.0, 12.0, step_deg=15.0) == [(10.0, 12.0)]
     assert ra_slices(350.0, 5.0, step_deg=15.0) == [(350.0, 360.0), (0.0, 5.0)]
 
@@ -253,21 +273,25 @@ def test_in_region_with_and_without_wrap() -> None:
 
 
 def _catalogues() -> tuple[pd.DataFrame, pd.DataFrame]:
-    gswlc = pd.DataFrame({
-        "objid": [10, 11, 12, 13, 14, 15, 10],
-        "ra": [150.0, 150.1, 150.2, 150.3, 150.4, 150.5, 150.0],
-        "dec": [2.0] * 7,
-        "chi2_r": [1.0, 6.0, 1.0, 1.0, 1.0, -99.0, 1.0],
-        "log_mstar": [10.0, 10.0, -99.0, 10.0, 10.0, 10.0, 10.0],
-        "log_mstar_err": [0.1] * 7,
-    })
+    gswlc = pd.DataFrame(
+        {
+            "objid": [10, 11, 12, 13, 14, 15, 10],
+            "ra": [150.0, 150.1, 150.2, 150.3, 150.4, 150.5, 150.0],
+            "dec": [2.0] * 7,
+            "chi2_r": [1.0, 6.0, 1.0, 1.0, 1.0, -99.0, 1.0],
+            "log_mstar": [10.0, 10.0, -99.0, 10.0, 10.0, 10.0, 10.0],
+            "log_mstar_err": [0.1] * 7,
+        }
+    )
     # a HyperLeda galaxy 1" from each GSWLC one, except 14 (5" away); 13 is too small
     offsets = np.array([1.0, 1.0, 1.0, 1.0, 5.0, 1.0]) / 3600
-    hyperleda = pd.DataFrame({
-        "al2000": (gswlc["ra"][:6].to_numpy() + offsets) / 15,
-        "de2000": [2.0] * 6,
-        "logd25": [0.7, 0.7, 0.7, 0.55, 0.7, 0.7],
-    })
+    hyperleda = pd.DataFrame(
+        {
+            "al2000": (gswlc["ra"][:6].to_numpy() + offsets) / 15,
+            "de2000": [2.0] * 6,
+            "logd25": [0.7, 0.7, 0.7, 0.55, 0.7, 0.7],
+        }
+    )
     return gswlc, hyperleda
 
 
@@ -291,4 +315,3 @@ def test_limit_targets_is_seeded_and_nested() -> None:
     assert set(limit_targets(targets, 3, rng=np.random.default_rng(5))["objid"]) != set(three["objid"])
     assert limit_targets(targets, None, rng=np.random.default_rng(0)) is targets
     assert len(limit_targets(targets, 500, rng=np.random.default_rng(0))) == 100
-

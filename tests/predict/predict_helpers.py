@@ -39,9 +39,16 @@ def save_networks(config: PipelineConfig, workdir: WorkDir) -> None:
     cnn1 = build_gz2_net("dieleman", dropout=config.cnn.dropout)
     cnn4 = make_ml_net(cnn1)
     for name, net, kind in (("cnn1", cnn1, "gz2"), ("cnn4", cnn4, "ml")):
-        card = {"name": name, "kind": kind, "backbone": "dieleman", "input_size": 69,
-                "dropout": config.cnn.dropout, "train_key": f"test-{name}", "trunk_features": 128,
-                "base": "cnn1" if kind == "ml" else None}
+        card = {
+            "name": name,
+            "kind": kind,
+            "backbone": "dieleman",
+            "input_size": 69,
+            "dropout": config.cnn.dropout,
+            "train_key": f"test-{name}",
+            "trunk_features": 128,
+            "base": "cnn1" if kind == "ml" else None,
+        }
         save_network(workdir.models / "cnn", name, net.eval(), card)
 
 
@@ -50,8 +57,9 @@ def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
     from morphomass.gbm import Experiment, build_features, fit_booster, lgb_params, load_feature_table
     from morphomass.gbm.train import training_target
 
-    table = load_feature_table(workdir.sample, workdir.features / "photometric.parquet",
-                               workdir.features / "cnn.parquet")
+    table = load_feature_table(
+        workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet"
+    )
     train, val = table.split_mask("train"), table.split_mask("val")
     ml, ml_err = table.meta["ml"].to_numpy(), table.meta["ml_err"].to_numpy()
     label, weight = training_target(ml, ml_err, objective="l1")
@@ -62,15 +70,32 @@ def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
         values = frame.to_numpy(dtype=np.float32)
         columns = [c for c, v in zip(frame.columns, values[train].T, strict=True) if np.nanstd(v) > 0]
         x = frame[columns].to_numpy(dtype=np.float32)
-        fit = fit_booster(x[train], label[train], weight[train], x[val], label[val], weight[val],
-                          params=params, feature_names=columns, max_rounds=30, early_stopping_rounds=30)
+        fit = fit_booster(
+            x[train],
+            label[train],
+            weight[train],
+            x[val],
+            label[val],
+            weight[val],
+            params=params,
+            feature_names=columns,
+            max_rounds=30,
+            early_stopping_rounds=30,
+        )
         out = workdir.models / "gbm"
         write_text_atomic(out / f"{experiment.name}.txt", fit.booster.model_to_string())
-        write_json_atomic(out / f"{experiment.name}.json", {
-            "experiment": experiment.name, "recipe": {"catalog_bands": experiment.catalog_bands},
-            "objective": "l1", "features": columns, "prediction_floor": floor,
-            "best_iteration": fit.best_iteration, "n_train": int(train.sum()),
-        })
+        write_json_atomic(
+            out / f"{experiment.name}.json",
+            {
+                "experiment": experiment.name,
+                "recipe": {"catalog_bands": experiment.catalog_bands},
+                "objective": "l1",
+                "features": columns,
+                "prediction_floor": floor,
+                "best_iteration": fit.best_iteration,
+                "n_train": int(train.sum()),
+            },
+        )
 
 
 def predict_catalog_of(workdir: WorkDir, *, magnitudes: tuple[str, ...] = ("g", "i")) -> pd.DataFrame:

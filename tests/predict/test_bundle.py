@@ -30,8 +30,14 @@ def _rewrite(bundle_dir: Path, change, *, rehash: bool) -> None:
 def test_bundle_lists_every_file_with_its_hash(bundle_dir: Path) -> None:
     manifest = read_bundle_json(bundle_dir)
     files = manifest["files"]
-    assert set(files) == {"cnn/cnn1.json", "cnn/cnn1.safetensors", "cnn/cnn4.json", "cnn/cnn4.safetensors",
-                          "gbm/g_morph.txt", "gbm/gi_morph.txt"}
+    assert set(files) == {
+        "cnn/cnn1.json",
+        "cnn/cnn1.safetensors",
+        "cnn/cnn4.json",
+        "cnn/cnn4.safetensors",
+        "gbm/g_morph.txt",
+        "gbm/gi_morph.txt",
+    }
     for rel, entry in files.items():
         data = (bundle_dir / rel).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -229,7 +235,9 @@ def test_write_bundle_needs_every_network(trained_workdir: WorkDir, tmp_path: Pa
         write_bundle(small_config(), workdir)
 
 
-def test_write_bundle_needs_the_sample_columns_of_the_ranges(trained_workdir: WorkDir, tmp_path: Path) -> None:
+def test_write_bundle_needs_the_sample_columns_of_the_ranges(
+    trained_workdir: WorkDir, tmp_path: Path
+) -> None:
     workdir = _copy_workdir(trained_workdir, tmp_path)
     pd.read_parquet(workdir.sample).drop(columns="d25_arcmin").to_parquet(workdir.sample)
     workdir.manifest.unlink()  # the sample changed behind the manifest's back

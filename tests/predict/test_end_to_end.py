@@ -55,13 +55,19 @@ _CLI = "import sys; from morphomass.cli import main; sys.exit(main(sys.argv[1:])
 
 
 def _morphomass(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _CLI, *args], capture_output=True, text=True, timeout=600,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def _run_and_die(workdir: Path, where: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _RUN_AND_DIE, str(workdir), where], capture_output=True,
-                          text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_AND_DIE, str(workdir), where],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def _finished(workdir: Path) -> set[str]:
@@ -90,12 +96,14 @@ def test_bundle_reproduces_the_pipelines_predictions(reference: WorkDir, tmp_pat
     sample = pd.read_parquet(reference.sample)
     phot = pd.read_csv(reference.photometry).rename(columns={"objID": "objid"})
     catalog = sample[["objid", "ra", "dec", "z", "d25_arcmin"]].merge(
-        phot[["objid", "modelMag_g", "modelMag_i"]], on="objid")
+        phot[["objid", "modelMag_g", "modelMag_i"]], on="objid"
+    )
     bundle = load_bundle(reference.models)
     stage = pd.read_parquet(reference.models / "gbm" / "predictions.parquet").set_index("objid")
     with_i = bundle.predict(reference.raw_images, catalog, stars=reference.stars).set_index("objid")
-    g_only = bundle.predict(reference.raw_images, catalog.drop(columns=["modelMag_g", "modelMag_i"]),
-                            stars=reference.stars).set_index("objid")
+    g_only = bundle.predict(
+        reference.raw_images, catalog.drop(columns=["modelMag_g", "modelMag_i"]), stars=reference.stars
+    ).set_index("objid")
     assert (with_i["model"] == "gi").all()
     assert (g_only["model"] == "g").all()
     np.testing.assert_allclose(with_i.loc[stage.index, "ml_pred"], stage["pred_gi_morph"], rtol=1e-5)
@@ -113,12 +121,24 @@ def test_predictions_for_new_galaxies(reference: WorkDir, tmp_path: Path) -> Non
     assert not set(truth["objid"]) & set(pd.read_parquet(reference.sample)["objid"])
     phot = pd.read_csv(fresh_wd.photometry).rename(columns={"objID": "objid"})
     catalog = truth[["objid", "ra", "dec", "z", "d25_arcmin"]].merge(
-        phot[["objid", "modelMag_g", "modelMag_i"]], on="objid")
+        phot[["objid", "modelMag_g", "modelMag_i"]], on="objid"
+    )
     catalog_path, out_path = tmp_path / "new_galaxies.csv", tmp_path / "predictions.parquet"
     catalog.to_csv(catalog_path, index=False)
-    done = _morphomass("-q", "predict", "--model", str(reference.models), "--images",
-                       str(fresh_wd.raw_images), "--catalog", str(catalog_path), "--stars",
-                       str(fresh_wd.stars), "--out", str(out_path))
+    done = _morphomass(
+        "-q",
+        "predict",
+        "--model",
+        str(reference.models),
+        "--images",
+        str(fresh_wd.raw_images),
+        "--catalog",
+        str(catalog_path),
+        "--stars",
+        str(fresh_wd.stars),
+        "--out",
+        str(out_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = pd.read_parquet(out_path).merge(truth[["objid", "ml", "ml_err"]], on="objid")
     assert len(out) == len(catalog)
@@ -157,5 +177,7 @@ def test_kill_and_resume_gives_the_same_results(reference: WorkDir, tmp_path: Pa
     assert _finished(workdir) == set(RUN_ORDER)
     resumed = json.loads((workdir / "results" / "metrics.json").read_text())
     assert resumed == json.loads((reference.results / "metrics.json").read_text())
-    pd.testing.assert_frame_equal(pd.read_parquet(workdir / "models" / "gbm" / "predictions.parquet"),
-                                  pd.read_parquet(reference.models / "gbm" / "predictions.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(workdir / "models" / "gbm" / "predictions.parquet"),
+        pd.read_parquet(reference.models / "gbm" / "predictions.parquet"),
+    )

@@ -28,12 +28,17 @@ def _expected_ml(workdir: WorkDir, bundle_dir: Path, key: str) -> pd.Series:
 
     bundle = load_bundle(bundle_dir)
     spec = bundle.manifest["models"][key]
-    table = load_feature_table(workdir.sample, workdir.features / "photometric.parquet",
-                               workdir.features / "cnn.parquet")
+    table = load_feature_table(
+        workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet"
+    )
     frame = build_features(table, Experiment(spec["experiment"], catalog_bands=spec["catalog_bands"]))
     booster = lgb.Booster(model_file=str(bundle_dir / spec["file"]))
-    ml = predict_ml(booster, frame[spec["features"]].to_numpy(np.float32), objective=spec["objective"],
-                    floor=spec["prediction_floor"])
+    ml = predict_ml(
+        booster,
+        frame[spec["features"]].to_numpy(np.float32),
+        objective=spec["objective"],
+        floor=spec["prediction_floor"],
+    )
     return pd.Series(ml, index=table.meta["objid"].to_numpy())
 
 
@@ -65,8 +70,11 @@ def test_predictions_reproduce_the_training_pipeline(predicted, trained_workdir:
 def test_without_magnitudes_the_g_model_and_the_image_luminosity_are_used(predicted, trained_workdir) -> None:
     bundle_dir, catalog, _ = predicted
     bundle = load_bundle(bundle_dir)
-    out = bundle.predict(trained_workdir.raw_images, catalog.drop(columns=["modelMag_g", "modelMag_i"]),
-                         stars=trained_workdir.stars)
+    out = bundle.predict(
+        trained_workdir.raw_images,
+        catalog.drop(columns=["modelMag_g", "modelMag_i"]),
+        stars=trained_workdir.stars,
+    )
     assert (out["model"] == "g").all()
     expected = _expected_ml(trained_workdir, bundle_dir, "g")
     np.testing.assert_allclose(out.set_index("objid").loc[expected.index, "ml_pred"], expected, rtol=1e-6)
@@ -154,9 +162,22 @@ def test_cli_predict_writes_fits_and_refuses_a_tampered_bundle(
     catalog.rename(columns={"objid": "objID"}).to_csv(catalog_path, index=False)
 
     def argv(out_path: Path) -> list[str]:
-        return ["-q", "predict", "--model", str(bundle_dir), "--images", str(trained_workdir.raw_images),
-                "--catalog", str(catalog_path), "--out", str(out_path), "--stars", str(trained_workdir.stars),
-                "--preset", "tiny"]
+        return [
+            "-q",
+            "predict",
+            "--model",
+            str(bundle_dir),
+            "--images",
+            str(trained_workdir.raw_images),
+            "--catalog",
+            str(catalog_path),
+            "--out",
+            str(out_path),
+            "--stars",
+            str(trained_workdir.stars),
+            "--preset",
+            "tiny",
+        ]
 
     assert cli.main(argv(tmp_path / "pred.fits")) == 0
     stdout = capsys.readouterr().out
@@ -181,9 +202,16 @@ def test_unusable_options_and_settings_are_errors(predicted, trained_workdir, tm
     with pytest.raises(InputDataError, match="batch_size must be at least 1, got 0"):
         bundle.predict(trained_workdir.raw_images, catalog, batch_size=0)
     bundle.manifest["preprocessing"]["settings"]["unknown_option"] = 1  # a bundle from a future version
-    with pytest.raises(BundleError, match="the bundle's preprocessing settings are not valid for this version"):
+    with pytest.raises(
+        BundleError, match="the bundle's preprocessing settings are not valid for this version"
+    ):
         bundle.predict(trained_workdir.raw_images, catalog)
     with pytest.raises(InputDataError, match=r"out\.txt: expected a \.csv, \.parquet, \.fits file name"):
-        run_predict(load_config("tiny"), WorkDir(tmp_path), model_dir=bundle_dir,
-                    images_dir=trained_workdir.raw_images, catalog_path=tmp_path / "c.csv",
-                    out_path=tmp_path / "out.txt")
+        run_predict(
+            load_config("tiny"),
+            WorkDir(tmp_path),
+            model_dir=bundle_dir,
+            images_dir=trained_workdir.raw_images,
+            catalog_path=tmp_path / "c.csv",
+            out_path=tmp_path / "out.txt",
+        )

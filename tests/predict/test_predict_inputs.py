@@ -18,8 +18,16 @@ from morphomass.predict.predictor import FLAGS, range_flags
 
 
 def _catalog(**extra: list) -> pd.DataFrame:
-    return pd.DataFrame({"objID": [3, 1], "RA": [150.0, 151.0], "Dec": [2.0, 3.0], "z": [0.05, 0.1],
-                         "d25_arcmin": [0.6, np.nan], **extra})
+    return pd.DataFrame(
+        {
+            "objID": [3, 1],
+            "RA": [150.0, 151.0],
+            "Dec": [2.0, 3.0],
+            "z": [0.05, 0.1],
+            "d25_arcmin": [0.6, np.nan],
+            **extra,
+        }
+    )
 
 
 def test_read_catalog_matches_names_without_case_and_blanks_sdss_missing_magnitudes() -> None:
@@ -78,8 +86,13 @@ def test_derive_quantities_gives_the_textbook_luminosity() -> None:
     """Paper convention D = c z / H0: L_g from the distance modulus, and the pixel size from the distance."""
     catalog = read_catalog(_catalog(modelMag_g=[17.0, 16.0]))
     catalog.loc[1, "z"] = -1.0
-    out = derive_quantities(catalog, cosmology=CosmologyConfig(convention="paper", h0_km_s_mpc=70.0),
-                            m_sun_ab={"g": 5.11}, ab_offset_mag={"g": 0.0}, pixel_scale_arcsec=0.4)
+    out = derive_quantities(
+        catalog,
+        cosmology=CosmologyConfig(convention="paper", h0_km_s_mpc=70.0),
+        m_sun_ab={"g": 5.11},
+        ab_offset_mag={"g": 0.0},
+        pixel_scale_arcsec=0.4,
+    )
     dist = 3e5 * 0.05 / 70.0
     absolute = 17.0 - 5 * np.log10(dist * 1e6 / 10.0)
     assert out["dist_mpc"].iloc[0] == pytest.approx(dist)
@@ -107,8 +120,9 @@ def test_find_images_prefers_the_band_folder_and_known_suffixes(tmp_path: Path) 
 
 def test_read_stars_keeps_type_6_and_needs_positions(tmp_path: Path) -> None:
     path = tmp_path / "stars.csv"
-    pd.DataFrame({"objID": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [0.0, 0.0, np.nan],
-                  "type": [6, 3, 6]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"objID": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [0.0, 0.0, np.nan], "type": [6, 3, 6]}
+    ).to_csv(path, index=False)
     stars = read_stars(path)
     assert stars.to_numpy().tolist() == [[1.0, 0.0]]
     assert read_stars(None).shape == (0, 2)
@@ -117,8 +131,12 @@ def test_read_stars_keeps_type_6_and_needs_positions(tmp_path: Path) -> None:
 
 
 def test_range_flags_name_each_quantity_once() -> None:
-    ranges = {"z": [0.02, 0.1], "d25_arcmin": [0.4, 2.0], "flux_g_nmgy": [10.0, 1e4],
-              "flux_i_nmgy": [10.0, 1e4]}
+    ranges = {
+        "z": [0.02, 0.1],
+        "d25_arcmin": [0.4, 2.0],
+        "flux_g_nmgy": [10.0, 1e4],
+        "flux_i_nmgy": [10.0, 1e4],
+    }
     assert range_flags({"z": 0.05, "d25_arcmin": 1.0, "flux_g_nmgy": 100.0}, ranges) == []
     flags = range_flags({"z": 0.2, "d25_arcmin": np.nan, "flux_g_nmgy": 1.0, "flux_i_nmgy": 1e5}, ranges)
     assert [f for f, _ in flags] == ["z_outside_training", "flux_outside_training"]
@@ -129,11 +147,20 @@ def test_range_flags_name_each_quantity_once() -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".fits"])
 def test_write_predictions_round_trips(tmp_path: Path, suffix: str) -> None:
-    table = pd.DataFrame({"objid": np.array([2**60, 7], dtype=np.int64), "ml_pred": [1.5, np.nan],
-                          "model": ["gi", ""], "flags": ["", "missing_image"]})
+    table = pd.DataFrame(
+        {
+            "objid": np.array([2**60, 7], dtype=np.int64),
+            "ml_pred": [1.5, np.nan],
+            "model": ["gi", ""],
+            "flags": ["", "missing_image"],
+        }
+    )
     path = write_predictions(table, tmp_path / f"out{suffix}")
-    back = pd.read_csv(path, keep_default_na=False, na_values=[""]) if suffix == ".csv" else (
-        pd.read_parquet(path) if suffix == ".parquet" else Table.read(path).to_pandas())
+    back = (
+        pd.read_csv(path, keep_default_na=False, na_values=[""])
+        if suffix == ".csv"
+        else (pd.read_parquet(path) if suffix == ".parquet" else Table.read(path).to_pandas())
+    )
     assert back["objid"].astype(np.int64).tolist() == [2**60, 7]
     assert back["ml_pred"].iloc[0] == 1.5
     assert np.isnan(back["ml_pred"].iloc[1])

@@ -26,8 +26,11 @@ def _fake_runner(name: str) -> Callable[..., StageResult]:
         for rel in STAGES[name].outputs:
             path = workdir.root / rel
             if rel == "results/metrics.json":
-                experiments = {"g_morph": METRICS, "reference_lg_z": {**METRICS, "l1": 4.52},
-                               "gi_morph": {**METRICS, "l1": 1.12}}
+                experiments = {
+                    "g_morph": METRICS,
+                    "reference_lg_z": {**METRICS, "l1": 4.52},
+                    "gi_morph": {**METRICS, "l1": 1.12},
+                }
                 write_json_atomic(path, {"experiments": experiments})
             elif rel == "raw":  # what the preprocess stage reads from raw/
                 write_text_atomic(path / "images" / "g" / "1.fits", name)
@@ -60,7 +63,9 @@ def test_run_summary_quotes_metrics_times_report_and_bundle(
     assert cli.main(["-q", "run", "--preset", "tiny", "--workdir", str(workdir)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert lines[-1] == "every stage is built"
-    quoted = "test L1~ (7363 galaxies): g-band + morphology 2.29, reference L_g + z 4.52, g+i + morphology 1.12"
+    quoted = (
+        "test L1~ (7363 galaxies): g-band + morphology 2.29, reference L_g + z 4.52, g+i + morphology 1.12"
+    )
     assert quoted in lines
     assert "g-band + morphology: RMSLE 0.124 dex, 85.4 % within 0.15 dex" in lines
     assert f"report: {workdir / 'results' / 'report.html'}" in lines

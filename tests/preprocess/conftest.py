@@ -42,17 +42,19 @@ def make_sample(workdir: WorkDir) -> pd.DataFrame:
     cosmo = FlatLambdaCDM(H0=70, Om0=0.3)
     z = truth["z"].to_numpy()
     dist = cosmo.luminosity_distance(z).to(u.Mpc).value
-    sample = pd.DataFrame({
-        "objid": truth["objid"].astype(np.int64).to_numpy(),
-        "ra": truth["ra"].to_numpy(),
-        "dec": truth["dec"].to_numpy(),
-        "z": z,
-        "d25_arcmin": truth["d25_arcmin_leda"].to_numpy(),
-        "lum_g": truth["flux_g_nmgy"].to_numpy() * dist**2 * 10 ** (1 + 0.4 * 5.11),
-        "dist_mpc": dist,
-        "pixel_kpc": 0.396 * cosmo.kpc_proper_per_arcmin(z).to(u.kpc / u.arcmin).value / 60.0,
-        "split": "train",
-    })
+    sample = pd.DataFrame(
+        {
+            "objid": truth["objid"].astype(np.int64).to_numpy(),
+            "ra": truth["ra"].to_numpy(),
+            "dec": truth["dec"].to_numpy(),
+            "z": z,
+            "d25_arcmin": truth["d25_arcmin_leda"].to_numpy(),
+            "lum_g": truth["flux_g_nmgy"].to_numpy() * dist**2 * 10 ** (1 + 0.4 * 5.11),
+            "dist_mpc": dist,
+            "pixel_kpc": 0.396 * cosmo.kpc_proper_per_arcmin(z).to(u.kpc / u.arcmin).value / 60.0,
+            "split": "train",
+        }
+    )
     sample.to_parquet(workdir.sample, index=False)
     return sample
 

@@ -17,7 +17,9 @@ from morphomass.preprocess.features import (
 
 def test_luminosity_of_one_nanomaggy() -> None:
     """1 nmgy is AB 22.5; at 10 pc (1e-5 Mpc) the absolute magnitude is 22.5, i.e. L = 10**(-0.4 (22.5 - 5.11))."""
-    assert luminosity_per_nanomaggy(1e-5, m_sun_ab=5.11) == pytest.approx(10 ** (-0.4 * (22.5 - 5.11)), rel=1e-12)
+    assert luminosity_per_nanomaggy(1e-5, m_sun_ab=5.11) == pytest.approx(
+        10 ** (-0.4 * (22.5 - 5.11)), rel=1e-12
+    )
     # a galaxy of magnitude 15 at 100 Mpc has M = 15 - 35 = -20: L = 10**(0.4 * 25.11) = 1.107e10 L_sun
     flux_nmgy = 10 ** ((22.5 - 15.0) / 2.5)
     assert flux_nmgy * luminosity_per_nanomaggy(100.0, m_sun_ab=5.11) == pytest.approx(1.1066e10, rel=1e-4)
@@ -82,6 +84,11 @@ def test_centre_box_is_clipped_at_the_edge() -> None:
 def test_rejects_mismatched_images() -> None:
     with pytest.raises(InputDataError, match="same shape"):
         compute_photometric_features(
-            np.zeros((4, 4)), np.zeros((5, 5)), center_xy=(2, 2), lum_per_nmgy=1.0, scaling_a=1.0, redshift=0.1,
+            np.zeros((4, 4)),
+            np.zeros((5, 5)),
+            center_xy=(2, 2),
+            lum_per_nmgy=1.0,
+            scaling_a=1.0,
+            redshift=0.1,
             pixel_kpc=1.0,
         )

@@ -12,7 +12,12 @@ from astropy.wcs import WCS
 
 from morphomass.mock.formats import write_fits_image
 from morphomass.mock.survey import image_wcs
-from morphomass.preprocess.fits_image import GalaxyImageError, load_fits_image, pixel_scale_arcsec, sky_to_pixel
+from morphomass.preprocess.fits_image import (
+    GalaxyImageError,
+    load_fits_image,
+    pixel_scale_arcsec,
+    sky_to_pixel,
+)
 
 
 def _astropy_wcs(path: Path) -> WCS:
@@ -26,7 +31,9 @@ def test_real_image_matches_astropy(real_fits: Path) -> None:
     np.testing.assert_array_equal(data, fits.getdata(real_fits).astype(np.float32))
     reference = _astropy_wcs(real_fits)
     ra, dec = reference.all_pix2world([0.0, 120.0, 240.0], [0.0, 120.5, 17.0], 0)
-    np.testing.assert_allclose(sky_to_pixel(wcs, ra, dec), [[0.0, 0.0], [120.0, 120.5], [240.0, 17.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        sky_to_pixel(wcs, ra, dec), [[0.0, 0.0], [120.0, 120.5], [240.0, 17.0]], atol=1e-6
+    )
     assert pixel_scale_arcsec(wcs) == pytest.approx(0.396, rel=2e-3)
 
 

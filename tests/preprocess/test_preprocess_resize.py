@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from preprocess_scenes import galaxy
 
 from morphomass.errors import InputDataError
 from morphomass.preprocess.resize import crop_square, resize_image
-from preprocess_scenes import galaxy
 
 
 @pytest.mark.parametrize("size", [197, 128, 69, 32])

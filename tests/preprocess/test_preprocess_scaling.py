@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from morphomass.config import load_config
-from morphomass.errors import InputDataError
-from morphomass.preprocess.fits_image import GalaxyImageError
+from morphomass.errors import GalaxyImageError, InputDataError
 from morphomass.preprocess.galaxy import preprocess_galaxy
 from morphomass.preprocess.scaling import (
     DEFAULT_A_MAX,
@@ -150,8 +149,12 @@ def test_real_sdss_noise_level_after_scaling(real_fits: Path) -> None:
     data = fits.getdata(real_fits).astype(np.float32)
     n = data.shape[0]
     products = preprocess_galaxy(
-        data, center_xy=((n - 1) / 2, (n - 1) / 2), stars_xy=np.empty((0, 2)), pixel_scale_arcsec=0.396,
-        sizes=(69,), config=CONFIG,
+        data,
+        center_xy=((n - 1) / 2, (n - 1) / 2),
+        stars_xy=np.empty((0, 2)),
+        pixel_scale_arcsec=0.396,
+        sizes=(69,),
+        config=CONFIG,
     )
     a = products.scaling_a
     assert math.isfinite(a) and a > 0
@@ -169,7 +172,11 @@ class TestEdgeCases:
     def _run(self, image: np.ndarray):
         n = image.shape[0]
         return preprocess_galaxy(
-            image, center_xy=(n / 2, n / 2), stars_xy=np.empty((0, 2)), pixel_scale_arcsec=0.4, sizes=(8, 40),
+            image,
+            center_xy=(n / 2, n / 2),
+            stars_xy=np.empty((0, 2)),
+            pixel_scale_arcsec=0.4,
+            sizes=(8, 40),
             config=CONFIG,
         )
 

@@ -31,8 +31,11 @@ def _config(**preprocess: object) -> PipelineConfig:
 
 def _outputs(workdir: WorkDir) -> dict[str, np.ndarray]:
     group = zarr.open_group(workdir.images_zarr, mode="r")
-    out = {f"{size}/{name}": np.asarray(group[f"{size}/{name}"][:]) for size in SIZES
-           for name in ("images", "objid", "scaling_a")}
+    out = {
+        f"{size}/{name}": np.asarray(group[f"{size}/{name}"][:])
+        for size in SIZES
+        for name in ("images", "objid", "scaling_a")
+    }
     features = pd.read_parquet(workdir.features / "photometric.parquet")
     out.update({f"features/{c}": features[c].to_numpy() for c in features.columns})
     return out
@@ -116,8 +119,13 @@ def test_failures_are_recorded_and_the_rest_goes_on(
     result = run_preprocess(_config(workers=1), workdir, progress=False)
 
     failures = pd.read_csv(workdir.tables / stage.FAILURES_NAME).set_index("objid")
-    expected = {ids[0]: "missing_fits", ids[1]: "corrupt_fits", ids[2]: "wcs_outside", ids[3]: "all_nan",
-                ids[4]: "bad_sample_row"}
+    expected = {
+        ids[0]: "missing_fits",
+        ids[1]: "corrupt_fits",
+        ids[2]: "wcs_outside",
+        ids[3]: "all_nan",
+        ids[4]: "bad_sample_row",
+    }
     assert failures["kind"].to_dict() == expected and list(failures.index) == ids[:5]  # in sample order
     assert "is missing" in failures.loc[ids[0], "reason"]
     assert "outside the" in failures.loc[ids[2], "reason"]
@@ -187,7 +195,9 @@ def test_changed_settings_restart_the_interrupted_run(
     assert result.summary["resumed_galaxies"] == 0
 
 
-def test_dask_scheduler_gives_the_same_outputs(survey_copy: Callable[[], WorkDir], reference: WorkDir) -> None:
+def test_dask_scheduler_gives_the_same_outputs(
+    survey_copy: Callable[[], WorkDir], reference: WorkDir
+) -> None:
     from dask.distributed import LocalCluster
 
     workdir = survey_copy()
@@ -212,7 +222,9 @@ def test_local_process_cluster_gives_the_same_outputs(
     _assert_same_outputs(workdir, reference)
     # the cluster's start/stop chatter stays off the console; the stage's own summary does not
     chatter = [
-        r.getMessage() for r in caplog.records if r.name.startswith("distributed") and r.levelno < logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("distributed") and r.levelno < logging.WARNING
     ]
     assert not chatter, chatter[:3]
     assert any(r.name.startswith("morphomass") for r in caplog.records)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from preprocess_scenes import galaxy, moffat
 
 from morphomass.errors import InputDataError
 from morphomass.preprocess.stars import subtract_stars
-from preprocess_scenes import galaxy, moffat
 
 SHAPE = (101, 101)
 CENTER = (50.0, 50.0)
@@ -15,7 +15,12 @@ NOISE = 1.0
 FWHM = 3.5
 #: (x, y, flux): on the sky, on the galaxy's outskirts, faint (peak ~30 sigma), near the image edge
 STARS = [(20.3, 80.6, 3000.0), (66.8, 57.2, 1500.0), (85.4, 15.1, 600.0), (2.2, 40.7, 2000.0)]
-OPTIONS = {"nucleus_exclusion_pix": 7.5, "max_fwhm_pix": 8.0, "max_radius_pix": 30.0, "search_radius_pix": 3.0}
+OPTIONS = {
+    "nucleus_exclusion_pix": 7.5,
+    "max_fwhm_pix": 8.0,
+    "max_radius_pix": 30.0,
+    "search_radius_pix": 3.0,
+}
 
 
 @pytest.fixture(name="scene")
@@ -58,7 +63,9 @@ def test_replaced_pixels_follow_the_galaxy_under_the_star(scene: dict[str, np.nd
     assert abs(fill.mean() - truth.mean()) < 0.2 * truth.mean()
 
 
-def test_galaxy_centre_is_never_subtracted(scene: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture) -> None:
+def test_galaxy_centre_is_never_subtracted(
+    scene: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
     priors = np.array([[CENTER[0] + 1.5, CENTER[1] - 2.0], [STARS[0][0], STARS[0][1]]])
     with caplog.at_level("INFO", logger="morphomass.preprocess.stars"):
         result = subtract_stars(scene["image"], priors, center_xy=CENTER, **OPTIONS)
@@ -116,7 +123,12 @@ def test_no_priors_returns_the_image() -> None:
         (np.full((5, 5), np.nan), np.empty((0, 2)), {}, "non-finite pixels"),
         (np.ones((5, 5)), np.ones((2, 3)), {}, r"stars_xy must have shape \(n, 2\)"),
         (np.ones((5, 5)), np.empty((0, 2)), {"search_radius_pix": 0.0}, "search_radius_pix must be > 0"),
-        (np.ones((5, 5)), np.empty((0, 2)), {"nucleus_exclusion_pix": -1.0}, "nucleus_exclusion_pix must be >= 0"),
+        (
+            np.ones((5, 5)),
+            np.empty((0, 2)),
+            {"nucleus_exclusion_pix": -1.0},
+            "nucleus_exclusion_pix must be >= 0",
+        ),
         (np.ones((5, 5)), np.empty((0, 2)), {"annulus_width_pix": 1.0}, "annulus_width_pix must be >= 2"),
     ],
 )

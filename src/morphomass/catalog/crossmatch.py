@@ -56,7 +56,8 @@ def match_sky(
     sep_pairs = sep2d.to_value(u.arcsec)
     # a pair whose source and entry appear in no other pair is accepted whatever the order: do those at once
     alone = (np.bincount(src_idx, minlength=ra.size)[src_idx] == 1) & (
-        np.bincount(cat_idx, minlength=cat_ra.size)[cat_idx] == 1)
+        np.bincount(cat_idx, minlength=cat_ra.size)[cat_idx] == 1
+    )
     index[src_idx[alone]] = cat_idx[alone]
     sep[src_idx[alone]] = sep_pairs[alone]
     contested = np.flatnonzero(~alone)

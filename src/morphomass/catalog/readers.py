@@ -34,9 +34,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from morphomass import gz2
-from morphomass.gz2 import CONDITIONAL_SUM_ATOL, conditional_sum_errors
 from morphomass.config import SDSS_BANDS
 from morphomass.errors import InputDataError
+from morphomass.gz2 import CONDITIONAL_SUM_ATOL, conditional_sum_errors
 
 __all__ = [
     "GSWLC_COLUMNS",
@@ -66,11 +66,30 @@ Scan = Callable[[], tuple[int, NDArray[np.int64]]]
 
 #: The 24 GSWLC-2 columns in file order (reference/data_formats.md §1.3) and their kinds.
 GSWLC_COLUMNS: dict[str, Kind] = {
-    "objid": "int", "glxid": "int", "plate": "int", "mjd": "int", "fiber_id": "int",
-    "ra": "float", "dec": "float", "z": "float", "chi2_r": "float", "log_mstar": "float",
-    "log_mstar_err": "float", "log_sfr_sed": "float", "log_sfr_sed_err": "float", "a_fuv": "float",
-    "a_fuv_err": "float", "a_b": "float", "a_b_err": "float", "a_v": "float", "a_v_err": "float",
-    "flag_sed": "int", "uv_survey": "int", "flag_uv": "int", "flag_midir": "int", "flag_mgs": "int",
+    "objid": "int",
+    "glxid": "int",
+    "plate": "int",
+    "mjd": "int",
+    "fiber_id": "int",
+    "ra": "float",
+    "dec": "float",
+    "z": "float",
+    "chi2_r": "float",
+    "log_mstar": "float",
+    "log_mstar_err": "float",
+    "log_sfr_sed": "float",
+    "log_sfr_sed_err": "float",
+    "a_fuv": "float",
+    "a_fuv_err": "float",
+    "a_b": "float",
+    "a_b_err": "float",
+    "a_v": "float",
+    "a_v_err": "float",
+    "flag_sed": "int",
+    "uv_survey": "int",
+    "flag_uv": "int",
+    "flag_midir": "int",
+    "flag_mgs": "int",
 }
 #: GSWLC-2 versions by decreasing UV depth: X2 combines the others (deepest UV per galaxy), then D2, M2, A2.
 GSWLC_VERSIONS: tuple[str, ...] = ("X2", "D2", "M2", "A2")
@@ -185,8 +204,16 @@ def _read_strings(
     with _open_text(path) as fh:
         try:
             table = pd.read_csv(
-                fh, sep=r"\s+" if sep is None else sep, header=None, names=list(names), usecols=list(usecols),
-                skiprows=n_skip, dtype=str, keep_default_na=False, na_filter=False, engine="c",
+                fh,
+                sep=r"\s+" if sep is None else sep,
+                header=None,
+                names=list(names),
+                usecols=list(usecols),
+                skiprows=n_skip,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                engine="c",
             )
         except pd.errors.ParserError as err:  # quotes spanning lines, which the line scan cannot see
             _fail(path, None, None, f"cannot be parsed ({err})")
@@ -216,9 +243,17 @@ def _read_typed(
     try:
         with _open_text(path) as fh:
             table = pd.read_csv(
-                fh, sep=r"\s+" if sep is None else sep, header=None, names=list(names), usecols=usecols,
-                skiprows=n_skip, dtype=dtype, keep_default_na=False, na_values=optional or None,
-                na_filter=bool(optional), engine="c",
+                fh,
+                sep=r"\s+" if sep is None else sep,
+                header=None,
+                names=list(names),
+                usecols=usecols,
+                skiprows=n_skip,
+                dtype=dtype,
+                keep_default_na=False,
+                na_values=optional or None,
+                na_filter=bool(optional),
+                engine="c",
             )
     except (ValueError, pd.errors.ParserError):
         return None
@@ -331,8 +366,9 @@ def _unique_ids(ids: NDArray[np.int64], name: str, path: Path, scan: Scan) -> No
         dup_value = ids[first[counts > 1][0]]
         rows = np.flatnonzero(ids == dup_value)
         lines = scan()[1]
-        _fail(path, int(lines[rows[1]]), name,
-              f"duplicate id {dup_value} (also on line {int(lines[rows[0]])})")
+        _fail(
+            path, int(lines[rows[1]]), name, f"duplicate id {dup_value} (also on line {int(lines[rows[0]])})"
+        )
 
 
 def _coordinates(
@@ -357,8 +393,12 @@ def _coordinates(
             unit = ra_unit if name == names[0] else "deg"
             bracket = "]" if closed else ")"
             expected = f"[{low:g}, {high:g}{bracket} {unit}"
-            _fail(path, int(scan()[1][row]), name,
-                  f"expected a coordinate in {expected}, found {float(values[row])!r}")
+            _fail(
+                path,
+                int(scan()[1][row]),
+                name,
+                f"expected a coordinate in {expected}, found {float(values[row])!r}",
+            )
 
 
 def _header_scan(path: Path, *, sep: str, required: Sequence[str]) -> tuple[list[str], Scan]:
@@ -442,8 +482,11 @@ def find_gswlc_files(directory: str | Path) -> dict[str, Path]:
     directory = Path(directory)
     found: dict[str, Path] = {}
     for version in GSWLC_VERSIONS:
-        candidates = [p for p in (directory / f"GSWLC-{version}.dat", directory / f"GSWLC-{version}.dat.gz")
-                      if p.is_file()]
+        candidates = [
+            p
+            for p in (directory / f"GSWLC-{version}.dat", directory / f"GSWLC-{version}.dat.gz")
+            if p.is_file()
+        ]
         if len(candidates) > 1:
             msg = f"{directory}: both {candidates[0].name} and {candidates[1].name} exist; keep one of them"
             raise InputDataError(msg)
@@ -529,21 +572,25 @@ def read_hyperleda(path: str | Path) -> pd.DataFrame:
     kinds.update({c: "str" for c in ("objname", "objtype") if c in names})
     kinds.update({c: "float?" for c in ("e_logd25", "logr25", "pa") if c in names})
     n_skip, lines = scan()
-    columns = _parse_columns(path, sep="|", names=names, kinds=kinds, scan=scan, n_skip=n_skip,
-                             n_rows=len(lines))
-    _coordinates(columns["al2000"], columns["de2000"], ("al2000", "de2000"), path, scan, ra_max=24.0,
-                 ra_unit="hours")
+    columns = _parse_columns(
+        path, sep="|", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+    )
+    _coordinates(
+        columns["al2000"], columns["de2000"], ("al2000", "de2000"), path, scan, ra_max=24.0, ra_unit="hours"
+    )
     _unique_ids(columns["pgc"], "pgc", path, scan)
     n = len(lines)
-    table = pd.DataFrame({
-        "pgc": columns["pgc"],
-        "objname": columns.get("objname", pd.Series([""] * n, dtype=str)),
-        "objtype": columns.get("objtype", pd.Series([""] * n, dtype=str)),
-        "ra": columns["al2000"] * 15.0,
-        "dec": columns["de2000"],
-        "logd25": columns["logd25"],
-        "d25_arcmin": 0.1 * 10.0 ** columns["logd25"],
-    })
+    table = pd.DataFrame(
+        {
+            "pgc": columns["pgc"],
+            "objname": columns.get("objname", pd.Series([""] * n, dtype=str)),
+            "objtype": columns.get("objtype", pd.Series([""] * n, dtype=str)),
+            "ra": columns["al2000"] * 15.0,
+            "dec": columns["de2000"],
+            "logd25": columns["logd25"],
+            "d25_arcmin": 0.1 * 10.0 ** columns["logd25"],
+        }
+    )
     for name in ("e_logd25", "logr25", "pa"):
         table[name] = columns.get(name, np.full(n, np.nan))
     return table
@@ -591,24 +638,33 @@ def read_gz2(
     kinds: dict[str, Kind] = {"dr7objid": "int", "ra": "float", "dec": "float"}
     kinds.update({c: "float?" for c in fractions})
     n_skip, lines = scan()
-    columns = _parse_columns(path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip,
-                             n_rows=len(lines))
+    columns = _parse_columns(
+        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+    )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     _unique_ids(columns["dr7objid"], "dr7objid", path, scan)
     values = np.column_stack([columns[c] for c in fractions]) if len(lines) else np.empty((0, len(fractions)))
     outside = (values < 0) | (values > 1)
     if outside.any():
         row, col = np.argwhere(outside)[0]
-        _fail(path, int(lines[row]), fractions[col],
-              f"expected a fraction in [0, 1], found {float(values[row, col])!r}")
+        _fail(
+            path,
+            int(lines[row]),
+            fractions[col],
+            f"expected a fraction in [0, 1], found {float(values[row, col])!r}",
+        )
     errors = conditional_sum_errors(values, atol=sum_atol)
     if errors.any():
         row, q = np.argwhere(errors)[0]
         question = gz2.QUESTIONS[q]
         total = np.nansum(values[row, [gz2.answer_index(a.answer_id) for a in question.answers]])
-        _fail(path, int(lines[row]), f"{question.prefix}_*_{fraction}",
-              f"the {fraction}s of question {question.task} sum to {total:.4f}; expected 1 "
-              f"(within {sum_atol}) or 0 when nobody was asked it")
+        _fail(
+            path,
+            int(lines[row]),
+            f"{question.prefix}_*_{fraction}",
+            f"the {fraction}s of question {question.task} sum to {total:.4f}; expected 1 "
+            f"(within {sum_atol}) or 0 when nobody was asked it",
+        )
     table = pd.DataFrame(values, columns=fractions)
     table.insert(0, "dec", columns["dec"])
     table.insert(0, "ra", columns["ra"])
@@ -648,8 +704,9 @@ def read_photometry(path: str | Path) -> pd.DataFrame:
     kinds: dict[str, Kind] = {"objID": "int", "ra": "float", "dec": "float"}
     kinds.update({f"{kind}_{b}": "float?" for b in bands for kind in ("modelMag", "modelMagErr")})
     n_skip, lines = scan()
-    columns = _parse_columns(path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip,
-                             n_rows=len(lines))
+    columns = _parse_columns(
+        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+    )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     _unique_ids(columns["objID"], "objID", path, scan)
     table = pd.DataFrame({"objid": columns["objID"], "ra": columns["ra"], "dec": columns["dec"]})
@@ -678,12 +735,17 @@ def read_stars(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     kinds: dict[str, Kind] = {
-        "objID": "int", "ra": "float", "dec": "float", "type": "int", "psfMag_g": "float?",
+        "objID": "int",
+        "ra": "float",
+        "dec": "float",
+        "type": "int",
+        "psfMag_g": "float?",
     }
     names, scan = _header_scan(path, sep=",", required=list(kinds))
     n_skip, lines = scan()
-    columns = _parse_columns(path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip,
-                             n_rows=len(lines))
+    columns = _parse_columns(
+        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+    )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     kind = columns["type"]
     if (kind != 6).any():
@@ -692,5 +754,12 @@ def read_stars(path: str | Path) -> pd.DataFrame:
     _unique_ids(columns["objID"], "objID", path, scan)
     psf_mag = columns["psfMag_g"]
     psf_mag[psf_mag == SDSS_MISSING] = np.nan
-    return pd.DataFrame({"objid": columns["objID"], "ra": columns["ra"], "dec": columns["dec"], "type": kind,
-                         "psf_mag_g": psf_mag})
+    return pd.DataFrame(
+        {
+            "objid": columns["objID"],
+            "ra": columns["ra"],
+            "dec": columns["dec"],
+            "type": kind,
+            "psf_mag_g": psf_mag,
+        }
+    )

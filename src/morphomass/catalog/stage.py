@@ -19,7 +19,6 @@ import pandas as pd
 
 from morphomass import gz2
 from morphomass.catalog.crossmatch import match_sky
-from morphomass.gz2 import make_gz2_targets
 from morphomass.catalog.readers import (
     read_gswlc_dir,
     read_gz2,
@@ -39,6 +38,7 @@ from morphomass.catalog.targets import (
 )
 from morphomass.config import SDSS_BANDS, CatalogConfig, CosmologyConfig, PipelineConfig
 from morphomass.errors import InputDataError
+from morphomass.gz2 import make_gz2_targets
 from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, atomic_path, write_text_atomic
 
@@ -49,14 +49,33 @@ logger = logging.getLogger(__name__)
 SUMMARY_NAME = "sample_summary.csv"
 CHI2_REJECTED_NAME = "sample_chi2_rejected.parquet"
 #: Columns shared by sample.parquet and the chi2-rejected table, in order.
-_CORE_COLUMNS = ["objid", "ra", "dec", "z", "d25_arcmin", "chi2_r", "logmstar", "logmstar_err", "lum_g", "ml",
-                 "ml_err"]
+_CORE_COLUMNS = [
+    "objid",
+    "ra",
+    "dec",
+    "z",
+    "d25_arcmin",
+    "chi2_r",
+    "logmstar",
+    "logmstar_err",
+    "lum_g",
+    "ml",
+    "ml_err",
+]
 
 
 def sample_columns(bands: list[str]) -> list[str]:
     """Columns of ``sample.parquet`` in order (DESIGN §2), for photometry in ``bands``."""
-    return [*_CORE_COLUMNS, "split", "has_gz2", *gz2.ANSWER_COLUMNS, *(f"flux_{b}" for b in bands),
-            *(f"lum_{b}" for b in bands if b != "g"), "dist_mpc", "pixel_kpc"]
+    return [
+        *_CORE_COLUMNS,
+        "split",
+        "has_gz2",
+        *gz2.ANSWER_COLUMNS,
+        *(f"flux_{b}" for b in bands),
+        *(f"lum_{b}" for b in bands if b != "g"),
+        "dist_mpc",
+        "pixel_kpc",
+    ]
 
 
 class _CutFlow:
@@ -138,16 +157,28 @@ def build_sample(
     flow = _CutFlow(len(gswlc), "GSWLC-2 rows")
     flow.add("n_hyperleda", len(hyperleda), "HyperLeda rows")
 
-    h_index, h_sep = match_sky(gswlc["ra"], gswlc["dec"], hyperleda["ra"], hyperleda["dec"],
-                               radius_arcsec=catalog.hyperleda_radius_arcsec)
+    h_index, h_sep = match_sky(
+        gswlc["ra"],
+        gswlc["dec"],
+        hyperleda["ra"],
+        hyperleda["dec"],
+        radius_arcsec=catalog.hyperleda_radius_arcsec,
+    )
     matched = h_index >= 0
     d25 = _take(hyperleda["d25_arcmin"].to_numpy(dtype=np.float64), h_index)
-    flow.cut(~matched, "no_hyperleda",
-             f"no HyperLeda galaxy within {catalog.hyperleda_radius_arcsec:g} arcsec")
-    flow.add("hyperleda_match_fraction", float(matched.mean()) if matched.size else 0.0,
-             "fraction of GSWLC-2 rows with a HyperLeda match")
-    flow.add("hyperleda_median_sep_arcsec", float(np.nanmedian(h_sep)) if matched.any() else float("nan"),
-             "median separation of the HyperLeda matches (arcsec)")
+    flow.cut(
+        ~matched, "no_hyperleda", f"no HyperLeda galaxy within {catalog.hyperleda_radius_arcsec:g} arcsec"
+    )
+    flow.add(
+        "hyperleda_match_fraction",
+        float(matched.mean()) if matched.size else 0.0,
+        "fraction of GSWLC-2 rows with a HyperLeda match",
+    )
+    flow.add(
+        "hyperleda_median_sep_arcsec",
+        float(np.nanmedian(h_sep)) if matched.any() else float("nan"),
+        "median separation of the HyperLeda matches (arcsec)",
+    )
     flow.cut(np.isnan(d25), "no_d25", "HyperLeda match without logd25")
     with np.errstate(invalid="ignore"):
         flow.cut(~(d25 > catalog.d25_min_arcmin), "d25", f"D25 <= {catalog.d25_min_arcmin:g} arcmin")
@@ -158,46 +189,75 @@ def build_sample(
     chi2 = gswlc["chi2_r"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
         flow.cut(~(z > 0), "missing_redshift", "redshift missing (-99) or not positive")
-        flow.cut(np.isnan(logmstar) | ~(logmstar_err >= 0), "missing_mass",
-                 "log M* or its error missing (-99)")
+        flow.cut(
+            np.isnan(logmstar) | ~(logmstar_err >= 0), "missing_mass", "log M* or its error missing (-99)"
+        )
         flow.cut(np.isnan(chi2), "missing_chi2", "SED reduced chi2 missing (-99)")
 
     phot = _photometry_for(gswlc, photometry, bands)
-    fluxes = {b: flux_from_asinh_mag(phot[f"model_mag_{b}"], b, ab_offset_mag=catalog.ab_offset_mag[b])
-              for b in bands}
+    fluxes = {
+        b: flux_from_asinh_mag(phot[f"model_mag_{b}"], b, ab_offset_mag=catalog.ab_offset_mag[b])
+        for b in bands
+    }
     mag_err_g = phot["model_mag_err_g"].to_numpy()
     with np.errstate(invalid="ignore"):
-        flow.cut(np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0), "missing_photometry",
-                 "no SDSS photometry, or g modelMag/modelMagErr missing (-9999) or flux not positive")
+        flow.cut(
+            np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0),
+            "missing_photometry",
+            "no SDSS photometry, or g modelMag/modelMagErr missing (-9999) or flux not positive",
+        )
 
     valid = np.flatnonzero(flow.keep)
-    dist_lum, dist_ang = compute_distances_mpc(z[valid], convention=cosmology.convention,
-                                               h0_km_s_mpc=cosmology.h0_km_s_mpc, om0=cosmology.om0)
+    dist_lum, dist_ang = compute_distances_mpc(
+        z[valid], convention=cosmology.convention, h0_km_s_mpc=cosmology.h0_km_s_mpc, om0=cosmology.om0
+    )
     lum = {b: compute_luminosity(fluxes[b][valid], dist_lum, m_sun_ab=catalog.m_sun_ab[b]) for b in bands}
-    ml, ml_err = compute_ml(logmstar[valid], logmstar_err[valid], lum["g"], mag_err_g[valid],
-                            rel_err_floor=catalog.ml_rel_err_floor)
+    ml, ml_err = compute_ml(
+        logmstar[valid],
+        logmstar_err[valid],
+        lum["g"],
+        mag_err_g[valid],
+        rel_err_floor=catalog.ml_rel_err_floor,
+    )
     pixel_scale = catalog.pixel_scale_arcsec or (
-        PAPER_PIXEL_ARCSEC if cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC)
-    table = pd.DataFrame({
-        "objid": gswlc["objid"].to_numpy(dtype=np.int64)[valid],
-        "ra": gswlc["ra"].to_numpy(dtype=np.float64)[valid],
-        "dec": gswlc["dec"].to_numpy(dtype=np.float64)[valid],
-        "z": z[valid], "d25_arcmin": d25[valid], "chi2_r": chi2[valid], "logmstar": logmstar[valid],
-        "logmstar_err": logmstar_err[valid], "lum_g": lum["g"], "ml": ml, "ml_err": ml_err,
-        **{f"flux_{b}": fluxes[b][valid] for b in bands}, **{f"lum_{b}": lum[b] for b in bands if b != "g"},
-        "dist_mpc": dist_lum, "pixel_kpc": compute_pixel_kpc(dist_ang, pixel_scale_arcsec=pixel_scale),
-    })
+        PAPER_PIXEL_ARCSEC if cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC
+    )
+    table = pd.DataFrame(
+        {
+            "objid": gswlc["objid"].to_numpy(dtype=np.int64)[valid],
+            "ra": gswlc["ra"].to_numpy(dtype=np.float64)[valid],
+            "dec": gswlc["dec"].to_numpy(dtype=np.float64)[valid],
+            "z": z[valid],
+            "d25_arcmin": d25[valid],
+            "chi2_r": chi2[valid],
+            "logmstar": logmstar[valid],
+            "logmstar_err": logmstar_err[valid],
+            "lum_g": lum["g"],
+            "ml": ml,
+            "ml_err": ml_err,
+            **{f"flux_{b}": fluxes[b][valid] for b in bands},
+            **{f"lum_{b}": lum[b] for b in bands if b != "g"},
+            "dist_mpc": dist_lum,
+            "pixel_kpc": compute_pixel_kpc(dist_ang, pixel_scale_arcsec=pixel_scale),
+        }
+    )
     flow.cut(~(chi2 < catalog.chi2_max), "chi2", f"SED reduced chi2 >= {catalog.chi2_max:g}")
     passes_chi2 = flow.keep[valid]
     chi2_rejected = table.loc[~passes_chi2, [*_CORE_COLUMNS, "dist_mpc"]]
     sample = table.loc[passes_chi2].sort_values("objid", kind="stable").reset_index(drop=True)
     if sample.empty:
         msg = "no galaxy passes the catalogue selection: " + "; ".join(
-            f"{key} = {value}" for key, value, _ in flow.rows if key.startswith(("n_", "dropped_")))
+            f"{key} = {value}" for key, value, _ in flow.rows if key.startswith(("n_", "dropped_"))
+        )
         raise InputDataError(msg)
 
-    g_index, _ = match_sky(sample["ra"], sample["dec"], gz2_table["ra"], gz2_table["dec"],
-                           radius_arcsec=catalog.gz2_radius_arcsec)
+    g_index, _ = match_sky(
+        sample["ra"],
+        sample["dec"],
+        gz2_table["ra"],
+        gz2_table["dec"],
+        radius_arcsec=catalog.gz2_radius_arcsec,
+    )
     has_gz2 = g_index >= 0
     fraction_columns = [c for c in gz2_table.columns if c not in ("dr7objid", "ra", "dec")]
     probabilities = np.full((len(sample), len(gz2.ANSWERS)), np.nan)
@@ -206,11 +266,17 @@ def build_sample(
         conditional = gz2_table[fraction_columns].to_numpy(dtype=np.float64)[g_index[has_gz2]]
         probabilities[has_gz2], reached_unvoted[has_gz2] = make_gz2_targets(conditional)
     if reached_unvoted.any():
-        logger.info("catalog: %d GZ2 matches have a reachable question without votes; its answers share its "
-                    "probability equally", reached_unvoted.sum())
-    sample["split"] = make_split(len(sample), test_fraction=catalog.test_fraction,
-                                 val_fraction=catalog.val_fraction,
-                                 rng=np.random.default_rng(catalog.split_seed))
+        logger.info(
+            "catalog: %d GZ2 matches have a reachable question without votes; its answers share its "
+            "probability equally",
+            reached_unvoted.sum(),
+        )
+    sample["split"] = make_split(
+        len(sample),
+        test_fraction=catalog.test_fraction,
+        val_fraction=catalog.val_fraction,
+        rng=np.random.default_rng(catalog.split_seed),
+    )
     sample["has_gz2"] = has_gz2
     sample[list(gz2.ANSWER_COLUMNS)] = probabilities
     sample = sample[sample_columns(bands)]
@@ -218,19 +284,29 @@ def build_sample(
     flow.add("n_sample", len(sample), "galaxies in sample.parquet")
     for name in ("train", "val", "test"):
         flow.add(f"n_{name}", int((sample["split"] == name).sum()), f"{name} split")
-    flow.add("n_gz2", int(has_gz2.sum()),
-             f"sample galaxies with a GZ2 match within {catalog.gz2_radius_arcsec:g} arcsec")
+    flow.add(
+        "n_gz2",
+        int(has_gz2.sum()),
+        f"sample galaxies with a GZ2 match within {catalog.gz2_radius_arcsec:g} arcsec",
+    )
     flow.add("gz2_match_fraction", float(has_gz2.mean()), "fraction of the sample with a GZ2 match")
-    flow.add("n_gz2_reached_unvoted", int(reached_unvoted.sum()),
-             "GZ2 matches with a reachable question that has no votes (answers shared equally)")
+    flow.add(
+        "n_gz2_reached_unvoted",
+        int(reached_unvoted.sum()),
+        "GZ2 matches with a reachable question that has no votes (answers shared equally)",
+    )
     ml_sample = sample["ml"].to_numpy()
     for stat, value in (("min", ml_sample.min()), ("median", np.median(ml_sample)), ("max", ml_sample.max())):
         flow.add(f"ml_{stat}", float(value), f"{stat} M/L_g of the sample (M_sun/L_sun,g)")
-    flow.add("ml_median_chi2_rejected", float(chi2_rejected["ml"].median()) if len(chi2_rejected) else np.nan,
-             f"median M/L_g of the galaxies with chi2_r >= {catalog.chi2_max:g}")
+    flow.add(
+        "ml_median_chi2_rejected",
+        float(chi2_rejected["ml"].median()) if len(chi2_rejected) else np.nan,
+        f"median M/L_g of the galaxies with chi2_r >= {catalog.chi2_max:g}",
+    )
     keys, values, descriptions = zip(*flow.rows, strict=True)
-    summary = pd.DataFrame({"key": list(keys), "value": pd.Series(values, dtype=object),
-                            "description": list(descriptions)})
+    summary = pd.DataFrame(
+        {"key": list(keys), "value": pd.Series(values, dtype=object), "description": list(descriptions)}
+    )
     return sample, chi2_rejected.sort_values("objid").reset_index(drop=True), summary
 
 
@@ -274,8 +350,9 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         # stars.csv is read by preprocess; checking it here reports a malformed file before any image work.
         n_stars = len(read_stars(workdir.stars)) if workdir.stars.exists() else None
         advance(1)
-        sample, chi2_rejected, summary = build_sample(gswlc, hyperleda, photometry, gz2_table, catalog=cat,
-                                                      cosmology=config.cosmology)
+        sample, chi2_rejected, summary = build_sample(
+            gswlc, hyperleda, photometry, gz2_table, catalog=cat, cosmology=config.cosmology
+        )
         advance(1)
     if n_stars is not None:
         summary.loc[len(summary)] = ["n_stars", n_stars, "point sources in raw/stars.csv"]
@@ -291,10 +368,21 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         "catalog: %d GSWLC-2 rows -> %d with a HyperLeda match (%.1f %%) -> %d with D25 > %g' -> %d with "
         "valid mass and photometry -> %d with chi2_r < %g (train/val/test %d/%d/%d); GZ2 matches %.1f %%; "
         "M/L_g min/median/max %.3g/%.3g/%.3g; summary in %s",
-        values["n_gswlc"], values["n_after_no_hyperleda"], 100 * values["hyperleda_match_fraction"],
-        values["n_after_d25"], cat.d25_min_arcmin, values["n_after_missing_photometry"], len(sample),
-        cat.chi2_max, counts.get("train", 0), counts.get("val", 0), counts.get("test", 0),
-        100 * values["gz2_match_fraction"], values["ml_min"], values["ml_median"], values["ml_max"],
+        values["n_gswlc"],
+        values["n_after_no_hyperleda"],
+        100 * values["hyperleda_match_fraction"],
+        values["n_after_d25"],
+        cat.d25_min_arcmin,
+        values["n_after_missing_photometry"],
+        len(sample),
+        cat.chi2_max,
+        counts.get("train", 0),
+        counts.get("val", 0),
+        counts.get("test", 0),
+        100 * values["gz2_match_fraction"],
+        values["ml_min"],
+        values["ml_median"],
+        values["ml_max"],
         workdir.tables / SUMMARY_NAME,
     )
     result_summary = {

@@ -97,8 +97,10 @@ def compute_distances_mpc(
         from astropy.cosmology import FlatLambdaCDM
 
         cosmology = FlatLambdaCDM(H0=h0_km_s_mpc, Om0=om0)
-        return (np.asarray(cosmology.luminosity_distance(zz).value, dtype=np.float64),
-                np.asarray(cosmology.angular_diameter_distance(zz).value, dtype=np.float64))
+        return (
+            np.asarray(cosmology.luminosity_distance(zz).value, dtype=np.float64),
+            np.asarray(cosmology.angular_diameter_distance(zz).value, dtype=np.float64),
+        )
     msg = f"convention must be 'astropy' or 'paper', got {convention!r}"
     raise ValueError(msg)
 
@@ -177,8 +179,9 @@ def compute_ml(
         M/L in solar units and its (floored) 1-sigma error.
     """
     ml = 10.0 ** np.asarray(logmstar, dtype=np.float64) / np.asarray(lum, dtype=np.float64)
-    rel = np.log(10.0) * np.hypot(np.asarray(logmstar_err, dtype=np.float64),
-                                  0.4 * np.asarray(mag_err, dtype=np.float64))
+    rel = np.log(10.0) * np.hypot(
+        np.asarray(logmstar_err, dtype=np.float64), 0.4 * np.asarray(mag_err, dtype=np.float64)
+    )
     return ml, ml * np.maximum(rel, rel_err_floor)
 
 

@@ -83,7 +83,11 @@ def augment_batch(
         Pixels sampled outside the image are reflected back inside, so the sky noise continues to the edge.
     """
     theta = random_affine_matrices(
-        images.shape[0], generator=generator, rotation_deg=rotation_deg, zoom=zoom, flips=flips,
+        images.shape[0],
+        generator=generator,
+        rotation_deg=rotation_deg,
+        zoom=zoom,
+        flips=flips,
         device=images.device,
     )
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)

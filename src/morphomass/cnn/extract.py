@@ -138,8 +138,14 @@ def extract_feature_table(
         if size not in images:
             msg = f"network {name} needs {size}-pixel images; got sizes {sorted(images)}"
             raise InputDataError(msg)
-        features = extract_features(net, images[size], batch_size=batch_size, device=device,
-                                    progress=progress, description=f"extract {name}")
+        features = extract_features(
+            net,
+            images[size],
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            description=f"extract {name}",
+        )
         for key, columns in _feature_columns(name, card, features).items():
             blocks.append(pd.DataFrame(features[key], columns=columns))
     return pd.concat(blocks, axis=1)

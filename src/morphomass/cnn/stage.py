@@ -47,8 +47,15 @@ FIGURE_NAME = "cnn_training_curves.png"
 #: CnnConfig fields that change what a network learns (its ``train_key``, with its epochs and learning rate);
 #: device options are left out.
 TRAINING_FIELDS: tuple[str, ...] = (
-    "batch_size", "lr_factor", "lr_patience", "dropout", "augment_rotation_deg", "augment_zoom",
-    "augment_flips", "precision", "seed",
+    "batch_size",
+    "lr_factor",
+    "lr_patience",
+    "dropout",
+    "augment_rotation_deg",
+    "augment_zoom",
+    "augment_flips",
+    "precision",
+    "seed",
 )
 
 
@@ -85,8 +92,18 @@ def _check_pretrained(cnn: CnnConfig) -> None:
 
 
 def _card(
-    name: str, *, kind: str, backbone: str, input_size: int, net: torch.nn.Module, result: FitResult,
-    train_key: str, config: PipelineConfig, epochs: int, learning_rate: float, base: str | None = None,
+    name: str,
+    *,
+    kind: str,
+    backbone: str,
+    input_size: int,
+    net: torch.nn.Module,
+    result: FitResult,
+    train_key: str,
+    config: PipelineConfig,
+    epochs: int,
+    learning_rate: float,
+    base: str | None = None,
     pretrained: Path | None = None,
 ) -> dict[str, Any]:
     import lightning
@@ -119,8 +136,12 @@ def _card(
         "train_key": train_key,
         "config_hash": section_hash(config, "cnn"),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "versions": {"morphomass": __version__, "torch": torch.__version__, "timm": timm.__version__,
-                     "lightning": lightning.__version__},
+        "versions": {
+            "morphomass": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "lightning": lightning.__version__,
+        },
     }
 
 
@@ -130,8 +151,15 @@ def _with_images(
     """Keep the galaxies with an image (images.zarr leaves out preprocessing failures); none left: error."""
     keep = group.contains(objid)
     if not keep.all():
-        logger.warning("%s: %d of %d %s galaxies have no image in %s/%d and are left out", what,
-                       int((~keep).sum()), len(keep), split, group.path.name, group.size)
+        logger.warning(
+            "%s: %d of %d %s galaxies have no image in %s/%d and are left out",
+            what,
+            int((~keep).sum()),
+            len(keep),
+            split,
+            group.path.name,
+            group.size,
+        )
     if not keep.any():
         msg = (
             f"no {split} galaxy with both an image in {group.path}/{group.size} and a usable target for "
@@ -142,8 +170,14 @@ def _with_images(
 
 
 def _train_gz2_net(
-    name: str, net_config: NetConfig, sample: pd.DataFrame, config: PipelineConfig, workdir: WorkDir,
-    *, sample_sha: str, progress: bool,
+    name: str,
+    net_config: NetConfig,
+    sample: pd.DataFrame,
+    config: PipelineConfig,
+    workdir: WorkDir,
+    *,
+    sample_sha: str,
+    progress: bool,
 ) -> tuple[dict[str, Any], str]:
     cnn = config.cnn
     out_dir = models_dir(workdir)
@@ -163,31 +197,62 @@ def _train_gz2_net(
     epochs = net_config.epochs or cnn.epochs
     learning_rate = net_config.learning_rate or cnn.learning_rate
     key = _train_key(
-        name=name, kind="gz2", backbone=net_config.backbone, input_size=net_config.input_size, epochs=epochs,
-        learning_rate=learning_rate, training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
+        name=name,
+        kind="gz2",
+        backbone=net_config.backbone,
+        input_size=net_config.input_size,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
         pretrained=None if pretrained is None else file_sha256(pretrained),
-        sample=sample_sha, images=tree_sha256(workdir.images_zarr / str(net_config.input_size)),
+        sample=sample_sha,
+        images=tree_sha256(workdir.images_zarr / str(net_config.input_size)),
     )
     existing = load_card(out_dir, name)
     if existing is not None and existing["train_key"] == key:
         logger.info("%s: trained earlier with the same configuration and inputs, kept", name)
         return existing, "kept"
     if pretrained is None:
-        logger.info("%s: %s with random initialisation (no cnn.pretrained_weights.%s)", name,
-                    net_config.backbone, name)
+        logger.info(
+            "%s: %s with random initialisation (no cnn.pretrained_weights.%s)",
+            name,
+            net_config.backbone,
+            name,
+        )
     else:
         logger.info("%s: %s initialised from %s", name, net_config.backbone, pretrained)
     L.seed_everything(cnn.seed, workers=True, verbose=False)
     net = build_gz2_net(net_config.backbone, dropout=cnn.dropout, pretrained_path=pretrained)
     train_x, val_x = group.read(train_id), group.read(val_id)
-    logger.info("%s: training on %d galaxies with GZ2 (validation %d), %d epochs", name, len(train_id),
-                len(val_id), epochs)
-    result = fit_network(net, (train_x, train_y), (val_x, val_y), task="gz2",
-                         config=cnn.model_copy(update={"learning_rate": learning_rate}), epochs=epochs,
-                         progress=progress)
-    card = _card(name, kind="gz2", backbone=net_config.backbone, input_size=net_config.input_size, net=net,
-                 result=result, train_key=key, config=config, epochs=epochs, learning_rate=learning_rate,
-                 pretrained=pretrained)
+    logger.info(
+        "%s: training on %d galaxies with GZ2 (validation %d), %d epochs",
+        name,
+        len(train_id),
+        len(val_id),
+        epochs,
+    )
+    result = fit_network(
+        net,
+        (train_x, train_y),
+        (val_x, val_y),
+        task="gz2",
+        config=cnn.model_copy(update={"learning_rate": learning_rate}),
+        epochs=epochs,
+        progress=progress,
+    )
+    card = _card(
+        name,
+        kind="gz2",
+        backbone=net_config.backbone,
+        input_size=net_config.input_size,
+        net=net,
+        result=result,
+        train_key=key,
+        config=config,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        pretrained=pretrained,
+    )
     if _is_rank_zero():
         save_network(out_dir, name, net, card)
     _barrier()
@@ -195,7 +260,12 @@ def _train_gz2_net(
 
 
 def _train_cnn4(
-    sample: pd.DataFrame, config: PipelineConfig, workdir: WorkDir, *, sample_sha: str, progress: bool,
+    sample: pd.DataFrame,
+    config: PipelineConfig,
+    workdir: WorkDir,
+    *,
+    sample_sha: str,
+    progress: bool,
 ) -> tuple[dict[str, Any], str]:
     cnn = config.cnn
     out_dir = models_dir(workdir)
@@ -222,9 +292,14 @@ def _train_cnn4(
     train_id, train_ml, train_err = _with_images(group, "train", train_id, train_ml, train_err, what=CNN4)
     val_id, val_ml, val_err = _with_images(group, "val", val_id, val_ml, val_err, what=CNN4)
     key = _train_key(
-        name=CNN4, kind="ml", base=base_card["train_key"], epochs=epochs, learning_rate=cnn.learning_rate,
+        name=CNN4,
+        kind="ml",
+        base=base_card["train_key"],
+        epochs=epochs,
+        learning_rate=cnn.learning_rate,
         training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
-        sample=sample_sha, images=tree_sha256(workdir.images_zarr / str(size)),
+        sample=sample_sha,
+        images=tree_sha256(workdir.images_zarr / str(size)),
     )
     existing = load_card(out_dir, CNN4)
     if existing is not None and existing["train_key"] == key:
@@ -235,12 +310,36 @@ def _train_cnn4(
     with torch.no_grad():  # start from the constant that minimises L1~ on the training set
         net.out.bias.fill_(weighted_median(train_ml, 1.0 / train_err))
     train_x, val_x = group.read(train_id), group.read(val_id)
-    logger.info("%s: training on the M/L of %d galaxies (validation %d) from %s's weights, %d epochs", CNN4,
-                len(train_id), len(val_id), CNN4_BASE, epochs)
-    result = fit_network(net, (train_x, train_ml, train_err), (val_x, val_ml, val_err), task="ml", config=cnn,
-                         epochs=epochs, progress=progress)
-    card = _card(CNN4, kind="ml", backbone=base_card["backbone"], input_size=size, net=net, result=result,
-                 train_key=key, config=config, epochs=epochs, learning_rate=cnn.learning_rate, base=CNN4_BASE)
+    logger.info(
+        "%s: training on the M/L of %d galaxies (validation %d) from %s's weights, %d epochs",
+        CNN4,
+        len(train_id),
+        len(val_id),
+        CNN4_BASE,
+        epochs,
+    )
+    result = fit_network(
+        net,
+        (train_x, train_ml, train_err),
+        (val_x, val_ml, val_err),
+        task="ml",
+        config=cnn,
+        epochs=epochs,
+        progress=progress,
+    )
+    card = _card(
+        CNN4,
+        kind="ml",
+        backbone=base_card["backbone"],
+        input_size=size,
+        net=net,
+        result=result,
+        train_key=key,
+        config=config,
+        epochs=epochs,
+        learning_rate=cnn.learning_rate,
+        base=CNN4_BASE,
+    )
     if _is_rank_zero():
         save_network(out_dir, CNN4, net, card)
     _barrier()
@@ -296,15 +395,21 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
             name, net_config, sample, config, workdir, sample_sha=sample_sha, progress=progress
         )
     if cnn.train_cnn4:
-        cards[CNN4], status[CNN4] = _train_cnn4(sample, config, workdir, sample_sha=sample_sha,
-                                                progress=progress)
+        cards[CNN4], status[CNN4] = _train_cnn4(
+            sample, config, workdir, sample_sha=sample_sha, progress=progress
+        )
     figure = workdir.figures / FIGURE_NAME
     if _is_rank_zero():
         _save_figure(cards, figure)
     _barrier()
     summary = {
-        name: {"status": status[name], "best_val_loss": card["best_val_loss"],
-               "best_epoch": card["best_epoch"], "n_train": card["n_train"], "seconds": card["seconds"]}
+        name: {
+            "status": status[name],
+            "best_val_loss": card["best_val_loss"],
+            "best_epoch": card["best_epoch"],
+            "n_train": card["n_train"],
+            "seconds": card["seconds"],
+        }
         for name, card in cards.items()
     }
     return StageResult(
@@ -318,7 +423,8 @@ def _check_card(name: str, card: dict[str, Any], cnn: CnnConfig, out_dir: Path) 
     """The saved network must be the one the configuration describes (else train-cnn must run again)."""
     expected = cnn.nets.get(CNN4_BASE) if name == CNN4 else cnn.nets[name]
     if expected is not None and (card["backbone"], int(card["input_size"])) != (
-        expected.backbone, expected.input_size
+        expected.backbone,
+        expected.input_size,
     ):
         msg = (
             f"{out_dir}/{name}.json is a {card['backbone']} at {card['input_size']} px but the configuration "
@@ -368,22 +474,33 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     networks = {name: load_network(out_dir, name) for name in names}
     for name, (_, card) in networks.items():
         _check_card(name, card, cnn, out_dir)
-    groups = {size: ImageGroup(workdir.images_zarr, size)
-              for size in sorted({int(card["input_size"]) for _, card in networks.values()})}
+    groups = {
+        size: ImageGroup(workdir.images_zarr, size)
+        for size in sorted({int(card["input_size"]) for _, card in networks.values()})
+    }
     first = next(iter(groups.values()))
     for group in groups.values():
         if not np.array_equal(group.objid, first.objid):
-            msg = (f"{workdir.images_zarr}: groups {first.size!r} and {group.size!r} hold different galaxies "
-                   f"(objid arrays differ); rerun 'morphomass preprocess'")
+            msg = (
+                f"{workdir.images_zarr}: groups {first.size!r} and {group.size!r} hold different galaxies "
+                f"(objid arrays differ); rerun 'morphomass preprocess'"
+            )
             raise InputDataError(msg)
     features = extract_feature_table(
-        networks, {size: group.images for size, group in groups.items()}, batch_size=cnn.inference_batch_size,
-        device=resolve_device(cnn.accelerator), progress=progress,
+        networks,
+        {size: group.images for size, group in groups.items()},
+        batch_size=cnn.inference_batch_size,
+        device=resolve_device(cnn.accelerator),
+        progress=progress,
     )
     has_image = first.contains(objid)
     if not has_image.all():
-        logger.warning("extract: %d of %d galaxies of the sample have no image in images.zarr (preprocessing "
-                       "failures); their CNN features are NaN", int((~has_image).sum()), len(has_image))
+        logger.warning(
+            "extract: %d of %d galaxies of the sample have no image in images.zarr (preprocessing "
+            "failures); their CNN features are NaN",
+            int((~has_image).sum()),
+            len(has_image),
+        )
     values = np.full((len(objid), features.shape[1]), np.nan, dtype=np.float32)
     values[has_image] = features.to_numpy()[first.rows_of(objid[has_image])]
     table = pd.DataFrame(values, columns=features.columns)
@@ -396,7 +513,10 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     table, dropped = drop_dead_columns(table, train_mask)
     logger.info(
         "extract: %d of %d CNN feature columns are zero for every training galaxy (dead neurons) and were "
-        "dropped; %d remain (the paper dropped 17 of 2196)", len(dropped), n_before, table.shape[1] - 1,
+        "dropped; %d remain (the paper dropped 17 of 2196)",
+        len(dropped),
+        n_before,
+        table.shape[1] - 1,
     )
     logger.debug("extract: dropped columns %s", dropped)
     path = workdir.features / "cnn.parquet"
@@ -405,6 +525,10 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     return StageResult(
         stage="extract",
         outputs=[str(path.relative_to(workdir.root))],
-        summary={"n_galaxies": len(table), "n_features_before_drop": n_before, "n_dropped": len(dropped),
-                 "n_features": table.shape[1] - 1},
+        summary={
+            "n_galaxies": len(table),
+            "n_features_before_drop": n_before,
+            "n_dropped": len(dropped),
+            "n_features": table.shape[1] - 1,
+        },
     )

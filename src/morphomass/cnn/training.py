@@ -90,8 +90,11 @@ class CnnModule(L.LightningModule):
             self._generator = torch.Generator(device=images.device)
             self._generator.manual_seed(self.config.seed + 7919 * self.global_rank)
         return augment_batch(
-            images, generator=self._generator, rotation_deg=self.config.augment_rotation_deg,
-            zoom=self.config.augment_zoom, flips=self.config.augment_flips,
+            images,
+            generator=self._generator,
+            rotation_deg=self.config.augment_rotation_deg,
+            zoom=self.config.augment_zoom,
+            flips=self.config.augment_flips,
         )
 
     def _loss(self, batch: tuple[torch.Tensor, ...], *, augment: bool) -> torch.Tensor:
@@ -112,8 +115,15 @@ class CnnModule(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         """Un-augmented batch -> loss (logged as ``val_loss``, averaged over the epoch and the devices)."""
         loss = self._loss(batch, augment=False)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=len(batch[0]))
+        self.log(
+            "val_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(batch[0]),
+        )
 
     def configure_optimizers(self) -> dict[str, Any]:
         """NAdam (Adam with Nesterov momentum) and ReduceLROnPlateau on ``val_loss``."""
@@ -121,8 +131,10 @@ class CnnModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience
         )
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"},
+        }
 
 
 def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -150,13 +162,15 @@ class _HistoryAndBest(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
         val_loss = float(metrics["val_loss"])
-        self.rows.append({
-            "epoch": trainer.current_epoch + 1,
-            "train_loss": float(metrics["train_loss"]),
-            "val_loss": val_loss,
-            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
-            "seconds": round(time.perf_counter() - self.start, 3),
-        })
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "train_loss": float(metrics["train_loss"]),
+                "val_loss": val_loss,
+                "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+                "seconds": round(time.perf_counter() - self.start, 3),
+            }
+        )
         if val_loss < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val_loss, trainer.current_epoch + 1
             self.best_state = _cpu_copy(pl_module.net)  # type: ignore[arg-type]
@@ -286,8 +300,14 @@ def fit_network(
             num_sanity_val_steps=0,
             callbacks=callbacks,
         )
-        logger.info("training on %s x %d (%s, precision %s), %d epochs", type(trainer.accelerator).__name__,
-                    trainer.num_devices, type(trainer.strategy).__name__, config.precision, epochs)
+        logger.info(
+            "training on %s x %d (%s, precision %s), %d epochs",
+            type(trainer.accelerator).__name__,
+            trainer.num_devices,
+            type(trainer.strategy).__name__,
+            config.precision,
+            epochs,
+        )
         initial_val_loss = float(trainer.validate(module, val_loader, verbose=False)[0]["val_loss"])
         history.begin(net, initial_val_loss)
         trainer.fit(module, train_loader, val_loader)
@@ -296,7 +316,11 @@ def fit_network(
     net.load_state_dict(history.best_state)
     logger.info(
         "best validation loss %.4g at epoch %d of %d (before training %.4g), %.1f s",
-        history.best_val_loss, history.best_epoch, epochs, initial_val_loss, seconds,
+        history.best_val_loss,
+        history.best_epoch,
+        epochs,
+        initial_val_loss,
+        seconds,
     )
     return FitResult(
         state_dict=history.best_state,

@@ -22,7 +22,13 @@ from morphomass.errors import InputDataError, WorkdirError
 from morphomass.workdir import atomic_path, write_json_atomic, write_text_atomic
 
 __all__ = [
-    "CARD_KEYS", "build_from_card", "card_path", "load_card", "load_network", "save_network", "weights_path",
+    "CARD_KEYS",
+    "build_from_card",
+    "card_path",
+    "load_card",
+    "load_network",
+    "save_network",
+    "weights_path",
 ]
 
 #: Keys every card must have to rebuild its network.

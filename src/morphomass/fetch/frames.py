@@ -26,8 +26,8 @@ from astropy.io import fits
 from astropy.nddata import Cutout2D, NoOverlapError, PartialOverlapError
 from astropy.wcs import WCS
 
-from morphomass.errors import InputDataError
-from morphomass.fetch.http import FetchError, HttpClient, check_not_html, local_path
+from morphomass.errors import FetchError, InputDataError
+from morphomass.fetch.http import HttpClient, check_not_html, local_path
 
 __all__ = [
     "FrameId",
@@ -134,7 +134,9 @@ def parse_mosaic_script(text: str, *, source: str) -> MosaicScript:
     for match in _FRAME_RE.finditer(text):
         if match["run6"].lstrip("0") != match["run"].lstrip("0") or match["camcol2"] != match["camcol"]:
             continue  # path and file name disagree: not a frame reference
-        frames[FrameId(int(match["rerun"]), int(match["run"]), int(match["camcol"]), int(match["field"]))] = None
+        frames[FrameId(int(match["rerun"]), int(match["run"]), int(match["camcol"]), int(match["field"]))] = (
+            None
+        )
         bands[match["band"]] = None
     center = _CENTER_RE.search(text)
     size = _SIZE_RE.search(text)
@@ -204,8 +206,10 @@ def _celestial_header(header: fits.Header) -> fits.Header:
     astropy would otherwise warn (``FITSFixedWarning``) about ``RADECSYS`` and the date keywords of every SDSS
     frame; silencing that with ``warnings.catch_warnings`` is not thread-safe, and frames are read in threads.
     """
-    keep = re.compile(r"^(NAXIS\d|CTYPE\d|CUNIT\d|CRPIX\d|CRVAL\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|"
-                      r"LONPOLE|LATPOLE|EQUINOX|RADESYS|PV\d_\d+|(A|B|AP|BP)_(ORDER|\d+_\d+))$")
+    keep = re.compile(
+        r"^(NAXIS\d|CTYPE\d|CUNIT\d|CRPIX\d|CRVAL\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|"
+        r"LONPOLE|LATPOLE|EQUINOX|RADESYS|PV\d_\d+|(A|B|AP|BP)_(ORDER|\d+_\d+))$"
+    )
     out = fits.Header()
     out["NAXIS"] = 2
     for card in header.cards:
@@ -438,4 +442,3 @@ def _check_bzip2_fits(path: Path, *, source: str) -> None:
         check_not_html(path, source=source, expected="a bzip2-compressed FITS frame")
         msg = f"{source}: not a bzip2-compressed FITS frame (starts with {head!r})"
         raise InputDataError(msg)
-

@@ -16,7 +16,10 @@ __all__ = ["REQUIRED_GZ2_COLUMNS", "read_gz2_positions"]
 
 #: Columns the catalogue stage needs from the Hart+16 table.
 REQUIRED_GZ2_COLUMNS: tuple[str, ...] = (
-    "dr7objid", "ra", "dec", *(gz2.hart16_column(a, "weighted_fraction") for a in gz2.ANSWERS)
+    "dr7objid",
+    "ra",
+    "dec",
+    *(gz2.hart16_column(a, "weighted_fraction") for a in gz2.ANSWERS),
 )
 
 

@@ -57,7 +57,9 @@ def read_gswlc(path: Path, *, source: str) -> pd.DataFrame:
         msg = f"{source}: not a GSWLC-2 table ({len(names)} whitespace-separated columns, integer ids): {err}"
         raise InputDataError(msg) from err
     if table.shape[1] != len(names):
-        msg = f"{source}: expected {len(names)} whitespace-separated columns (GSWLC-2), found {table.shape[1]}"
+        msg = (
+            f"{source}: expected {len(names)} whitespace-separated columns (GSWLC-2), found {table.shape[1]}"
+        )
         raise InputDataError(msg)
     table.columns = names
     numeric = table.apply(pd.to_numeric, errors="coerce")
@@ -66,7 +68,9 @@ def read_gswlc(path: Path, *, source: str) -> pd.DataFrame:
         row = int(np.flatnonzero(bad)[0])
         columns = [c for c in names if pd.isna(numeric.at[row, c])]
         shown = f"{columns[:4]}" + (f" and {len(columns) - 4} more" if len(columns) > 4 else "")
-        msg = f"{source}: data row {row + 1} has missing or non-numeric {shown} ({len(names)} numbers expected)"
+        msg = (
+            f"{source}: data row {row + 1} has missing or non-numeric {shown} ({len(names)} numbers expected)"
+        )
         raise InputDataError(msg)
     numeric["objid"] = numeric["objid"].astype("int64")
     numeric["glxid"] = numeric["glxid"].astype("int64")

@@ -27,13 +27,12 @@ import requests
 import urllib3
 
 from morphomass import __version__
-from morphomass.errors import InputDataError, MorphomassError
+from morphomass.errors import FetchError, InputDataError
 from morphomass.workdir import file_sha256
 
 __all__ = [
     "PART_SUFFIX",
     "DownloadStats",
-    "FetchError",
     "HttpClient",
     "check_not_html",
     "full_url",
@@ -54,10 +53,6 @@ _TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
-
-
-class FetchError(MorphomassError):
-    """A download failed after every retry, or the server refused it (HTTP 4xx)."""
 
 
 class _Retry(Exception):
@@ -229,7 +224,9 @@ class HttpClient:
                 if sha256 is not None:
                     got = file_sha256(part)
                     if got.lower() != sha256.lower():
-                        msg = f"{source}: SHA-256 {got} does not match the expected {sha256} (fetch.checksums)"
+                        msg = (
+                            f"{source}: SHA-256 {got} does not match the expected {sha256} (fetch.checksums)"
+                        )
                         raise InputDataError(msg)
             except BaseException:
                 part.unlink(missing_ok=True)

@@ -32,8 +32,14 @@ _NUMERIC = ("al2000", "de2000", "logd25", "e_logd25", "logr25", "pa")
 _UNDEFINED = {"", "nan", "-", "null", "none", "--"}
 #: VizieR VII/237 column -> HyperLeda meandata column.
 VIZIER_COLUMNS: dict[str, str] = {
-    "PGC": "pgc", "RAJ2000": "al2000", "DEJ2000": "de2000", "OType": "objtype", "logD25": "logd25",
-    "e_logD25": "e_logd25", "logR25": "logr25", "PA": "pa",
+    "PGC": "pgc",
+    "RAJ2000": "al2000",
+    "DEJ2000": "de2000",
+    "OType": "objtype",
+    "logD25": "logd25",
+    "e_logD25": "e_logd25",
+    "logR25": "logr25",
+    "PA": "pa",
 }
 
 
@@ -66,8 +72,14 @@ def leda_query(
         f"and de2000>={dec_lo_deg:.6f} and de2000<{dec_hi_deg:.6f}"
     )
     return {
-        "n": "meandata", "c": "o", "of": "1,leda,simbad", "nra": "l", "nakd": "1",
-        "d": ",".join(LEDA_FIELDS), "sql": sql, "a": "csv[|]",
+        "n": "meandata",
+        "c": "o",
+        "of": "1,leda,simbad",
+        "nra": "l",
+        "nakd": "1",
+        "d": ",".join(LEDA_FIELDS),
+        "sql": sql,
+        "a": "csv[|]",
     }
 
 
@@ -76,9 +88,14 @@ def vizier_query(
 ) -> dict[str, str]:
     """Parameters of one VizieR ASU-TSV query of VII/237/pgc (decimal degrees, every row)."""
     return {
-        "-source": "VII/237/pgc", "-out": ",".join(VIZIER_COLUMNS), "-oc.form": "d", "-out.max": "unlimited",
-        "RAJ2000": f"{ra_lo_deg:.6f}..{ra_hi_deg:.6f}", "DEJ2000": f"{dec_lo_deg:.6f}..{dec_hi_deg:.6f}",
-        "logD25": f">{logd25_min:.5f}", "OType": "G",
+        "-source": "VII/237/pgc",
+        "-out": ",".join(VIZIER_COLUMNS),
+        "-oc.form": "d",
+        "-out.max": "unlimited",
+        "RAJ2000": f"{ra_lo_deg:.6f}..{ra_hi_deg:.6f}",
+        "DEJ2000": f"{dec_lo_deg:.6f}..{dec_hi_deg:.6f}",
+        "logD25": f">{logd25_min:.5f}",
+        "OType": "G",
     }
 
 
@@ -218,8 +235,14 @@ def parse_vizier(text: str, *, source: str) -> pd.DataFrame:
         msg = f"{source}: header {lines[0].strip()!r} lacks {missing}; expected {expected}"
         raise InputDataError(msg)
     try:
-        table = pd.read_csv(io.StringIO("\n".join(body)), sep="\t", header=None, names=header, dtype=str,
-                            keep_default_na=False)
+        table = pd.read_csv(
+            io.StringIO("\n".join(body)),
+            sep="\t",
+            header=None,
+            names=header,
+            dtype=str,
+            keep_default_na=False,
+        )
     except pd.errors.ParserError as err:
         msg = f"{source}: not {expected}: {err}"
         raise InputDataError(msg) from err
@@ -227,8 +250,9 @@ def parse_vizier(text: str, *, source: str) -> pd.DataFrame:
         table = pd.DataFrame(columns=header, dtype=str)
     table = table.rename(columns=VIZIER_COLUMNS)
     first = len(lines) - len(body) + 1
-    ra_deg = _to_float(_decimal_degrees(table["al2000"], unit="hourangle"), column="RAJ2000", source=source,
-                       first_line=first)
+    ra_deg = _to_float(
+        _decimal_degrees(table["al2000"], unit="hourangle"), column="RAJ2000", source=source, first_line=first
+    )
     table["al2000"] = ra_deg / 15.0
     table["de2000"] = _decimal_degrees(table["de2000"], unit="deg")
     return _finish(table, source=source, first_line=first)

@@ -31,7 +31,11 @@ __all__ = [
 BANDS = ("u", "g", "r", "i", "z")
 #: Columns of raw/sdss_photometry.csv, in order (DESIGN §2).
 PHOTOMETRY_COLUMNS: tuple[str, ...] = (
-    "objID", "ra", "dec", *(f"modelMag_{b}" for b in BANDS), *(f"modelMagErr_{b}" for b in BANDS)
+    "objID",
+    "ra",
+    "dec",
+    *(f"modelMag_{b}" for b in BANDS),
+    *(f"modelMagErr_{b}" for b in BANDS),
 )
 #: Columns of raw/stars.csv, in order.
 STAR_COLUMNS: tuple[str, ...] = ("objID", "ra", "dec", "type", "psfMag_g")

@@ -34,7 +34,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from morphomass.config import FetchConfig, PipelineConfig
-from morphomass.errors import InputDataError, MorphomassWarning
+from morphomass.errors import FetchError, FetchFallbackWarning, InputDataError
 from morphomass.fetch.archives import copy_selected_lines, fetch_table_file
 from morphomass.fetch.frames import (
     FrameId,
@@ -46,7 +46,7 @@ from morphomass.fetch.frames import (
 )
 from morphomass.fetch.galaxyzoo import read_gz2_positions
 from morphomass.fetch.gswlc import MISSING, gswlc_file_name, gswlc_url, read_gswlc
-from morphomass.fetch.http import FetchError, HttpClient, full_url
+from morphomass.fetch.http import HttpClient, full_url
 from morphomass.fetch.hyperleda import leda_query, parse_leda, parse_vizier, ra_slices, vizier_query
 from morphomass.fetch.skyserver import (
     PHOTOMETRY_COLUMNS,
@@ -60,7 +60,7 @@ from morphomass.mock.formats import write_fits_image, write_hyperleda, write_pho
 from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, file_sha256, write_json_atomic
 
-__all__ = ["FetchFallbackWarning", "in_region", "limit_targets", "run_fetch", "select_targets"]
+__all__ = ["in_region", "limit_targets", "run_fetch", "select_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,6 @@ REPORT_NAME = "fetch_report.json"
 KEEP_RADIUS_ARCSEC = 10.0
 #: Frames are looked at in this many galaxies between two prunings of the frame cache.
 PRUNE_EVERY = 25
-
-
-class FetchFallbackWarning(MorphomassWarning):
-    """HyperLeda's SQL interface failed and the static VizieR VII/237 table was used instead."""
 
 
 class _GalaxyFailure(Exception):
@@ -148,12 +144,14 @@ def select_targets(
         matched = sep.arcsec <= radius_arcsec
         d25 = np.where(matched, 0.1 * 10.0 ** hyperleda["logd25"].to_numpy()[idx], np.nan)
     ok &= np.nan_to_num(d25, nan=-1.0) > d25_min_arcmin
-    targets = pd.DataFrame({
-        "objid": table["objid"].to_numpy(dtype=np.int64)[ok],
-        "ra": table["ra"].to_numpy(dtype=float)[ok],
-        "dec": table["dec"].to_numpy(dtype=float)[ok],
-        "d25_arcmin": d25[ok],
-    })
+    targets = pd.DataFrame(
+        {
+            "objid": table["objid"].to_numpy(dtype=np.int64)[ok],
+            "ra": table["ra"].to_numpy(dtype=float)[ok],
+            "dec": table["dec"].to_numpy(dtype=float)[ok],
+            "d25_arcmin": d25[ok],
+        }
+    )
     order = np.lexsort((targets["ra"].to_numpy(), np.floor(targets["dec"].to_numpy() / 0.5)))
     return targets.iloc[order].reset_index(drop=True)
 
@@ -212,7 +210,10 @@ def _fetch_gswlc(
         table = read_gswlc(plain, source=url)
         tables[catalog] = (plain, table)
         report.sources[f"gswlc_{catalog}"] = {
-            "url": url, "rows": len(table), "file": name, "sha256": file_sha256(cache / "gswlc" / name),
+            "url": url,
+            "rows": len(table),
+            "file": name,
+            "sha256": file_sha256(cache / "gswlc" / name),
         }
     return tables
 
@@ -240,7 +241,10 @@ def _query_hyperleda(
     for lo, hi in slices:
         params = make_query(lo, hi, dec1, dec2, logd25_min=logd25_min)
         path = client.download(
-            url, cache / "hyperleda" / _cache_name(service, url, params, ".txt"), params=params, validate=validate
+            url,
+            cache / "hyperleda" / _cache_name(service, url, params, ".txt"),
+            params=params,
+            validate=validate,
         )
         parts.append(parse(path.read_text(encoding="utf-8", errors="replace"), source=url))
     table = pd.concat(parts, ignore_index=True).drop_duplicates("pgc").sort_values("pgc", kind="stable")
@@ -294,13 +298,23 @@ def _fetch_gz2(
     name = "gz2_hart16.csv.gz"
     logger.info("Galaxy Zoo 2 (Hart+16): %s", fc.gz2_url)
     plain = fetch_table_file(
-        client, fc.gz2_url, cache / "gz2", name, expected="the Hart+16 GZ2 table", sha256=fc.checksums.get(name)
+        client,
+        fc.gz2_url,
+        cache / "gz2",
+        name,
+        expected="the Hart+16 GZ2 table",
+        sha256=fc.checksums.get(name),
     )
     ra, dec = read_gz2_positions(plain, source=fc.gz2_url)
-    keep = _near(ra, dec, targets, KEEP_RADIUS_ARCSEC) if fc.limit is not None else in_region(ra, dec, fc.region)
+    keep = (
+        _near(ra, dec, targets, KEEP_RADIUS_ARCSEC) if fc.limit is not None else in_region(ra, dec, fc.region)
+    )
     rows = copy_selected_lines(plain, workdir.gz2, keep, header_lines=1)
     report.sources["gz2"] = {
-        "url": fc.gz2_url, "rows": int(len(ra)), "kept": rows, "file": name,
+        "url": fc.gz2_url,
+        "rows": int(len(ra)),
+        "kept": rows,
+        "file": name,
         "sha256": file_sha256(cache / "gz2" / name),
     }
     return rows
@@ -347,14 +361,21 @@ def _fetch_photometry(
         for i in range(0, len(targets), n)
     ]
     answers = _sql_batches(
-        client, fc, cache, statements, what="photometry", required=("input_id", *PHOTOMETRY_COLUMNS),
+        client,
+        fc,
+        cache,
+        statements,
+        what="photometry",
+        required=("input_id", *PHOTOMETRY_COLUMNS),
         progress=progress,
     )
     table = pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=["input_id"])
     table = table[table["input_id"].isin(targets["objid"])].drop_duplicates("input_id")
     report.counts["photometry_objid_differs"] = int((table["objID"] != table["input_id"]).sum())
     for objid in sorted(set(targets["objid"]) - set(table["input_id"])):
-        report.fail(objid, "photometry", f"no primary SDSS object within {fc.photometry_radius_arcsec} arcsec")
+        report.fail(
+            objid, "photometry", f"no primary SDSS object within {fc.photometry_radius_arcsec} arcsec"
+        )
     table = table.assign(objID=table["input_id"].astype(np.int64))
     return table[list(PHOTOMETRY_COLUMNS)].sort_values("objID").reset_index(drop=True)
 
@@ -366,8 +387,12 @@ def _fetch_stars(
     radius_arcmin = npix * fc.pixel_scale_arcsec / 60.0 * np.sqrt(2.0) / 2.0 + fc.star_margin_arcmin
     n = fc.sql_batch_size
     ra, dec = targets["ra"].to_numpy(), targets["dec"].to_numpy()
-    statements = [stars_sql(ra[i : i + n], dec[i : i + n], radius_arcmin[i : i + n]) for i in range(0, len(ra), n)]
-    answers = _sql_batches(client, fc, cache, statements, what="stars", required=STAR_COLUMNS, progress=progress)
+    statements = [
+        stars_sql(ra[i : i + n], dec[i : i + n], radius_arcmin[i : i + n]) for i in range(0, len(ra), n)
+    ]
+    answers = _sql_batches(
+        client, fc, cache, statements, what="stars", required=STAR_COLUMNS, progress=progress
+    )
     table = pd.concat(answers, ignore_index=True) if answers else pd.DataFrame(columns=list(STAR_COLUMNS))
     table = table[list(STAR_COLUMNS)].drop_duplicates("objID").sort_values("objID")
     return table.astype({"objID": np.int64, "type": np.int64}).reset_index(drop=True)
@@ -408,11 +433,19 @@ def _build_image(
         if fc.single_frame_cutout:
             cut = cutout_from_frame(data, wcs, ra_deg=ra, dec_deg=dec, npix=npix)
             if cut is not None:
-                return cut[0], cut[1], {"MMMETHOD": "cutout", "NFRAMES": 1, "COVERAGE": 1.0,
-                                        "FRAMES": _frame_names([frame])}
+                return (
+                    cut[0],
+                    cut[1],
+                    {"MMMETHOD": "cutout", "NFRAMES": 1, "COVERAGE": 1.0, "FRAMES": _frame_names([frame])},
+                )
         loaded.append((data, wcs))
     image, wcs, coverage = mosaic_frames(
-        loaded, ra_deg=ra, dec_deg=dec, npix=npix, pixel_scale_arcsec=fc.pixel_scale_arcsec, order=fc.mosaic_order
+        loaded,
+        ra_deg=ra,
+        dec_deg=dec,
+        npix=npix,
+        pixel_scale_arcsec=fc.pixel_scale_arcsec,
+        order=fc.mosaic_order,
     )
     if coverage < fc.min_coverage:
         msg = (
@@ -420,8 +453,16 @@ def _build_image(
             f"(fetch.min_coverage {fc.min_coverage})"
         )
         raise _GalaxyFailure(msg)
-    return image, wcs, {"MMMETHOD": "mosaic", "NFRAMES": len(frames), "COVERAGE": round(coverage, 4),
-                        "FRAMES": _frame_names(frames)}
+    return (
+        image,
+        wcs,
+        {
+            "MMMETHOD": "mosaic",
+            "NFRAMES": len(frames),
+            "COVERAGE": round(coverage, 4),
+            "FRAMES": _frame_names(frames),
+        },
+    )
 
 
 def _frame_names(frames: Any) -> str:
@@ -437,8 +478,12 @@ def _fetch_galaxy(ctx: _ImageContext, objid: int, ra: float, dec: float, d25_arc
     if all(_image_is_current(p, fov_arcsec) for p in paths.values()):
         return "kept"
     params = {
-        "onlyprimary": str(fc.only_primary), "pixelscale": f"{fc.pixel_scale_arcsec:g}", "ra": f"{ra:.6f}",
-        "filters": "".join(fc.bands), "dec": f"{dec:.6f}", "size": f"{fov_arcsec / 3600.0:.6f}",
+        "onlyprimary": str(fc.only_primary),
+        "pixelscale": f"{fc.pixel_scale_arcsec:g}",
+        "ra": f"{ra:.6f}",
+        "filters": "".join(fc.bands),
+        "dec": f"{dec:.6f}",
+        "size": f"{fov_arcsec / 3600.0:.6f}",
     }
     script_path = ctx.cache / "mosaic" / _cache_name(str(objid), fc.mosaic_url, params, ".sh")
 
@@ -446,7 +491,9 @@ def _fetch_galaxy(ctx: _ImageContext, objid: int, ra: float, dec: float, d25_arc
         parse_mosaic_script(p.read_text(encoding="utf-8", errors="replace"), source=fc.mosaic_url)
 
     ctx.client.download(fc.mosaic_url, script_path, params=params, validate=validate)
-    script = parse_mosaic_script(script_path.read_text(encoding="utf-8", errors="replace"), source=fc.mosaic_url)
+    script = parse_mosaic_script(
+        script_path.read_text(encoding="utf-8", errors="replace"), source=fc.mosaic_url
+    )
     if not script.frames:
         msg = "the mosaic service lists no SDSS frame at this position (outside the imaging footprint?)"
         raise _GalaxyFailure(msg)
@@ -454,9 +501,11 @@ def _fetch_galaxy(ctx: _ImageContext, objid: int, ra: float, dec: float, d25_arc
         if _image_is_current(path, fov_arcsec):
             continue
         image, wcs, extra = _build_image(ctx, script.frames, band, ra, dec, npix)
-        extra |= {"MMFOV": (round(fov_arcsec, 3), "field of view [arcsec]"),
-                  "D25ARCM": (round(d25_arcmin, 4), "HyperLeda D25 [arcmin]"),
-                  "ORIGIN": "morphomass fetch"}
+        extra |= {
+            "MMFOV": (round(fov_arcsec, 3), "field of view [arcsec]"),
+            "D25ARCM": (round(d25_arcmin, 4), "HyperLeda D25 [arcmin]"),
+            "ORIGIN": "morphomass fetch",
+        }
         write_fits_image(path, image, wcs, band, extra)
     return "written"
 
@@ -473,14 +522,17 @@ def _remove_stale_images(workdir: WorkDir, bands: tuple[str, ...], objids: set[i
     return removed
 
 
-def _fetch_images(ctx: _ImageContext, targets: pd.DataFrame, report: _Report, progress: bool) -> dict[str, int]:
+def _fetch_images(
+    ctx: _ImageContext, targets: pd.DataFrame, report: _Report, progress: bool
+) -> dict[str, int]:
     fc = ctx.fc
     counts = {"written": 0, "kept": 0, "failed": 0}
     consecutive = 0
     rows = list(targets.itertuples(index=False))
-    with progress_bar("fetching images", total=len(rows), enabled=progress) as advance, ThreadPoolExecutor(
-        max_workers=fc.workers
-    ) as pool:
+    with (
+        progress_bar("fetching images", total=len(rows), enabled=progress) as advance,
+        ThreadPoolExecutor(max_workers=fc.workers) as pool,
+    ):
         pending: dict[Future[str], Any] = {}
         queue = iter(rows)
         done_since_prune = 0
@@ -488,8 +540,9 @@ def _fetch_images(ctx: _ImageContext, targets: pd.DataFrame, report: _Report, pr
         def submit_next() -> None:
             row = next(queue, None)
             if row is not None:
-                future = pool.submit(_fetch_galaxy, ctx, int(row.objid), float(row.ra), float(row.dec),
-                                     float(row.d25_arcmin))
+                future = pool.submit(
+                    _fetch_galaxy, ctx, int(row.objid), float(row.ra), float(row.dec), float(row.d25_arcmin)
+                )
                 pending[future] = row
 
         for _ in range(2 * fc.workers):
@@ -540,7 +593,10 @@ def _fetch_all(
     box = _region_box(fc.region, KEEP_RADIUS_ARCSEC / 3600.0)
     hyperleda = _fetch_hyperleda(client, fc, cache, box, report)
     targets = select_targets(
-        gswlc, hyperleda, radius_arcsec=fc.hyperleda_radius_arcsec, d25_min_arcmin=fc.image_d25_min_arcmin,
+        gswlc,
+        hyperleda,
+        radius_arcsec=fc.hyperleda_radius_arcsec,
+        d25_min_arcmin=fc.image_d25_min_arcmin,
         chi2_max=fc.chi2_max,
     )
     if targets.empty:
@@ -556,8 +612,9 @@ def _fetch_all(
     if fc.limit is not None:
         chosen = set(targets["objid"])
         masks = {c: region_masks[c] & t["objid"].isin(chosen).to_numpy() for c, (_, t) in tables.items()}
-        leda_keep = _near(hyperleda["al2000"].to_numpy() * 15.0, hyperleda["de2000"].to_numpy(), targets,
-                          KEEP_RADIUS_ARCSEC)
+        leda_keep = _near(
+            hyperleda["al2000"].to_numpy() * 15.0, hyperleda["de2000"].to_numpy(), targets, KEEP_RADIUS_ARCSEC
+        )
         hyperleda = hyperleda[leda_keep].reset_index(drop=True)
     else:
         masks = region_masks
@@ -628,7 +685,10 @@ def run_fetch(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True
     workdir.ensure()
     cache = Path(fc.cache_dir) if fc.cache_dir is not None else workdir.root / "cache"
     client = HttpClient(
-        timeout_s=fc.timeout_s, retries=fc.retries, backoff_s=fc.backoff_s, max_backoff_s=fc.max_backoff_s,
+        timeout_s=fc.timeout_s,
+        retries=fc.retries,
+        backoff_s=fc.backoff_s,
+        max_backoff_s=fc.max_backoff_s,
         requests_per_second=fc.requests_per_second,
     )
     report = _Report()
@@ -636,11 +696,18 @@ def run_fetch(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True
         summary = _fetch_all(client, fc, cache, workdir, report, progress)
     finally:  # also after an error: what was fetched and what failed so far
         report.counts["seconds"] = round(time.perf_counter() - start, 1)
-        write_json_atomic(workdir.root / REPORT_NAME, {
-            "counts": report.counts, "sources": report.sources, "failures": report.failures,
-        })
+        write_json_atomic(
+            workdir.root / REPORT_NAME,
+            {
+                "counts": report.counts,
+                "sources": report.sources,
+                "failures": report.failures,
+            },
+        )
     seconds = time.perf_counter() - start
     if report.failures:
-        logger.warning("%d items could not be fetched; see %s", len(report.failures), workdir.root / REPORT_NAME)
+        logger.warning(
+            "%d items could not be fetched; see %s", len(report.failures), workdir.root / REPORT_NAME
+        )
     logger.info("fetch done in %.1f s: %s", seconds, summary)
     return StageResult(stage="fetch", outputs=["raw", REPORT_NAME], seconds=seconds, summary=summary)

@@ -35,14 +35,34 @@ from morphomass.workdir import WorkDir
 __all__ = ["calibration_table", "main"]
 
 #: Truth columns an image shows (the morphology a perfect CNN would read), for the ceiling rows.
-TRUE_STRUCTURE = ["bulge_fraction", "sersic_n", "cos_incl", "axis_ratio", "n_arms", "arm_strength", "has_bar",
-                  "n_clumps", "clump_fraction", "has_dust_lane", "disk_hlr_kpc", "companion_flux_ratio"]
+TRUE_STRUCTURE = [
+    "bulge_fraction",
+    "sersic_n",
+    "cos_incl",
+    "axis_ratio",
+    "n_arms",
+    "arm_strength",
+    "has_bar",
+    "n_clumps",
+    "clump_fraction",
+    "has_dust_lane",
+    "disk_hlr_kpc",
+    "companion_flux_ratio",
+]
 _CLASS_CODES = {"elliptical": 0, "disk": 1, "irregular": 2, "merger": 3}
 #: Catalogue features of E2 and of the E7 GBM.
 GLOBAL_FEATURES = {"lg_z": ["lum_g", "z"], "gi": ["z", "lum_g", "lum_i", "lum_g_over_lum_i"]}
 
-PAPER = {"constant": 6.52, "reference_lg_z": 4.52, "gi_powerlaw": 1.90, "gi_gbm": 1.26,
-         "ml_min": 0.09, "ml_median": 2.7, "ml_max": 16.6, "chi2_ge_5_fraction": 1 - 73_627 / 84_723}
+PAPER = {
+    "constant": 6.52,
+    "reference_lg_z": 4.52,
+    "gi_powerlaw": 1.90,
+    "gi_gbm": 1.26,
+    "ml_min": 0.09,
+    "ml_median": 2.7,
+    "ml_max": 16.6,
+    "chi2_ge_5_fraction": 1 - 73_627 / 84_723,
+}
 
 
 def _selected_sample(n_galaxies: int, seed: int) -> tuple[pd.DataFrame, float]:
@@ -76,13 +96,29 @@ def _gbm_test_l1(sample: pd.DataFrame, split: np.ndarray, features: list[str], s
     """Per-galaxy L1~ on the test split of a LightGBM (G1-like parameters) trained on ``features``."""
     import lightgbm as lgb
 
-    params = {"objective": "l1", "num_leaves": 40, "min_data_in_leaf": 150, "feature_fraction": 1.0,
-              "bagging_fraction": 0.8, "bagging_freq": 1, "learning_rate": 0.05, "verbose": -1, "seed": seed,
-              "deterministic": True, "force_col_wise": True, "num_threads": 2}
+    params = {
+        "objective": "l1",
+        "num_leaves": 40,
+        "min_data_in_leaf": 150,
+        "feature_fraction": 1.0,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "learning_rate": 0.05,
+        "verbose": -1,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 2,
+    }
     parts = {name: sample[split == name] for name in ("train", "val", "test")}
     data = {name: lgb.Dataset(p[features], p["ml"], weight=1 / p["ml_err"]) for name, p in parts.items()}
-    model = lgb.train(params, data["train"], num_boost_round=3000, valid_sets=[data["val"]],
-                      callbacks=[lgb.early_stopping(100, verbose=False)])
+    model = lgb.train(
+        params,
+        data["train"],
+        num_boost_round=3000,
+        valid_sets=[data["val"]],
+        callbacks=[lgb.early_stopping(100, verbose=False)],
+    )
     test = parts["test"]
     pred = model.predict(test[features], num_iteration=model.best_iteration)
     return l1_tilde_per_galaxy(pred, test["ml"], test["ml_err"])
@@ -151,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = (("(L_g, z)", "lg_z", "4.52 -> 2.29"), ("(z, L_g, L_i, L_g/L_i)", "gi", "1.26 -> 1.12"))
     for name, key, paper in rows:
         base = table["reference_lg_z" if key == "lg_z" else "gi_gbm"]
-        print(f"| {name} | {base:.3g} | {table[f'{key}_true_structure']:.3g} | "
-              f"{table[f'{key}_true_structure_ks_p']:.2g} | {paper} |")
+        print(
+            f"| {name} | {base:.3g} | {table[f'{key}_true_structure']:.3g} | "
+            f"{table[f'{key}_true_structure_ks_p']:.2g} | {paper} |"
+        )
 
 
 if __name__ == "__main__":

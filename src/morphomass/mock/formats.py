@@ -30,15 +30,41 @@ __all__ = [
 
 #: The 24 GSWLC-2 columns in file order (reference/data_formats.md §1.3) with their printf formats.
 GSWLC_COLUMNS: dict[str, str] = {
-    "objid": "{:d}", "glxid": "{:d}", "plate": "{:d}", "mjd": "{:d}", "fiber_id": "{:d}",
-    "ra": "{:.6f}", "dec": "{:.6f}", "z": "{:.6f}", "chi2_r": "{:.3f}", "log_mstar": "{:.4f}",
-    "log_mstar_err": "{:.4f}", "log_sfr_sed": "{:.4f}", "log_sfr_sed_err": "{:.4f}", "a_fuv": "{:.3f}",
-    "a_fuv_err": "{:.3f}", "a_b": "{:.3f}", "a_b_err": "{:.3f}", "a_v": "{:.3f}", "a_v_err": "{:.3f}",
-    "flag_sed": "{:d}", "uv_survey": "{:d}", "flag_uv": "{:d}", "flag_midir": "{:d}", "flag_mgs": "{:d}",
+    "objid": "{:d}",
+    "glxid": "{:d}",
+    "plate": "{:d}",
+    "mjd": "{:d}",
+    "fiber_id": "{:d}",
+    "ra": "{:.6f}",
+    "dec": "{:.6f}",
+    "z": "{:.6f}",
+    "chi2_r": "{:.3f}",
+    "log_mstar": "{:.4f}",
+    "log_mstar_err": "{:.4f}",
+    "log_sfr_sed": "{:.4f}",
+    "log_sfr_sed_err": "{:.4f}",
+    "a_fuv": "{:.3f}",
+    "a_fuv_err": "{:.3f}",
+    "a_b": "{:.3f}",
+    "a_b_err": "{:.3f}",
+    "a_v": "{:.3f}",
+    "a_v_err": "{:.3f}",
+    "flag_sed": "{:d}",
+    "uv_survey": "{:d}",
+    "flag_uv": "{:d}",
+    "flag_midir": "{:d}",
+    "flag_mgs": "{:d}",
 }
 HYPERLEDA_COLUMNS: dict[str, str] = {
-    "pgc": "{:d}", "objname": "{}", "objtype": "{}", "al2000": "{:.7f}", "de2000": "{:.6f}",
-    "logd25": "{:.2f}", "e_logd25": "{:.2f}", "logr25": "{:.2f}", "pa": "{:.1f}",
+    "pgc": "{:d}",
+    "objname": "{}",
+    "objtype": "{}",
+    "al2000": "{:.7f}",
+    "de2000": "{:.6f}",
+    "logd25": "{:.2f}",
+    "e_logd25": "{:.2f}",
+    "logr25": "{:.2f}",
+    "pa": "{:.1f}",
 }
 
 
@@ -52,7 +78,9 @@ def _format_rows(table: pd.DataFrame, formats: Mapping[str, str], sep: str, miss
         elif fmt == "{}":
             columns.append([str(v) for v in values])
         else:
-            columns.append([missing if (isinstance(v, float) and np.isnan(v)) else fmt.format(v) for v in values])
+            columns.append(
+                [missing if (isinstance(v, float) and np.isnan(v)) else fmt.format(v) for v in values]
+            )
     return "".join(sep.join(row) + "\n" for row in zip(*columns, strict=True))
 
 
@@ -93,7 +121,9 @@ def write_stars(path: Path, table: pd.DataFrame) -> None:
     _write_csv(path, table, {"ra": "{:.7f}", "dec": "{:.7f}", "psfMag_g": "{:.3f}"})
 
 
-def write_fits_image(path: Path, data: np.ndarray, wcs: WCS, band: str, extra: Mapping[str, object] = {}) -> None:
+def write_fits_image(
+    path: Path, data: np.ndarray, wcs: WCS, band: str, extra: Mapping[str, object] = {}
+) -> None:
     """One image: float32 nanomaggies per pixel, TAN WCS (CD matrix) in the primary header, written atomically."""
     header = wcs.to_header()
     header["BUNIT"] = ("nanomaggy", "flux per pixel")

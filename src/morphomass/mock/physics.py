@@ -58,15 +58,21 @@ DISK_THICKNESS: float = 0.12
 COLOUR_AGE_SCALE: float = 0.5  # intrinsic axis ratio (scale height / scale length) of an edge-on disc
 
 # Schechter parameters (log M*, alpha) of each class, log10 stellar mass range drawn.
-_MASS_FUNCTION = {"elliptical": (10.95, -0.5), "disk": (10.45, -1.2), "irregular": (9.7, -1.45),
-                  "merger": (10.7, -0.9)}
+_MASS_FUNCTION = {
+    "elliptical": (10.95, -0.5),
+    "disk": (10.45, -1.2),
+    "irregular": (9.7, -1.45),
+    "merger": (10.7, -0.9),
+}
 _LOG_MASS_RANGE = (8.3, 11.9)
 _Z_RANGE = (0.01, 0.3)
 
 
 _LOG_ML_R_MIN = -1.1  # lowest rest-frame log M/L_r any mock galaxy reaches (young burst, no dust)
 _HLR_KPC_RELATION = {  # (slope, pivot, intercept) of log half-light radius vs log mass, per class
-    "elliptical": (0.56, 11.0, 0.66), "disk": (0.22, 10.0, 0.60), "irregular": (0.25, 9.0, 0.50),
+    "elliptical": (0.56, 11.0, 0.66),
+    "disk": (0.22, 10.0, 0.60),
+    "irregular": (0.25, 9.0, 0.50),
     "merger": (0.22, 10.0, 0.60),
 }
 _Z_GRID = np.linspace(0.0, 0.35, 1401)
@@ -75,8 +81,9 @@ _DIST_MOD_GRID = 5 * np.log10(np.maximum(MOCK_COSMOLOGY.luminosity_distance(_Z_G
 _KPC_PER_ARCSEC_GRID = MOCK_COSMOLOGY.kpc_proper_per_arcmin(_Z_GRID).value / 60.0
 
 
-def max_selectable_redshift(log_mstar: Array, cls_name: str, *, d25_min_arcmin: float,
-                            r_mag_limit: float = SDSS_SPECTRO_LIMIT_R) -> Array:
+def max_selectable_redshift(
+    log_mstar: Array, cls_name: str, *, d25_min_arcmin: float, r_mag_limit: float = SDSS_SPECTRO_LIMIT_R
+) -> Array:
     """Conservative upper redshift at which a galaxy of this mass and class could pass both selections.
 
     Uses the brightest M/L and the largest size any mock galaxy of that mass can have, so no galaxy beyond it can
@@ -109,8 +116,11 @@ def _draw_mass_redshift(
         x = 10 ** (grid - log_mstar_char)
         phi = x ** (alpha + 1) * np.exp(-x)
         phi /= phi.sum()
-        zm = (np.full_like(grid, _Z_RANGE[1]) if d25_min_arcmin is None
-              else max_selectable_redshift(grid, name, d25_min_arcmin=d25_min_arcmin))
+        zm = (
+            np.full_like(grid, _Z_RANGE[1])
+            if d25_min_arcmin is None
+            else max_selectable_redshift(grid, name, d25_min_arcmin=d25_min_arcmin)
+        )
         volume = np.interp(zm, _Z_GRID, _VOLUME_GRID) - np.interp(_Z_RANGE[0], _Z_GRID, _VOLUME_GRID)
         weights.append(CLASS_FRACTIONS[k] * phi * volume)
         z_max.append(zm)
@@ -152,8 +162,10 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
     cls = np.asarray(CLASSES, dtype=object)[cls_index]
     is_e, is_d, is_i, is_m = (cls_index == k for k in range(4))
 
-    bt = np.select([is_e, is_d, is_i, is_m],
-                   [rng.uniform(0.85, 1.0, n), rng.beta(1.6, 3.2, n), np.zeros(n), rng.uniform(0.3, 0.8, n)])
+    bt = np.select(
+        [is_e, is_d, is_i, is_m],
+        [rng.uniform(0.85, 1.0, n), rng.beta(1.6, 3.2, n), np.zeros(n), rng.uniform(0.3, 0.8, n)],
+    )
     sersic_choices = np.select(
         [is_e, is_d],
         [rng.choice([3.0, 3.5, 4.0, 4.5, 5.0], n), rng.choice([1.5, 2.0, 2.5, 3.0, 4.0], n)],
@@ -170,13 +182,22 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
         default=rng.uniform(0.4, 0.9, n),
     )
 
-    age = np.select([is_e, is_d, is_i, is_m],
-                    [rng.beta(9, 2, n), np.clip(0.18 + 0.55 * bt + rng.normal(0, 0.12, n), 0.02, 0.98),
-                     rng.beta(1.5, 6, n), rng.beta(4, 4, n)])
+    age = np.select(
+        [is_e, is_d, is_i, is_m],
+        [
+            rng.beta(9, 2, n),
+            np.clip(0.18 + 0.55 * bt + rng.normal(0, 0.12, n), 0.02, 0.98),
+            rng.beta(1.5, 6, n),
+            rng.beta(4, 4, n),
+        ],
+    )
     age = np.clip(age + 0.12 * (log_mstar - 10.3), 0.0, 1.0)
     metallicity = 0.6 * (log_mstar - 10.3) + rng.normal(0, 0.8, n)
-    burst = np.select([is_i, is_m, is_d], [rng.beta(2, 3, n), rng.beta(2, 4, n), rng.beta(0.6, 12, n)],
-                      default=rng.beta(0.5, 40, n))
+    burst = np.select(
+        [is_i, is_m, is_d],
+        [rng.beta(2, 3, n), rng.beta(2, 4, n), rng.beta(0.6, 12, n)],
+        default=rng.beta(0.5, 40, n),
+    )
 
     scatter = {"elliptical": 0.12, "disk": 0.13, "irregular": 0.15, "merger": 0.13}
     log_hlr = np.empty(n)
@@ -188,31 +209,39 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
     bulge_hlr_kpc = np.where(is_e, disk_hlr_kpc, disk_hlr_kpc * rng.uniform(0.15, 0.35, n))
 
     n_arms = np.where(is_d & (bt < 0.7) & (rng.uniform(0, 1, n) < 0.85), rng.choice([2, 2, 2, 3, 4], n), 0)
-    frame = pd.DataFrame({
-        "cls": cls,
-        "z": z,
-        "log_mstar": log_mstar,
-        "bulge_fraction": bt,
-        "sersic_n": sersic_choices,
-        "cos_incl": cos_incl,
-        "axis_ratio": np.clip(axis_ratio, 0.1, 1.0),
-        "pa_deg": rng.uniform(0, 180, n),
-        "age": age,
-        "metallicity": metallicity,
-        "burst": burst,
-        "disk_hlr_kpc": disk_hlr_kpc,
-        "bulge_hlr_kpc": bulge_hlr_kpc,
-        "has_bar": is_d & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.3),
-        "n_arms": n_arms.astype(np.int64),
-        "arm_pitch_deg": rng.uniform(8, 35, n),
-        "arm_strength": np.where(n_arms > 0, rng.uniform(0.15, 0.45, n) * (1 - bt), 0.0),
-        "n_clumps": np.select([is_i, is_m, is_d], [rng.integers(6, 20, n), rng.integers(4, 12, n),
-                                                    rng.integers(0, 8, n)], default=0).astype(np.int64),
-        "clump_fraction": np.select([is_i, is_m, is_d], [rng.uniform(0.2, 0.5, n), rng.uniform(0.1, 0.3, n),
-                                                          rng.uniform(0.0, 0.1, n) + 0.3 * burst], default=0.0),
-        "companion_flux_ratio": np.where(is_m, rng.uniform(0.3, 1.0, n), 0.0),
-        "companion_sep_kpc": np.where(is_m, rng.uniform(3, 15, n), 0.0),
-    })
+    frame = pd.DataFrame(
+        {
+            "cls": cls,
+            "z": z,
+            "log_mstar": log_mstar,
+            "bulge_fraction": bt,
+            "sersic_n": sersic_choices,
+            "cos_incl": cos_incl,
+            "axis_ratio": np.clip(axis_ratio, 0.1, 1.0),
+            "pa_deg": rng.uniform(0, 180, n),
+            "age": age,
+            "metallicity": metallicity,
+            "burst": burst,
+            "disk_hlr_kpc": disk_hlr_kpc,
+            "bulge_hlr_kpc": bulge_hlr_kpc,
+            "has_bar": is_d & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.3),
+            "n_arms": n_arms.astype(np.int64),
+            "arm_pitch_deg": rng.uniform(8, 35, n),
+            "arm_strength": np.where(n_arms > 0, rng.uniform(0.15, 0.45, n) * (1 - bt), 0.0),
+            "n_clumps": np.select(
+                [is_i, is_m, is_d],
+                [rng.integers(6, 20, n), rng.integers(4, 12, n), rng.integers(0, 8, n)],
+                default=0,
+            ).astype(np.int64),
+            "clump_fraction": np.select(
+                [is_i, is_m, is_d],
+                [rng.uniform(0.2, 0.5, n), rng.uniform(0.1, 0.3, n), rng.uniform(0.0, 0.1, n) + 0.3 * burst],
+                default=0.0,
+            ),
+            "companion_flux_ratio": np.where(is_m, rng.uniform(0.3, 1.0, n), 0.0),
+            "companion_sep_kpc": np.where(is_m, rng.uniform(3, 15, n), 0.0),
+        }
+    )
     frame["has_dust_lane"] = (frame["cls"] == "disk") & (frame["cos_incl"] < 0.35)
     return pd.concat([frame, _stellar_populations(frame, rng)], axis=1)
 
@@ -233,8 +262,14 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     cos_incl = frame["cos_incl"].to_numpy()
     log_mstar = frame["log_mstar"].to_numpy()
 
-    log_ml_int = (-0.28 + 0.85 * age + 0.055 * met + 0.05 * (log_mstar - 10.5)
-                  + np.log10(1 - 0.65 * burst) + rng.normal(0, 0.025, n))
+    log_ml_int = (
+        -0.28
+        + 0.85 * age
+        + 0.055 * met
+        + 0.05 * (log_mstar - 10.5)
+        + np.log10(1 - 0.65 * burst)
+        + rng.normal(0, 0.025, n)
+    )
     # Colours redden quickly while a population is young and slowly once it is old, whereas log M/L keeps
     # growing linearly with age: the colour-M/L relation curves (steeper at the red end), as in SPS models.
     colour_age = (1 - np.exp(-age / COLOUR_AGE_SCALE)) / (1 - np.exp(-1 / COLOUR_AGE_SCALE))
@@ -247,9 +282,13 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     }
     colour_noise = rng.normal(0, 0.015, (n, len(BANDS)))
     face_on_av = np.where(
-        is_d, 0.22 * 10 ** (0.25 * (log_mstar - 10.3)) * 10 ** rng.normal(0, 0.15, n),
-        np.where(is_e, np.abs(rng.normal(0.04, 0.03, n)), np.where(is_i, rng.uniform(0.05, 0.3, n),
-                                                                    rng.uniform(0.2, 0.6, n))),
+        is_d,
+        0.22 * 10 ** (0.25 * (log_mstar - 10.3)) * 10 ** rng.normal(0, 0.15, n),
+        np.where(
+            is_e,
+            np.abs(rng.normal(0.04, 0.03, n)),
+            np.where(is_i, rng.uniform(0.05, 0.3, n), rng.uniform(0.2, 0.6, n)),
+        ),
     )
     mu = np.maximum(cos_incl, 0.12)
     a_g = np.where(is_d, face_on_av * (1 / mu) ** 0.65, face_on_av)
@@ -268,8 +307,13 @@ def k_correction_mag(z: Array, rest_g_minus_i: Array, band: str) -> Array:
     al. (2010) polynomials over 0 < z < 0.3.
     """
     c = np.clip(rest_g_minus_i, 0.0, 1.5)
-    slope = {"u": 0.6 + 2.2 * c, "g": -0.25 + 3.0 * c, "r": -0.15 + 1.5 * c, "i": -0.10 + 0.85 * c,
-             "z": -0.10 + 0.55 * c}[band]
+    slope = {
+        "u": 0.6 + 2.2 * c,
+        "g": -0.25 + 3.0 * c,
+        "r": -0.15 + 1.5 * c,
+        "i": -0.10 + 0.85 * c,
+        "z": -0.10 + 0.55 * c,
+    }[band]
     return z * slope
 
 
@@ -316,7 +360,9 @@ def isophotal_radius_arcsec(
         b = _sersic_b(n)
         norm = 2 * np.pi * n * np.exp(b) * b ** (-2 * n) * gamma(2 * n) * hlr**2 * q
         i_e = flux / norm
-        total += i_e[:, None] * np.exp(-b[:, None] * ((radii[None, :] / hlr[:, None]) ** (1 / n[:, None]) - 1))
+        total += i_e[:, None] * np.exp(
+            -b[:, None] * ((radii[None, :] / hlr[:, None]) ** (1 / n[:, None]) - 1)
+        )
     limit = 10 ** (-0.4 * np.asarray(isophote_mag_arcsec2, dtype=float))
     above = total >= np.atleast_1d(limit)[:, None] if np.ndim(limit) else total >= limit
     idx = np.where(above.any(axis=1), above.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1), -1)
@@ -358,8 +404,13 @@ def observe_galaxies(
     rest_gi = -out["rest_colour_i"].to_numpy()
     for band in BANDS:
         k_corr = k_correction_mag(z, rest_gi, band)
-        mag = abs_g_intrinsic + out[f"rest_colour_{band}"].to_numpy() + out[f"a_{band}_mag"].to_numpy() \
-            + dist_mod + k_corr
+        mag = (
+            abs_g_intrinsic
+            + out[f"rest_colour_{band}"].to_numpy()
+            + out[f"a_{band}_mag"].to_numpy()
+            + dist_mod
+            + k_corr
+        )
         out[f"mag_{band}"] = mag
         out[f"flux_{band}_nmgy"] = 10 ** (-0.4 * (mag - 22.5))
         if band == "g":
@@ -386,9 +437,15 @@ def observe_galaxies(
     r25 = np.full(n, np.nan)
     if bright.any():
         r25[bright] = isophotal_radius_arcsec(
-            [(bulge_mag[bright], bulge_hlr_arcsec[bright], out["sersic_n"].to_numpy()[bright],
-              np.where(is_e, q, np.maximum(q, 0.6))[bright]),
-             (disk_mag[bright], disk_hlr_arcsec[bright], np.ones(int(bright.sum())), disk_q[bright])],
+            [
+                (
+                    bulge_mag[bright],
+                    bulge_hlr_arcsec[bright],
+                    out["sersic_n"].to_numpy()[bright],
+                    np.where(is_e, q, np.maximum(q, 0.6))[bright],
+                ),
+                (disk_mag[bright], disk_hlr_arcsec[bright], np.ones(int(bright.sum())), disk_q[bright]),
+            ],
             D25_ISOPHOTE_B_MAG_ARCSEC2,
         )
     out["d25_arcmin"] = 2 * r25 / 60.0

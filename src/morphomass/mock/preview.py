@@ -56,7 +56,9 @@ def make_preview(config: PipelineConfig, workdir: WorkDir, *, per_row: int = 6) 
 
     from morphomass.mock.stage import galaxy_specs
 
-    mock = config.mock.model_copy(update={"n_galaxies": 400, "image_bands": ("g",), "small_galaxy_ratio": 0.0})
+    mock = config.mock.model_copy(
+        update={"n_galaxies": 400, "image_bands": ("g",), "small_galaxy_ratio": 0.0}
+    )
     survey = make_survey(mock, np.random.default_rng(config.mock.seed))
     specs = {int(s.seed): s for s in galaxy_specs(survey, mock)}
     truth = survey.truth[survey.truth["has_image"]]

@@ -74,7 +74,9 @@ def _in_disk_plane(profile: galsim.GSObject, cos_incl: float, pa_deg: float) -> 
     GalSim's transform scales the flux by the Jacobian determinant; projection conserves it, so it is undone.
     """
     squash = max(cos_incl, 0.05)
-    return profile.transform(1.0, 0.0, 0.0, squash).withScaledFlux(1.0 / squash).rotate(pa_deg * galsim.degrees)
+    return (
+        profile.transform(1.0, 0.0, 0.0, squash).withScaledFlux(1.0 / squash).rotate(pa_deg * galsim.degrees)
+    )
 
 
 def _spiral_arms(spec: GalaxyImageSpec, flux: float, rng: np.random.Generator) -> galsim.GSObject:
@@ -100,10 +102,14 @@ def _clumps(n: int, radius_arcsec: float, flux: float, rng: np.random.Generator)
     r = rng.exponential(radius_arcsec / 1.68, n)
     theta = rng.uniform(0, 2 * math.pi, n)
     w = rng.dirichlet(np.ones(n)) * flux
-    return galsim.Sum([
-        galsim.Gaussian(sigma=rng.uniform(0.25, 0.6), flux=wi, gsparams=_GSPARAMS).shift(ri * math.cos(t), ri * math.sin(t))
-        for ri, t, wi in zip(r, theta, w, strict=True)
-    ])
+    return galsim.Sum(
+        [
+            galsim.Gaussian(sigma=rng.uniform(0.25, 0.6), flux=wi, gsparams=_GSPARAMS).shift(
+                ri * math.cos(t), ri * math.sin(t)
+            )
+            for ri, t, wi in zip(r, theta, w, strict=True)
+        ]
+    )
 
 
 def _truncation(spec: GalaxyImageSpec, hlr_arcsec: float) -> float:
@@ -134,20 +140,36 @@ def _old_and_young(
     if spec.cls == "elliptical":
         q = spec.axis_ratio
         hlr = spec.bulge_hlr_arcsec * math.sqrt(q)
-        spheroid = galsim.Sersic(n=spec.sersic_n, half_light_radius=hlr, flux=1.0, trunc=_truncation(spec, hlr),
-                                 flux_untruncated=True, gsparams=_GSPARAMS)
+        spheroid = galsim.Sersic(
+            n=spec.sersic_n,
+            half_light_radius=hlr,
+            flux=1.0,
+            trunc=_truncation(spec, hlr),
+            flux_untruncated=True,
+            gsparams=_GSPARAMS,
+        )
         old_parts.append(spheroid.shear(q=q, beta=pa))
         return galsim.Sum(old_parts), None, 1.0, 0.0
     if bt > 0:
         q_bulge = max(spec.axis_ratio, 0.6)
         bulge_flux = bt * (0.8 if spec.has_bar else 1.0)
         hlr = spec.bulge_hlr_arcsec * math.sqrt(q_bulge)
-        bulge = galsim.Sersic(n=spec.sersic_n, half_light_radius=hlr, flux=bulge_flux, trunc=_truncation(spec, hlr),
-                              flux_untruncated=True, gsparams=_GSPARAMS)
+        bulge = galsim.Sersic(
+            n=spec.sersic_n,
+            half_light_radius=hlr,
+            flux=bulge_flux,
+            trunc=_truncation(spec, hlr),
+            flux_untruncated=True,
+            gsparams=_GSPARAMS,
+        )
         old_parts.append(bulge.shear(q=q_bulge, beta=pa))
         if spec.has_bar:
-            bar = galsim.Sersic(n=0.5, half_light_radius=0.9 * spec.disk_hlr_arcsec * math.sqrt(0.3),
-                                flux=0.2 * bt, gsparams=_GSPARAMS).shear(q=0.3, beta=rng.uniform(0, 180) * galsim.degrees)
+            bar = galsim.Sersic(
+                n=0.5,
+                half_light_radius=0.9 * spec.disk_hlr_arcsec * math.sqrt(0.3),
+                flux=0.2 * bt,
+                gsparams=_GSPARAMS,
+            ).shear(q=0.3, beta=rng.uniform(0, 180) * galsim.degrees)
             old_parts.append(_in_disk_plane(bar, spec.cos_incl, spec.pa_deg))
     disk_flux = 1.0 - bt
     arm_flux = disk_flux * spec.arm_strength if spec.n_arms > 0 else 0.0
@@ -155,33 +177,60 @@ def _old_and_young(
     smooth_flux = disk_flux - arm_flux - clump_flux
     if spec.cls == "irregular":
         q = spec.axis_ratio
-        young_parts.append(galsim.Exponential(half_light_radius=spec.disk_hlr_arcsec * math.sqrt(q), flux=smooth_flux,
-                                              gsparams=_GSPARAMS).shear(q=q, beta=pa)
-                           .shift(*rng.normal(0, 0.15 * spec.disk_hlr_arcsec, 2)))
+        young_parts.append(
+            galsim.Exponential(
+                half_light_radius=spec.disk_hlr_arcsec * math.sqrt(q), flux=smooth_flux, gsparams=_GSPARAMS
+            )
+            .shear(q=q, beta=pa)
+            .shift(*rng.normal(0, 0.15 * spec.disk_hlr_arcsec, 2))
+        )
     else:
         incl = math.acos(min(max(spec.cos_incl, 0.0), 1.0)) * galsim.radians
-        young_parts.append(galsim.InclinedExponential(incl, half_light_radius=spec.disk_hlr_arcsec,
-                                                      scale_h_over_r=0.12, flux=smooth_flux,
-                                                      gsparams=_GSPARAMS).rotate(pa))
+        young_parts.append(
+            galsim.InclinedExponential(
+                incl,
+                half_light_radius=spec.disk_hlr_arcsec,
+                scale_h_over_r=0.12,
+                flux=smooth_flux,
+                gsparams=_GSPARAMS,
+            ).rotate(pa)
+        )
     if arm_flux > 0:
         young_parts.append(_in_disk_plane(_spiral_arms(spec, arm_flux, rng), spec.cos_incl, spec.pa_deg))
     if clump_flux > 0:
         clumps = _clumps(spec.n_clumps, spec.disk_hlr_arcsec, clump_flux, rng)
-        young_parts.append(_in_disk_plane(clumps, spec.cos_incl, spec.pa_deg) if spec.cls == "disk" else clumps)
+        young_parts.append(
+            _in_disk_plane(clumps, spec.cos_incl, spec.pa_deg) if spec.cls == "disk" else clumps
+        )
     if spec.cls == "merger":
         # A companion (a fraction of the main galaxy's light, shared old/young like it) and a tidal arc of knots.
         angle = rng.uniform(0, 2 * math.pi)
         dx, dy = spec.companion_sep_arcsec * math.cos(angle), spec.companion_sep_arcsec * math.sin(angle)
         comp_q = rng.uniform(0.5, 1.0)
-        companion = galsim.Sersic(n=2.0, half_light_radius=0.7 * spec.bulge_hlr_arcsec / max(bt, 0.3) ** 0.5,
-                                  flux=spec.companion_flux_ratio, gsparams=_GSPARAMS).shear(
-                                      q=comp_q, beta=rng.uniform(0, 180) * galsim.degrees).shift(dx, dy)
+        companion = (
+            galsim.Sersic(
+                n=2.0,
+                half_light_radius=0.7 * spec.bulge_hlr_arcsec / max(bt, 0.3) ** 0.5,
+                flux=spec.companion_flux_ratio,
+                gsparams=_GSPARAMS,
+            )
+            .shear(q=comp_q, beta=rng.uniform(0, 180) * galsim.degrees)
+            .shift(dx, dy)
+        )
         old_parts.append(companion * bt)
         young_parts.append(companion * (1 - bt))
         arc_r = np.linspace(0.6, 1.8, 12) * spec.companion_sep_arcsec
         arc_t = angle + np.linspace(0.4, 1.6, 12) * rng.choice([-1, 1])
-        young_parts.append(galsim.Sum([galsim.Gaussian(sigma=0.12 * r, flux=0.1 / 12, gsparams=_GSPARAMS)
-                                       .shift(r * math.cos(t), r * math.sin(t)) for r, t in zip(arc_r, arc_t, strict=True)]))
+        young_parts.append(
+            galsim.Sum(
+                [
+                    galsim.Gaussian(sigma=0.12 * r, flux=0.1 / 12, gsparams=_GSPARAMS).shift(
+                        r * math.cos(t), r * math.sin(t)
+                    )
+                    for r, t in zip(arc_r, arc_t, strict=True)
+                ]
+            )
+        )
     old = galsim.Sum(old_parts) if old_parts else None
     young = galsim.Sum(young_parts) if young_parts else None
     companion = spec.companion_flux_ratio if spec.cls == "merger" else 0.0
@@ -199,13 +248,17 @@ def _dust_lane_transmission(spec: GalaxyImageSpec, shape: tuple[int, int]) -> ND
     # GalSim's position angle is measured from +x towards +y; major axis along (cos pa, sin pa).
     along = (x * math.cos(pa) + y * math.sin(pa)) * spec.pixel_scale_arcsec
     across = (-x * math.sin(pa) + y * math.cos(pa)) * spec.pixel_scale_arcsec
-    width = max(0.12 * spec.disk_hlr_arcsec * math.sqrt(max(spec.cos_incl, 0.05)) + 0.5 * spec.psf_fwhm_arcsec, 0.4)
+    width = max(
+        0.12 * spec.disk_hlr_arcsec * math.sqrt(max(spec.cos_incl, 0.05)) + 0.5 * spec.psf_fwhm_arcsec, 0.4
+    )
     extent = np.exp(-np.abs(along) / (1.5 * spec.disk_hlr_arcsec))
     depth = spec.dust_lane_a_g_mag * extent * np.exp(-0.5 * (across / width) ** 2)
     return 10 ** (-0.4 * depth)
 
 
-def _star_image(psf: galsim.GSObject, x_pix: float, y_pix: float, spec: GalaxyImageSpec) -> NDArray[np.float64]:
+def _star_image(
+    psf: galsim.GSObject, x_pix: float, y_pix: float, spec: GalaxyImageSpec
+) -> NDArray[np.float64]:
     """A unit-flux point source at zero-based pixel position (x, y) on a blank image of the galaxy's size."""
     image = galsim.ImageD(spec.nx, spec.nx, scale=spec.pixel_scale_arcsec)  # GalSim bounds are 1-based
     half = 15
@@ -213,8 +266,11 @@ def _star_image(psf: galsim.GSObject, x_pix: float, y_pix: float, spec: GalaxyIm
     bounds = galsim.BoundsI(ix + 1 - half, ix + 1 + half, iy + 1 - half, iy + 1 + half) & image.bounds
     if bounds.isDefined():
         stamp = image[bounds]
-        psf.drawImage(image=stamp, offset=(x_pix + 1 - stamp.true_center.x, y_pix + 1 - stamp.true_center.y),
-                      add_to_image=True)
+        psf.drawImage(
+            image=stamp,
+            offset=(x_pix + 1 - stamp.true_center.x, y_pix + 1 - stamp.true_center.y),
+            add_to_image=True,
+        )
     return image.array
 
 
@@ -254,6 +310,10 @@ def render_galaxy(spec: GalaxyImageSpec) -> dict[str, NDArray[np.float32]]:
             img = img + fluxes[k] * stamp
         sky = SKY_NOISE_NMGY[band]
         sigma = np.sqrt(sky**2 + np.clip(img, 0, None) / ELECTRONS_PER_NMGY)
-        img = img + spec.background_offset_nmgy * sky / SKY_NOISE_NMGY["g"] + rng.normal(0, 1, img.shape) * sigma
+        img = (
+            img
+            + spec.background_offset_nmgy * sky / SKY_NOISE_NMGY["g"]
+            + rng.normal(0, 1, img.shape) * sigma
+        )
         images[band] = img.astype(np.float32)
     return images

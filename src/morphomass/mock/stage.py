@@ -41,22 +41,39 @@ def galaxy_specs(survey: Survey, config: MockConfig) -> list[GalaxyImageSpec]:
     for row in rows.itertuples(index=False):
         stars = survey.star_pixels.get(int(row.objid), np.empty((0, 2 + len(BANDS))))
         kpc_per_arcsec = row.kpc_per_arcsec
-        specs.append(GalaxyImageSpec(
-            seed=int(row.render_seed), nx=int(row.image_nx), pixel_scale_arcsec=config.pixel_scale_arcsec,
-            bands=bands, flux_nmgy=tuple(float(getattr(row, f"flux_{b}_nmgy")) for b in bands), cls=str(row.cls),
-            bulge_fraction=float(row.bulge_fraction), sersic_n=float(row.sersic_n),
-            bulge_hlr_arcsec=float(row.bulge_hlr_arcsec), disk_hlr_arcsec=float(row.disk_hlr_arcsec),
-            cos_incl=float(row.cos_incl), axis_ratio=float(row.axis_ratio), pa_deg=float(row.pa_deg),
-            has_bar=bool(row.has_bar), n_arms=int(row.n_arms), arm_pitch_deg=float(row.arm_pitch_deg),
-            arm_strength=float(row.arm_strength), n_clumps=int(row.n_clumps), clump_fraction=float(row.clump_fraction),
-            companion_flux_ratio=float(row.companion_flux_ratio),
-            companion_sep_arcsec=float(row.companion_sep_kpc / kpc_per_arcsec),
-            has_dust_lane=bool(row.has_dust_lane), dust_lane_a_g_mag=float(row.dust_lane_a_g_mag),
-            psf_fwhm_arcsec=float(row.psf_fwhm_arcsec), psf_beta=config.psf_moffat_beta,
-            star_x_pix=tuple(stars[:, 0]), star_y_pix=tuple(stars[:, 1]),
-            star_flux_nmgy=tuple(tuple(float(f) for f in s[2 + np.array(band_index)]) for s in stars),
-            background_offset_nmgy=float(row.background_offset_nmgy),
-        ))
+        specs.append(
+            GalaxyImageSpec(
+                seed=int(row.render_seed),
+                nx=int(row.image_nx),
+                pixel_scale_arcsec=config.pixel_scale_arcsec,
+                bands=bands,
+                flux_nmgy=tuple(float(getattr(row, f"flux_{b}_nmgy")) for b in bands),
+                cls=str(row.cls),
+                bulge_fraction=float(row.bulge_fraction),
+                sersic_n=float(row.sersic_n),
+                bulge_hlr_arcsec=float(row.bulge_hlr_arcsec),
+                disk_hlr_arcsec=float(row.disk_hlr_arcsec),
+                cos_incl=float(row.cos_incl),
+                axis_ratio=float(row.axis_ratio),
+                pa_deg=float(row.pa_deg),
+                has_bar=bool(row.has_bar),
+                n_arms=int(row.n_arms),
+                arm_pitch_deg=float(row.arm_pitch_deg),
+                arm_strength=float(row.arm_strength),
+                n_clumps=int(row.n_clumps),
+                clump_fraction=float(row.clump_fraction),
+                companion_flux_ratio=float(row.companion_flux_ratio),
+                companion_sep_arcsec=float(row.companion_sep_kpc / kpc_per_arcsec),
+                has_dust_lane=bool(row.has_dust_lane),
+                dust_lane_a_g_mag=float(row.dust_lane_a_g_mag),
+                psf_fwhm_arcsec=float(row.psf_fwhm_arcsec),
+                psf_beta=config.psf_moffat_beta,
+                star_x_pix=tuple(stars[:, 0]),
+                star_y_pix=tuple(stars[:, 1]),
+                star_flux_nmgy=tuple(tuple(float(f) for f in s[2 + np.array(band_index)]) for s in stars),
+                background_offset_nmgy=float(row.background_offset_nmgy),
+            )
+        )
     return specs
 
 
@@ -83,7 +100,9 @@ def render_and_write(jobs: list[tuple[GalaxyImageSpec, float, float, dict[str, s
         images = render_galaxy(spec)
         wcs = image_wcs(ra, dec, spec.nx, spec.pixel_scale_arcsec)
         for band, image in images.items():
-            write_fits_image(Path(paths[band]), image, wcs, band, {"MOCKSEED": (str(spec.seed), "mock render seed")})
+            write_fits_image(
+                Path(paths[band]), image, wcs, band, {"MOCKSEED": (str(spec.seed), "mock render seed")}
+            )
         rendered += 1
     return rendered
 
@@ -186,4 +205,3 @@ def _render_all(jobs: list, workers: int, progress: bool) -> int:
                     rendered += future.result()
                     advance(futures[future])
     return rendered
-

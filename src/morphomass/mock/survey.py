@@ -107,32 +107,34 @@ def _gswlc_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator
     missing = rng.uniform(0, 1, n) < config.missing_mass_fraction
     a_v = gal["a_g_mag"].to_numpy() / 1.17
     has_galex = rng.uniform(0, 1, n) < 0.9
-    table = pd.DataFrame({
-        "objid": gal["objid"].to_numpy(),
-        "glxid": np.where(has_galex, _unique_ids(n, _GLXID_BASE, 10**15, rng), -99),
-        "plate": rng.integers(266, 2975, n),
-        "mjd": rng.integers(51578, 54500, n),
-        "fiber_id": rng.integers(1, 641, n),
-        "ra": gal["ra"].to_numpy(),
-        "dec": gal["dec"].to_numpy(),
-        "z": gal["z"].to_numpy(),
-        "chi2_r": gal["chi2_r"].to_numpy(),
-        "log_mstar": gal["log_mstar_sed"].to_numpy(),
-        "log_mstar_err": gal["log_mstar_err"].to_numpy(),
-        "log_sfr_sed": gal["log_mstar"].to_numpy() + log_ssfr,
-        "log_sfr_sed_err": rng.uniform(0.05, 0.4, n),
-        "a_fuv": 2.6 * a_v + rng.normal(0, 0.1, n),
-        "a_fuv_err": rng.uniform(0.1, 0.4, n),
-        "a_b": 1.3 * a_v,
-        "a_b_err": rng.uniform(0.05, 0.2, n),
-        "a_v": a_v,
-        "a_v_err": rng.uniform(0.03, 0.15, n),
-        "flag_sed": np.where(missing, 5, 0),
-        "uv_survey": rng.choice([1, 2, 3], n, p=[0.6, 0.35, 0.05]),
-        "flag_uv": np.where(has_galex, rng.choice([1, 2, 3], n, p=[0.05, 0.25, 0.7]), 0),
-        "flag_midir": rng.choice([0, 1, 2, 5], n, p=[0.1, 0.2, 0.65, 0.05]),
-        "flag_mgs": np.where(rng.uniform(0, 1, n) < 0.97, 1, 0),
-    })
+    table = pd.DataFrame(
+        {
+            "objid": gal["objid"].to_numpy(),
+            "glxid": np.where(has_galex, _unique_ids(n, _GLXID_BASE, 10**15, rng), -99),
+            "plate": rng.integers(266, 2975, n),
+            "mjd": rng.integers(51578, 54500, n),
+            "fiber_id": rng.integers(1, 641, n),
+            "ra": gal["ra"].to_numpy(),
+            "dec": gal["dec"].to_numpy(),
+            "z": gal["z"].to_numpy(),
+            "chi2_r": gal["chi2_r"].to_numpy(),
+            "log_mstar": gal["log_mstar_sed"].to_numpy(),
+            "log_mstar_err": gal["log_mstar_err"].to_numpy(),
+            "log_sfr_sed": gal["log_mstar"].to_numpy() + log_ssfr,
+            "log_sfr_sed_err": rng.uniform(0.05, 0.4, n),
+            "a_fuv": 2.6 * a_v + rng.normal(0, 0.1, n),
+            "a_fuv_err": rng.uniform(0.1, 0.4, n),
+            "a_b": 1.3 * a_v,
+            "a_b_err": rng.uniform(0.05, 0.2, n),
+            "a_v": a_v,
+            "a_v_err": rng.uniform(0.03, 0.15, n),
+            "flag_sed": np.where(missing, 5, 0),
+            "uv_survey": rng.choice([1, 2, 3], n, p=[0.6, 0.35, 0.05]),
+            "flag_uv": np.where(has_galex, rng.choice([1, 2, 3], n, p=[0.05, 0.25, 0.7]), 0),
+            "flag_midir": rng.choice([0, 1, 2, 5], n, p=[0.1, 0.2, 0.65, 0.05]),
+            "flag_mgs": np.where(rng.uniform(0, 1, n) < 0.97, 1, 0),
+        }
+    )
     for col in ("chi2_r", "log_mstar", "log_mstar_err", "log_sfr_sed", "log_sfr_sed_err"):
         table.loc[missing, col] = -99.0
     return table
@@ -167,17 +169,19 @@ def _hyperleda_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Gener
     pgc = rng.permutation(np.arange(1_000, 1_000 + 4 * (n + n_extra)))[: n + n_extra]
     pa_astro = np.mod(gal["pa_deg"].to_numpy() - 90.0, 180.0)
     logr25 = np.log10(1 / gal["axis_ratio"].to_numpy()) + rng.normal(0, 0.03, n)
-    table = pd.DataFrame({
-        "pgc": pgc,
-        "objname": [f"PGC{p:07d}" for p in pgc],
-        "objtype": "G",
-        "al2000": np.concatenate([ra, extra_ra]) / 15.0,
-        "de2000": np.concatenate([dec, extra_dec]),
-        "logd25": np.concatenate([logd25, np.round(rng.uniform(0.2, 1.2, n_extra), 2)]),
-        "e_logd25": np.round(rng.uniform(0.03, 0.09, n + n_extra), 2),
-        "logr25": np.round(np.concatenate([np.clip(logr25, 0, 1.2), rng.uniform(0, 0.5, n_extra)]), 2),
-        "pa": np.round(np.concatenate([pa_astro, rng.uniform(0, 180, n_extra)]), 1),
-    })
+    table = pd.DataFrame(
+        {
+            "pgc": pgc,
+            "objname": [f"PGC{p:07d}" for p in pgc],
+            "objtype": "G",
+            "al2000": np.concatenate([ra, extra_ra]) / 15.0,
+            "de2000": np.concatenate([dec, extra_dec]),
+            "logd25": np.concatenate([logd25, np.round(rng.uniform(0.2, 1.2, n_extra), 2)]),
+            "e_logd25": np.round(rng.uniform(0.03, 0.09, n + n_extra), 2),
+            "logr25": np.round(np.concatenate([np.clip(logr25, 0, 1.2), rng.uniform(0, 0.5, n_extra)]), 2),
+            "pa": np.round(np.concatenate([pa_astro, rng.uniform(0, 180, n_extra)]), 1),
+        }
+    )
     return table.iloc[rng.permutation(len(table))].reset_index(drop=True)
 
 
@@ -209,7 +213,9 @@ def _sexagesimal(ra: np.ndarray, dec: np.ndarray) -> tuple[list[str], list[str]]
 
 
 def _gz2_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator) -> pd.DataFrame:
-    in_gz2 = (gal["mag_r"].to_numpy() < config.gz2_r_mag_limit) & (rng.uniform(0, 1, len(gal)) < config.gz2_coverage)
+    in_gz2 = (gal["mag_r"].to_numpy() < config.gz2_r_mag_limit) & (
+        rng.uniform(0, 1, len(gal)) < config.gz2_coverage
+    )
     sub = gal[in_gz2]
     n = len(sub)
     cond = conditional_answer_probabilities(sub, rng)
@@ -220,7 +226,11 @@ def _gz2_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator) 
     ras, decs = _sexagesimal(ra, dec)
     columns: dict[str, object] = {
         "dr7objid": _unique_ids(n, _DR7_OBJID_BASE, 10**13, rng),
-        "ra": ra, "dec": dec, "rastring": ras, "decstring": decs, "sample": "original",
+        "ra": ra,
+        "dec": dec,
+        "rastring": ras,
+        "decstring": decs,
+        "sample": "original",
     }
     fraction = np.zeros(counts.shape)
     weighted = np.zeros(counts.shape)
@@ -242,7 +252,9 @@ def _gz2_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator) 
         columns[gz2.hart16_column(answer, "fraction")] = np.round(fraction[:, k], 3)
         columns[gz2.hart16_column(answer, "weighted_fraction")] = np.round(weighted[:, k], 3)
         columns[gz2.hart16_column(answer, "debiased")] = np.round(debiased[:, k], 3)
-        columns[gz2.hart16_column(answer, "flag")] = ((debiased[:, k] > 0.8) & (counts[:, k] >= 20)).astype(int)
+        columns[gz2.hart16_column(answer, "flag")] = ((debiased[:, k] > 0.8) & (counts[:, k] >= 20)).astype(
+            int
+        )
     table = pd.DataFrame(columns)[gz2.hart16_columns()]
     table.index = sub.index
     return table
@@ -298,7 +310,9 @@ def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
     gal.insert(0, "objid", _unique_ids(n, _OBJID_BASE, 10**14, rng))
     gal["ra"], gal["dec"] = _sky_positions(n, rng)
     side_pix = np.round(1.125 * gal["d25_arcmin_leda"].to_numpy() * 60 / config.pixel_scale_arcsec)
-    gal["image_nx"] = np.where(gal["has_image"], np.minimum(side_pix, config.max_image_pixels), 0).astype(np.int64)
+    gal["image_nx"] = np.where(gal["has_image"], np.minimum(side_pix, config.max_image_pixels), 0).astype(
+        np.int64
+    )
     gal["psf_fwhm_arcsec"] = np.clip(
         rng.normal(config.psf_fwhm_arcsec, config.psf_fwhm_scatter_arcsec, n), 0.8, config.psf_fwhm_arcsec * 2
     )
@@ -313,5 +327,12 @@ def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
     gz2_table = _gz2_table(gal, config, rng)
     gal["in_gz2"] = gal.index.isin(gz2_table.index)
     stars, star_pixels = _stars(gal[gal["has_image"]], config, rng)
-    return Survey(truth=gal, gswlc=gswlc, hyperleda=hyperleda, gz2=gz2_table.reset_index(drop=True),
-                  photometry=photometry, stars=stars, star_pixels=star_pixels)
+    return Survey(
+        truth=gal,
+        gswlc=gswlc,
+        hyperleda=hyperleda,
+        gz2=gz2_table.reset_index(drop=True),
+        photometry=photometry,
+        stars=stars,
+        star_pixels=star_pixels,
+    )

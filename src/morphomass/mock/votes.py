@@ -52,8 +52,10 @@ def conditional_answer_probabilities(frame: pd.DataFrame, rng: np.random.Generat
         p[:, idx] = probs
 
     edge_on = np.clip((0.45 - cos_i) / 0.25, 0, 1)
-    feat_true = np.select([is_e, is_d, is_i, is_m], [0.07 + 0 * bt, 0.35 + 0.6 * (1 - bt) + 0.4 * edge_on,
-                                                      np.full(n, 0.8), np.full(n, 0.75)])
+    feat_true = np.select(
+        [is_e, is_d, is_i, is_m],
+        [0.07 + 0 * bt, 0.35 + 0.6 * (1 - bt) + 0.4 * edge_on, np.full(n, 0.8), np.full(n, 0.75)],
+    )
     feat = np.clip(feat_true * (0.45 + 0.55 * vis) + 0.1 * (1 - vis) * 0, 0.01, 0.97)
     logit_f = np.log(feat / (1 - feat)) + jitter[:, 0]
     put("t01", _softmax_rows(np.stack([np.zeros(n), logit_f, np.full(n, -4.0)], axis=1)))
@@ -87,8 +89,9 @@ def conditional_answer_probabilities(frame: pd.DataFrame, rng: np.random.Generat
     return p
 
 
-def simulate_votes(conditional: NDArray[np.float64], n_classifiers: NDArray[np.int64],
-                   rng: np.random.Generator) -> NDArray[np.int64]:
+def simulate_votes(
+    conditional: NDArray[np.float64], n_classifiers: NDArray[np.int64], rng: np.random.Generator
+) -> NDArray[np.int64]:
     """Vote counts per answer from volunteers walking the GZ2 tree.
 
     Parameters

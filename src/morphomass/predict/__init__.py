@@ -7,7 +7,8 @@ configuration, preprocessing settings, dead features, feature names and training
 first predicts.
 """
 
-from morphomass.predict.bundle import Bundle, BundleError, BundleVersionWarning, load_bundle, write_bundle
+from morphomass.errors import BundleError, BundleVersionWarning
+from morphomass.predict.bundle import Bundle, load_bundle, write_bundle
 from morphomass.predict.predictor import FLAGS, OUTPUT_COLUMNS
 from morphomass.predict.stage import run_predict, write_predictions
 

@@ -37,7 +37,11 @@ import pandas as pd
 from morphomass import __version__
 from morphomass.cnn.columns import CNN4, CNN4_BASE, cnn4_columns, probability_columns, trunk_columns
 from morphomass.config import PipelineConfig
-from morphomass.errors import InputDataError, MorphomassWarning, WorkdirError
+from morphomass.errors import (
+    BundleError,
+    BundleVersionWarning,
+    WorkdirError,
+)
 from morphomass.preprocess.features import FEATURE_COLUMNS
 from morphomass.workdir import WorkDir, file_sha256, load_manifest, write_json_atomic
 
@@ -50,8 +54,6 @@ __all__ = [
     "BUNDLE_NAME",
     "MODEL_EXPERIMENTS",
     "Bundle",
-    "BundleError",
-    "BundleVersionWarning",
     "bundle_content_sha256",
     "check_compatible",
     "load_bundle",
@@ -70,21 +72,22 @@ MODEL_EXPERIMENTS: dict[str, str] = {"g": "g_morph", "gi": "gi_morph"}
 #: Libraries whose versions are recorded, by name -> the distributions that provide it; one of another
 #: major.minor version at load time gives a warning, one not installed is an error.
 RECORDED_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "numpy": ("numpy",), "astropy": ("astropy",), "photutils": ("photutils",),
-    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
-               "opencv-contrib-python"),
-    "torch": ("torch",), "timm": ("timm",), "safetensors": ("safetensors",), "lightgbm": ("lightgbm",),
+    "numpy": ("numpy",),
+    "astropy": ("astropy",),
+    "photutils": ("photutils",),
+    "opencv": (
+        "opencv-python-headless",
+        "opencv-python",
+        "opencv-contrib-python-headless",
+        "opencv-contrib-python",
+    ),
+    "torch": ("torch",),
+    "timm": ("timm",),
+    "safetensors": ("safetensors",),
+    "lightgbm": ("lightgbm",),
 }
 #: Preprocess fields that change how the stage runs, not what it makes (left out of the bundle).
 _RUNTIME_PREPROCESS_FIELDS = {"workers", "scheduler"}
-
-
-class BundleError(InputDataError):
-    """A bundle is missing, tampered with, or was made by an incompatible version."""
-
-
-class BundleVersionWarning(MorphomassWarning):
-    """A library of the bundle has another major.minor version here: predictions may differ a little."""
 
 
 # ------------------------------------------------------------------------------------------------ hashing
@@ -154,7 +157,8 @@ def _networks(config: PipelineConfig, models: Path) -> dict[str, dict[str, Any]]
             raise WorkdirError(msg)
         expected = config.cnn.nets.get(CNN4_BASE if name == CNN4 else name)
         if expected is not None and (card.get("backbone"), card.get("input_size")) != (
-            expected.backbone, expected.input_size
+            expected.backbone,
+            expected.input_size,
         ):
             msg = (
                 f"{models / card_rel} is a {card.get('backbone')} at {card.get('input_size')} px but the "
@@ -242,8 +246,15 @@ def _training_ranges(workdir: WorkDir, bands: set[str]) -> tuple[dict[str, list[
     import pyarrow.parquet as pq
 
     available = set(pq.read_schema(workdir.sample).names)
-    columns = ["objid", "split", "z", "d25_arcmin", "pixel_kpc", "lum_g",
-               *(f"flux_{b}" for b in sorted(bands) if f"flux_{b}" in available)]
+    columns = [
+        "objid",
+        "split",
+        "z",
+        "d25_arcmin",
+        "pixel_kpc",
+        "lum_g",
+        *(f"flux_{b}" for b in sorted(bands) if f"flux_{b}" in available),
+    ]
     missing = [c for c in columns if c not in available]
     if missing:
         msg = f"{workdir.sample} lacks {missing}, needed for the bundle's training ranges"
@@ -251,8 +262,13 @@ def _training_ranges(workdir: WorkDir, bands: set[str]) -> tuple[dict[str, list[
     sample = pd.read_parquet(workdir.sample, columns=columns)
     with_features = pd.read_parquet(workdir.features / "photometric.parquet", columns=["objid"])["objid"]
     train = sample[(sample["split"] == "train") & sample["objid"].isin(with_features)]
-    names = {"z": "z", "d25_arcmin": "d25_arcmin", "pixel_kpc": "pixel_kpc", "lum_g_lsun": "lum_g",
-             **{f"flux_{b}_nmgy": f"flux_{b}" for b in sorted(bands) if f"flux_{b}" in available}}
+    names = {
+        "z": "z",
+        "d25_arcmin": "d25_arcmin",
+        "pixel_kpc": "pixel_kpc",
+        "lum_g_lsun": "lum_g",
+        **{f"flux_{b}_nmgy": f"flux_{b}" for b in sorted(bands) if f"flux_{b}" in available},
+    }
     ranges = {key: _range(train[col]) for key, col in names.items()}
     return {k: v for k, v in ranges.items() if v is not None}, len(train)
 
@@ -278,7 +294,8 @@ def _preprocessing(config: PipelineConfig, networks: dict[str, dict[str, Any]]) 
     band = config.preprocess.band
     catalog = config.catalog
     pixel_scale = catalog.pixel_scale_arcsec or (
-        PAPER_PIXEL_ARCSEC if config.cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC)
+        PAPER_PIXEL_ARCSEC if config.cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC
+    )
     return {
         "band": band,
         "settings": config.preprocess.model_dump(mode="json", exclude=_RUNTIME_PREPROCESS_FIELDS),
@@ -322,8 +339,13 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
     gbm = _gbm_models(models, set(FEATURE_COLUMNS) | set(kept))
     bands = {"g", *(b for model in gbm.values() for b in model["catalog_bands"])}
     ranges, n_train = _training_ranges(workdir, bands)
-    files = sorted({*(n["card"] for n in networks.values()), *(n["weights"] for n in networks.values()),
-                    *(m["file"] for m in gbm.values())})
+    files = sorted(
+        {
+            *(n["card"] for n in networks.values()),
+            *(n["weights"] for n in networks.values()),
+            *(m["file"] for m in gbm.values()),
+        }
+    )
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -344,8 +366,9 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
     manifest["bundle_sha256"] = bundle_content_sha256(manifest)
     path = models / BUNDLE_NAME
     write_json_atomic(path, manifest)
-    logger.info("bundle: %s (%d files, models %s, %d dead CNN features)", path, len(files), sorted(gbm),
-                len(dead))
+    logger.info(
+        "bundle: %s (%d files, models %s, %d dead CNN features)", path, len(files), sorted(gbm), len(dead)
+    )
     return path
 
 
@@ -593,6 +616,13 @@ class Bundle:
         """
         from morphomass.predict.predictor import predict_catalog
 
-        return predict_catalog(self, images, catalog, stars=stars, model=model, batch_size=batch_size,
-                               device=device, progress=progress)
-
+        return predict_catalog(
+            self,
+            images,
+            catalog,
+            stars=stars,
+            model=model,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )

@@ -125,8 +125,11 @@ def read_catalog(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         msg = f"{where} row {row}: objid must be an integer, got {_plain(frame['objid'].iloc[row])!r}"
         raise InputDataError(msg)
-    out["objid"] = frame["objid"].astype(np.int64) if pd.api.types.is_integer_dtype(frame["objid"]) else (
-        objid.astype(np.int64))
+    out["objid"] = (
+        frame["objid"].astype(np.int64)
+        if pd.api.types.is_integer_dtype(frame["objid"])
+        else (objid.astype(np.int64))
+    )
     repeated = out["objid"].duplicated()
     if repeated.any():
         row = int(np.flatnonzero(repeated.to_numpy())[0])
@@ -140,8 +143,10 @@ def read_catalog(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         bad = values.isna() & frame[column].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            msg = (f"{where} row {row} (objid {int(out['objid'].iloc[row])}): {column} must be a number, "
-                   f"got {_plain(frame[column].iloc[row])!r}")
+            msg = (
+                f"{where} row {row} (objid {int(out['objid'].iloc[row])}): {column} must be a number, "
+                f"got {_plain(frame[column].iloc[row])!r}"
+            )
             raise InputDataError(msg)
         values = values.astype(np.float64)
         if column.startswith("modelMag_"):
@@ -264,6 +269,10 @@ def read_stars(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
         raise InputDataError(msg)
     if "type" in columns:
         frame = frame[pd.to_numeric(frame[columns["type"]], errors="coerce") == 6]
-    stars = pd.DataFrame({"ra": pd.to_numeric(frame[columns["ra"]], errors="coerce"),
-                          "dec": pd.to_numeric(frame[columns["dec"]], errors="coerce")}).astype(np.float64)
+    stars = pd.DataFrame(
+        {
+            "ra": pd.to_numeric(frame[columns["ra"]], errors="coerce"),
+            "dec": pd.to_numeric(frame[columns["dec"]], errors="coerce"),
+        }
+    ).astype(np.float64)
     return stars[np.isfinite(stars).all(axis=1)].reset_index(drop=True)

@@ -23,8 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from morphomass.config import CosmologyConfig, PreprocessConfig
-from morphomass.errors import InputDataError
-from morphomass.predict.bundle import BundleError
+from morphomass.errors import BundleError, InputDataError
 from morphomass.predict.inputs import derive_quantities, find_images, read_catalog, read_stars
 from morphomass.progress import progress_bar
 
@@ -38,15 +37,21 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the prediction table and their dtypes.
 _OUTPUT_DTYPES: dict[str, str] = {
-    "objid": "int64", "ml_pred": "float64", "log_mstar_pred": "float64", "lum_g": "float64",
-    "lum_g_source": "object", "model": "object", "flags": "object", "reason": "object",
+    "objid": "int64",
+    "ml_pred": "float64",
+    "log_mstar_pred": "float64",
+    "lum_g": "float64",
+    "lum_g_source": "object",
+    "model": "object",
+    "flags": "object",
+    "reason": "object",
 }
 OUTPUT_COLUMNS: tuple[str, ...] = tuple(_OUTPUT_DTYPES)
 #: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first five mean no prediction.
 FLAGS: dict[str, str] = {
     "missing_image": "no FITS image for the galaxy",
     "image_error": "the image cannot be used: unreadable or truncated FITS, no celestial WCS, galaxy outside "
-                   "the image, or every pixel NaN (the reason says which)",
+    "the image, or every pixel NaN (the reason says which)",
     "bad_catalog_row": "ra, dec or z is not a finite number, or z <= 0",
     "magnitudes_missing": "the g+i model was asked for but the g or i magnitude is missing",
     "internal_error": "an unexpected error while preprocessing this galaxy (the reason has it)",
@@ -57,14 +62,18 @@ FLAGS: dict[str, str] = {
     "z_outside_training": "redshift outside the training range",
     "size_outside_training": "D25 outside the training range",
     "flux_outside_training": "g flux (modelMag, else the image's total), or i flux for the g+i model, "
-                             "outside the training range",
+    "outside the training range",
     "pixel_scale_mismatch": "the image's pixel scale differs by more than 2 % from the training images'",
 }
 #: Failure kinds of the preprocessing (morphomass.preprocess.fits_image.FAILURE_KINDS) -> flag; the other
 #: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked before.
 _KIND_FLAGS = {"missing_fits": "missing_image"}
-_RANGE_FLAGS = {"z": "z_outside_training", "d25_arcmin": "size_outside_training",
-                "flux_g_nmgy": "flux_outside_training", "flux_i_nmgy": "flux_outside_training"}
+_RANGE_FLAGS = {
+    "z": "z_outside_training",
+    "d25_arcmin": "size_outside_training",
+    "flux_g_nmgy": "flux_outside_training",
+    "flux_i_nmgy": "flux_outside_training",
+}
 PIXEL_SCALE_TOLERANCE = 0.02
 _MODEL_CHOICES = ("auto", "g", "gi")
 
@@ -133,11 +142,19 @@ def _check_row(galaxy: _Galaxy, row: pd.Series) -> None:
             return
 
 
-def _preprocess(galaxy: _Galaxy, job: GalaxyJob, *, sizes: tuple[int, ...], settings: PreprocessConfig,
-                m_sun: float, pixel_scale: float) -> None:
+def _preprocess(
+    galaxy: _Galaxy,
+    job: GalaxyJob,
+    *,
+    sizes: tuple[int, ...],
+    settings: PreprocessConfig,
+    m_sun: float,
+    pixel_scale: float,
+) -> None:
     """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
+    from morphomass.errors import GalaxyImageError
     from morphomass.preprocess.features import luminosity_per_nanomaggy
-    from morphomass.preprocess.fits_image import GalaxyImageError, load_fits_image, pixel_scale_arcsec
+    from morphomass.preprocess.fits_image import load_fits_image, pixel_scale_arcsec
     from morphomass.preprocess.tasks import preprocess_job
 
     try:
@@ -167,8 +184,14 @@ def _preprocess(galaxy: _Galaxy, job: GalaxyJob, *, sizes: tuple[int, ...], sett
         galaxy.flag("pixel_scale_mismatch", note)
 
 
-def _cnn_features(galaxies: list[_Galaxy], networks: Mapping[str, Any], spec: Mapping[str, Any], *,
-                  batch_size: int, device: Any) -> dict[str, np.ndarray]:
+def _cnn_features(
+    galaxies: list[_Galaxy],
+    networks: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    *,
+    batch_size: int,
+    device: Any,
+) -> dict[str, np.ndarray]:
     """Feature column -> (n,) float32 values of every network of the bundle, for the given galaxies."""
     from morphomass.cnn.extract import extract_features
 
@@ -193,8 +216,16 @@ def _choose_model(row: pd.Series, available: list[str], requested: str) -> str |
 
 
 def _predict_batch(
-    bundle: Bundle, rows: pd.DataFrame, jobs: list[GalaxyJob], paths: list[Path | None], *, requested: str,
-    settings: PreprocessConfig, networks: Mapping[str, Any], boosters: Mapping[str, Any], device: Any,
+    bundle: Bundle,
+    rows: pd.DataFrame,
+    jobs: list[GalaxyJob],
+    paths: list[Path | None],
+    *,
+    requested: str,
+    settings: PreprocessConfig,
+    networks: Mapping[str, Any],
+    boosters: Mapping[str, Any],
+    device: Any,
 ) -> pd.DataFrame:
     from morphomass.gbm.table import band_features
     from morphomass.gbm.train import predict_ml
@@ -216,8 +247,14 @@ def _predict_batch(
         if path is None:
             galaxy.flag("missing_image", f"no image given for objid {galaxy.objid}", fails=True)
             continue
-        _preprocess(galaxy, dataclasses.replace(job, path=str(path)), sizes=sizes, settings=settings,
-                    m_sun=float(pre["m_sun_image_band"]), pixel_scale=float(pre["pixel_scale_arcsec"]))
+        _preprocess(
+            galaxy,
+            dataclasses.replace(job, path=str(path)),
+            sizes=sizes,
+            settings=settings,
+            m_sun=float(pre["m_sun_image_band"]),
+            pixel_scale=float(pre["pixel_scale_arcsec"]),
+        )
     ok = [g for g in galaxies if not g.failed]
     ml = np.full(len(galaxies), np.nan)
     if ok:
@@ -235,12 +272,18 @@ def _predict_batch(
                 x = pd.concat([x.reset_index(drop=True), catalogue], axis=1)
             values = x[spec["features"]].to_numpy(dtype=np.float32)
             ml[[g.row for g, c in zip(ok, chosen, strict=True) if c]] = predict_ml(
-                booster, values, objective=spec["objective"], floor=spec["prediction_floor"])
+                booster, values, objective=spec["objective"], floor=spec["prediction_floor"]
+            )
     return _finish(galaxies, rows, ml, models, ranges)
 
 
-def _finish(galaxies: list[_Galaxy], rows: pd.DataFrame, ml: np.ndarray, models: list[str | None],
-            ranges: Mapping[str, list[float]]) -> pd.DataFrame:
+def _finish(
+    galaxies: list[_Galaxy],
+    rows: pd.DataFrame,
+    ml: np.ndarray,
+    models: list[str | None],
+    ranges: Mapping[str, list[float]],
+) -> pd.DataFrame:
     """The output rows of a batch: L_g, stellar mass, model, range flags, reasons."""
     records = []
     for galaxy, (_, row), ml_pred in zip(galaxies, rows.iterrows(), ml, strict=True):
@@ -249,23 +292,28 @@ def _finish(galaxies: list[_Galaxy], rows: pd.DataFrame, ml: np.ndarray, models:
             lum_g, source = galaxy.features.get("lum_sum", math.nan), "image"
         if not galaxy.failed:
             flux_g = float(row.get("flux_g", math.nan))
-            values = {"z": float(row["z"]), "d25_arcmin": float(row["d25_arcmin"]),
-                      "flux_g_nmgy": flux_g if math.isfinite(flux_g) else galaxy.image_flux_nmgy}
+            values = {
+                "z": float(row["z"]),
+                "d25_arcmin": float(row["d25_arcmin"]),
+                "flux_g_nmgy": flux_g if math.isfinite(flux_g) else galaxy.image_flux_nmgy,
+            }
             if models[galaxy.row] == "gi":
                 values["flux_i_nmgy"] = float(row["flux_i"])
             for flag, note in range_flags(values, ranges):
                 galaxy.flag(flag, note)
         predicted = math.isfinite(ml_pred)
-        records.append({
-            "objid": galaxy.objid,
-            "ml_pred": float(ml_pred),
-            "log_mstar_pred": math.log10(ml_pred * lum_g) if predicted and lum_g > 0 else math.nan,
-            "lum_g": lum_g if predicted and math.isfinite(lum_g) else math.nan,
-            "lum_g_source": source if predicted and math.isfinite(lum_g) else "",
-            "model": models[galaxy.row] if predicted else "",
-            "flags": ";".join(galaxy.flags),
-            "reason": "; ".join(galaxy.notes),
-        })
+        records.append(
+            {
+                "objid": galaxy.objid,
+                "ml_pred": float(ml_pred),
+                "log_mstar_pred": math.log10(ml_pred * lum_g) if predicted and lum_g > 0 else math.nan,
+                "lum_g": lum_g if predicted and math.isfinite(lum_g) else math.nan,
+                "lum_g_source": source if predicted and math.isfinite(lum_g) else "",
+                "model": models[galaxy.row] if predicted else "",
+                "flags": ";".join(galaxy.flags),
+                "reason": "; ".join(galaxy.notes),
+            }
+        )
     return pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
 
 
@@ -302,8 +350,10 @@ def predict_catalog(
     pre = bundle.manifest["preprocessing"]
     settings = _preprocess_config(pre)
     table = derive_quantities(
-        read_catalog(catalog), cosmology=CosmologyConfig.model_validate(pre["cosmology"]),
-        m_sun_ab=pre["m_sun_ab"], ab_offset_mag=pre["ab_offset_mag"],
+        read_catalog(catalog),
+        cosmology=CosmologyConfig.model_validate(pre["cosmology"]),
+        m_sun_ab=pre["m_sun_ab"],
+        ab_offset_mag=pre["ab_offset_mag"],
         pixel_scale_arcsec=pre["pixel_scale_arcsec"],
     )
     paths = find_images(images, table["objid"].to_numpy(), band=pre["band"])
@@ -318,10 +368,19 @@ def predict_catalog(
     with progress_bar("predicting galaxies", total=len(table), enabled=progress) as advance:
         for start in range(0, len(table), batch_size):
             stop = start + batch_size
-            parts.append(_predict_batch(
-                bundle, table.iloc[start:stop], jobs[start:stop], paths[start:stop], requested=model,
-                settings=settings, networks=networks, boosters=boosters, device=torch_device,
-            ))
+            parts.append(
+                _predict_batch(
+                    bundle,
+                    table.iloc[start:stop],
+                    jobs[start:stop],
+                    paths[start:stop],
+                    requested=model,
+                    settings=settings,
+                    networks=networks,
+                    boosters=boosters,
+                    device=torch_device,
+                )
+            )
             advance(len(parts[-1]))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _OUTPUT_DTYPES.items()})

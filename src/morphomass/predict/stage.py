@@ -99,9 +99,14 @@ def run_predict(
         msg = f"{out_path}: expected a {', '.join(OUTPUT_FORMATS)} file name for the predictions"
         raise InputDataError(msg)
     bundle = load_bundle(model_dir)
-    table = bundle.predict(images_dir, catalog_path, stars=stars_path,
-                           batch_size=config.cnn.inference_batch_size, device=config.cnn.accelerator,
-                           progress=progress)
+    table = bundle.predict(
+        images_dir,
+        catalog_path,
+        stars=stars_path,
+        batch_size=config.cnn.inference_batch_size,
+        device=config.cnn.accelerator,
+        progress=progress,
+    )
     write_predictions(table, out_path)
     flags = table["flags"].str.split(";").explode()
     predicted_models = table.loc[table["model"] != "", "model"]
@@ -111,7 +116,9 @@ def run_predict(
         "by_model": {str(k): int(v) for k, v in predicted_models.value_counts().items()},
         "flags": {str(k): int(v) for k, v in flags[flags != ""].value_counts().items()},
     }
-    logger.info("predict: %d of %d galaxies predicted, written to %s", summary["predicted"], len(table),
-                out_path)
-    return StageResult(stage="predict", outputs=[str(out_path)], seconds=time.perf_counter() - start,
-                       summary=summary)
+    logger.info(
+        "predict: %d of %d galaxies predicted, written to %s", summary["predicted"], len(table), out_path
+    )
+    return StageResult(
+        stage="predict", outputs=[str(out_path)], seconds=time.perf_counter() - start, summary=summary
+    )

@@ -5,7 +5,11 @@ galaxy in :mod:`.galaxy`); :mod:`.stage` runs them over the sample with Dask and
 ``features/photometric.parquet``.
 """
 
-from morphomass.preprocess.features import FEATURE_COLUMNS, compute_photometric_features, luminosity_per_nanomaggy
+from morphomass.preprocess.features import (
+    FEATURE_COLUMNS,
+    compute_photometric_features,
+    luminosity_per_nanomaggy,
+)
 from morphomass.preprocess.galaxy import GalaxyProducts, preprocess_galaxy
 from morphomass.preprocess.resize import resize_image
 from morphomass.preprocess.scaling import compute_noise_level, log_scale, rescale_linear, solve_scaling_a

@@ -28,8 +28,15 @@ __all__ = [
 ]
 
 LUMINOSITY_FEATURES: tuple[str, ...] = (
-    "lum_sum", "lum_mean", "lum_max", "lum_min", "lum_std", "lum_center", "lum_center5x5",
-    "image_size_pix", "scaling_a",
+    "lum_sum",
+    "lum_mean",
+    "lum_max",
+    "lum_min",
+    "lum_std",
+    "lum_center",
+    "lum_center5x5",
+    "image_size_pix",
+    "scaling_a",
 )
 IMAGE_FEATURES: tuple[str, ...] = ("img_sum", "img_mean", "img_std", "img_center", "img_center5x5")
 METADATA_FEATURES: tuple[str, ...] = ("redshift", "pixel_kpc")

@@ -17,34 +17,59 @@ from typing import Any
 
 import numpy as np
 
-from morphomass.errors import InputDataError
+from morphomass.errors import GalaxyImageError
 
-__all__ = ["FAILURE_KINDS", "GalaxyImageError", "load_fits_image", "pixel_scale_arcsec", "sky_to_pixel"]
+__all__ = ["FAILURE_KINDS", "load_fits_image", "pixel_scale_arcsec", "sky_to_pixel"]
 
 #: Failure kinds recorded in results/tables/preprocess_failures.csv.
 FAILURE_KINDS: tuple[str, ...] = (
-    "missing_fits", "corrupt_fits", "bad_wcs", "wcs_outside", "all_nan", "bad_sample_row", "internal_error",
+    "missing_fits",
+    "corrupt_fits",
+    "bad_wcs",
+    "wcs_outside",
+    "all_nan",
+    "bad_sample_row",
+    "internal_error",
 )
 
 #: Header keywords of a celestial WCS; the rest of a survey header is never given to the WCS parser.
 _WCS_PREFIXES: tuple[str, ...] = (
-    "NAXIS", "WCSAXES", "CTYPE", "CUNIT", "CRPIX", "CRVAL", "CDELT", "CD1_", "CD2_", "PC1_", "PC2_", "CROTA",
-    "PV1_", "PV2_", "LONPOLE", "LATPOLE", "RADESYS", "RADECSYS", "EQUINOX", "EPOCH", "MJD-OBS", "DATE-OBS",
+    "NAXIS",
+    "WCSAXES",
+    "CTYPE",
+    "CUNIT",
+    "CRPIX",
+    "CRVAL",
+    "CDELT",
+    "CD1_",
+    "CD2_",
+    "PC1_",
+    "PC2_",
+    "CROTA",
+    "PV1_",
+    "PV2_",
+    "LONPOLE",
+    "LATPOLE",
+    "RADESYS",
+    "RADECSYS",
+    "EQUINOX",
+    "EPOCH",
+    "MJD-OBS",
+    "DATE-OBS",
 )
 #: Keywords that need the full astropy WCS (SIP polynomials, distortion lookup tables).
 _DISTORTION_PREFIXES: tuple[str, ...] = (
-    "A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER", "CPDIS", "D2IMDIS", "DP1", "DP2",
+    "A_ORDER",
+    "B_ORDER",
+    "AP_ORDER",
+    "BP_ORDER",
+    "CPDIS",
+    "D2IMDIS",
+    "DP1",
+    "DP2",
 )
 _BLOCK = 2880
 _CARD = 80
-
-
-class GalaxyImageError(InputDataError):
-    """One galaxy's image cannot be preprocessed; ``kind`` is one of :data:`FAILURE_KINDS`."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def _header_cards(buf: bytes) -> tuple[list[str], int] | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from morphomass.config import PreprocessConfig
-from morphomass.preprocess.fits_image import GalaxyImageError
+from morphomass.errors import GalaxyImageError
 from morphomass.preprocess.resize import crop_square, resize_image
 from morphomass.preprocess.scaling import (
     compute_noise_level,
@@ -119,7 +119,9 @@ def preprocess_galaxy(
     on_image = ((stars >= -0.5) & (stars < n - 0.5)).all(axis=1)
     # background noise for the star detection: sigma-clipped std of every other pixel in each direction
     noise_std = (
-        sigma_clipped_mean_std(square[::2, ::2], sigma=config.sigma_clip, maxiters=config.sigma_clip_maxiters)[1]
+        sigma_clipped_mean_std(
+            square[::2, ::2], sigma=config.sigma_clip, maxiters=config.sigma_clip_maxiters
+        )[1]
         if on_image.any()
         else None
     )

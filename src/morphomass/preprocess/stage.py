@@ -41,9 +41,8 @@ import pandas as pd
 
 from morphomass import __version__
 from morphomass.config import PipelineConfig, PreprocessConfig
-from morphomass.errors import ConfigError, InputDataError
+from morphomass.errors import ConfigError, GalaxyImageError, InputDataError
 from morphomass.preprocess.features import FEATURE_COLUMNS
-from morphomass.preprocess.fits_image import GalaxyImageError
 from morphomass.preprocess.tasks import (
     DIAGNOSTIC_COLUMNS,
     PART_COLUMNS,
@@ -158,8 +157,16 @@ def _precheck(jobs: list[GalaxyJob]) -> tuple[list[GalaxyJob], pd.DataFrame]:
         try:
             check_job(job)
         except GalaxyImageError as err:
-            failures.append({"objid": job.objid, "row": -1, "path": job.path, "ok": False, "kind": err.kind,
-                             "reason": str(err)})
+            failures.append(
+                {
+                    "objid": job.objid,
+                    "row": -1,
+                    "path": job.path,
+                    "ok": False,
+                    "kind": err.kind,
+                    "reason": str(err),
+                }
+            )
         else:
             kept.append(job)
     return kept, pd.DataFrame(failures, columns=list(PART_COLUMNS)).astype({"ok": bool})
@@ -276,7 +283,10 @@ def _finalize_zarr(partial: _Partial, table: pd.DataFrame, dest: Path, attrs: di
             if compact:  # copy the kept rows, one output chunk at a time
                 images = src[f"{size}/images"]
                 copy = group.create_array(
-                    "images", shape=(keep.size, size, size), chunks=images.chunks, dtype=images.dtype,
+                    "images",
+                    shape=(keep.size, size, size),
+                    chunks=images.chunks,
+                    dtype=images.dtype,
                     fill_value=0.0,
                 )
                 step = images.chunks[0]
@@ -306,7 +316,9 @@ def _write_figure(path: Path, table: pd.DataFrame, tasks: list[PreprocessTask]) 
     jobs = {job.objid: job for task in tasks for job in task.galaxies}
     images, a_values = [], []
     for objid in picks:
-        products, _ = preprocess_job(jobs[objid], sizes=(), config=tasks[0].config, m_sun_ab=tasks[0].m_sun_ab)
+        products, _ = preprocess_job(
+            jobs[objid], sizes=(), config=tasks[0].config, m_sun_ab=tasks[0].m_sun_ab
+        )
         images.append(rescale_linear(products.star_subtracted)[0])
         a_values.append(products.scaling_a)
     median_a = float(done["scaling_a"].median())
@@ -325,7 +337,8 @@ def _log_problems(done: pd.DataFrame, failed: pd.DataFrame) -> None:
     if bad.sum():
         logger.warning(
             "preprocess: %d NaN/inf pixels in %d images were filled with the background level",
-            int(bad.sum()), int((bad > 0).sum()),
+            int(bad.sum()),
+            int((bad > 0).sum()),
         )
 
 
@@ -365,7 +378,9 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
         raise ConfigError(msg)
     workdir.ensure()
     sample = load_sample(workdir.sample)
-    all_jobs = make_galaxy_jobs(sample, load_star_catalogue(workdir.stars), image_dir=workdir.raw_images / pp.band)
+    all_jobs = make_galaxy_jobs(
+        sample, load_star_catalogue(workdir.stars), image_dir=workdir.raw_images / pp.band
+    )
     jobs, prefailed = _precheck(all_jobs)
     n = len(jobs)
     partial = _prepare_partial(workdir, _partial_spec(config, workdir, sizes, n), pp)
@@ -399,7 +414,9 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
     with atomic_path(workdir.features / "photometric.parquet") as tmp:
         features.to_parquet(tmp, index=False)
     _write_csv(workdir.tables / FAILURES_NAME, failed[["objid", "kind", "reason", "path"]])
-    _write_csv(workdir.tables / GALAXIES_NAME, table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS]])
+    _write_csv(
+        workdir.tables / GALAXIES_NAME, table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS]]
+    )
     if len(table) and done.empty:
         shutil.rmtree(partial.root)  # nothing worth resuming: the next run starts afresh
         first = failed.iloc[0]
@@ -432,5 +449,7 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
         "stars_subtracted": int(done["n_stars_subtracted"].sum()),
         "task_cpu_seconds": round(cpu_seconds, 3),
     }
-    logger.info("preprocess: %d of %d galaxies in %.1f s (%d failed)", len(done), len(table), seconds, len(failed))
+    logger.info(
+        "preprocess: %d of %d galaxies in %.1f s (%d failed)", len(done), len(table), seconds, len(failed)
+    )
     return StageResult(stage="preprocess", outputs=outputs, seconds=seconds, summary=summary)

@@ -161,17 +161,26 @@ def subtract_stars(
         if math.hypot(x0 - center_xy[0], y0 - center_xy[1]) < nucleus_exclusion_pix:
             logger.info(
                 "star prior at (%.1f, %.1f) lies within %.1f px of the galaxy centre: skipped (nucleus)",
-                x0, y0, nucleus_exclusion_pix,
+                x0,
+                y0,
+                nucleus_exclusion_pix,
             )
             n_nucleus += 1
             continue
         star = _find_point_source(
-            cleaned, x0, y0, noise_std=float(noise_std), search_radius_pix=search_radius_pix,
-            detection_sigma=detection_sigma, max_fwhm_pix=max_fwhm_pix, max_radius_pix=max_radius_pix,
+            cleaned,
+            x0,
+            y0,
+            noise_std=float(noise_std),
+            search_radius_pix=search_radius_pix,
+            detection_sigma=detection_sigma,
+            max_fwhm_pix=max_fwhm_pix,
+            max_radius_pix=max_radius_pix,
         )
         if star is None:
-            logger.debug("star prior at (%.1f, %.1f): no point-like peak within %.1f px", x0, y0,
-                         search_radius_pix)
+            logger.debug(
+                "star prior at (%.1f, %.1f): no point-like peak within %.1f px", x0, y0, search_radius_pix
+            )
             n_rejected += 1
             continue
         xc, yc, radius = star

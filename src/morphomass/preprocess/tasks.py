@@ -19,8 +19,17 @@ import pandas as pd
 
 from morphomass.config import PreprocessConfig
 from morphomass.errors import InputDataError
-from morphomass.preprocess.features import FEATURE_COLUMNS, compute_photometric_features, luminosity_per_nanomaggy
-from morphomass.preprocess.fits_image import GalaxyImageError, load_fits_image, pixel_scale_arcsec, sky_to_pixel
+from morphomass.preprocess.features import (
+    FEATURE_COLUMNS,
+    compute_photometric_features,
+    luminosity_per_nanomaggy,
+)
+from morphomass.preprocess.fits_image import (
+    GalaxyImageError,
+    load_fits_image,
+    pixel_scale_arcsec,
+    sky_to_pixel,
+)
 from morphomass.preprocess.galaxy import GalaxyProducts, preprocess_galaxy
 from morphomass.workdir import atomic_path
 
@@ -44,12 +53,23 @@ logger = logging.getLogger(__name__)
 SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "ra", "dec", "z", "dist_mpc", "pixel_kpc")
 #: Per-galaxy diagnostics kept in results/tables/preprocess_galaxies.csv (see GalaxyProducts).
 DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
-    "noise_level", "n_bad_pixels", "n_stars_subtracted", "n_star_priors_rejected", "n_nucleus_skipped",
+    "noise_level",
+    "n_bad_pixels",
+    "n_stars_subtracted",
+    "n_star_priors_rejected",
+    "n_nucleus_skipped",
     "constant_image",
 )
 #: Columns of a task's part file.
 PART_COLUMNS: tuple[str, ...] = (
-    "objid", "row", "path", "ok", "kind", "reason", *FEATURE_COLUMNS, *DIAGNOSTIC_COLUMNS,
+    "objid",
+    "row",
+    "path",
+    "ok",
+    "kind",
+    "reason",
+    *FEATURE_COLUMNS,
+    *DIAGNOSTIC_COLUMNS,
 )
 
 
