@@ -91,6 +91,7 @@ def _baseline_infer(
 
 
 def main() -> None:
+    """Parse the command line, run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", choices=["paper", "quick", "tiny"])
     parser.add_argument("--n-train", type=int, default=256, help="training images per network")

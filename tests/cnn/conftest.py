@@ -81,8 +81,9 @@ def make_inputs(
 def _one_torch_thread() -> Iterator[None]:
     """Run the CNN tests on one torch thread, then put the thread count back.
 
-    The networks here are tiny; on a machine whose cores are busy with other jobs, torch's OpenMP threads spend
-    most of their time waiting for each other (measured: 3.5x the CPU time of one thread for the same tests).
+    The networks here are tiny; on a machine whose cores are busy with other jobs, torch's OpenMP threads
+    spend most of their time waiting for each other (measured: 3.5x the CPU time of one thread for the same
+    tests).
     """
     import torch
 

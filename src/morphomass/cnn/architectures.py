@@ -164,7 +164,7 @@ class MLNet(nn.Module):
         return self.out(self.head(self.trunk(images))).squeeze(-1)
 
     def forward_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The 37 next-to-last features (B, 37), keyed ``f``, and the prediction (B,), keyed ``ml``."""
+        """Return the 37 next-to-last features (B, 37), keyed ``f``, and the prediction (B,), keyed ``ml``."""
         features = self.head(self.trunk(images))
         return {"f": features, "ml": self.out(features).squeeze(-1)}
 

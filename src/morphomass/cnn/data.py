@@ -76,7 +76,7 @@ def load_sample(path: Path, *, columns: tuple[str, ...] = SAMPLE_COLUMNS) -> pd.
 
 
 def gz2_targets(sample: pd.DataFrame, split: str) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The galaxies of one split with a GZ2 match and their 37 unconditional probabilities.
+    """Select the galaxies of one split with a GZ2 match and their 37 unconditional probabilities.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def gz2_targets(sample: pd.DataFrame, split: str) -> tuple[NDArray[np.int64], ND
 def ml_targets(
     sample: pd.DataFrame, split: str
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-    """The galaxies of one split with a usable M/L target (CNN4), with or without a GZ2 match.
+    """Select the galaxies of one split with a usable M/L target (CNN4), with or without a GZ2 match.
 
     Returns
     -------

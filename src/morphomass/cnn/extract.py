@@ -19,7 +19,7 @@ __all__ = ["drop_dead_columns", "extract_feature_table", "extract_features", "re
 
 
 def resolve_device(accelerator: str) -> torch.device:
-    """The torch device for inference: ``"cpu"``, ``"gpu"`` (CUDA, must exist) or ``"auto"`` (CUDA if any).
+    """Resolve the inference device: ``"cpu"``, ``"gpu"`` (CUDA, must exist) or ``"auto"`` (CUDA if any).
 
     Raises
     ------
@@ -107,7 +107,7 @@ def extract_feature_table(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> pd.DataFrame:
-    """The CNN feature columns (SPEC F4) of N galaxies: what ``extract`` writes, before the dead-column drop.
+    """Compute the CNN feature columns (SPEC F4) of N galaxies as ``extract`` writes them (dead ones kept).
 
     Parameters
     ----------

@@ -420,7 +420,7 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
 
 
 def _check_card(name: str, card: dict[str, Any], cnn: CnnConfig, out_dir: Path) -> None:
-    """The saved network must be the one the configuration describes (else train-cnn must run again)."""
+    """Check that the saved network is the one the configuration describes (else train-cnn must run again)."""
     expected = cnn.nets.get(CNN4_BASE) if name == CNN4 else cnn.nets[name]
     if expected is not None and (card["backbone"], int(card["input_size"])) != (
         expected.backbone,

@@ -45,7 +45,7 @@ def l1_tilde_loss(pred: torch.Tensor, target: torch.Tensor, err: torch.Tensor) -
 
 
 def weighted_median(values: NDArray[np.floating], weights: NDArray[np.floating]) -> float:
-    """The constant ``c`` that minimises ``sum(weights * |values - c|)`` (lower weighted median).
+    """Return the constant ``c`` that minimises ``sum(weights * |values - c|)`` (lower weighted median).
 
     Parameters
     ----------

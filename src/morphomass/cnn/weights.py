@@ -95,7 +95,7 @@ def save_network(models_dir: Path, name: str, net: nn.Module, card: dict[str, An
 
 
 def load_card(models_dir: Path, name: str) -> dict[str, Any] | None:
-    """The card of a saved network, or None when the network (card or weights) is absent.
+    """Load the card of a saved network, or return None when the network (card or weights) is absent.
 
     Raises
     ------
@@ -118,7 +118,7 @@ def load_card(models_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def build_from_card(card: dict[str, Any]) -> GZ2Net | MLNet:
-    """An untrained network with the architecture a card describes (random weights, nothing downloaded)."""
+    """Build an untrained network with the architecture a card describes (random weights, no download)."""
     net = build_gz2_net(card["backbone"], dropout=float(card["dropout"]))
     if card["kind"] == "ml":
         return make_ml_net(net)
