@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
-from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
 
 from morphomass.config import PipelineConfig, load_config
 from morphomass.errors import ConfigError, InputDataError
@@ -23,57 +21,8 @@ from morphomass.evaluate.baselines import fit_constant
 from morphomass.evaluate.metrics import compute_metrics
 from morphomass.gbm import run_train_gbm
 from morphomass.gbm.synthetic import make_synthetic_tables
+from morphomass.metrics_schema import read_metrics
 from morphomass.workdir import WorkDir, write_json_atomic
-
-# ---------------------------------------------------------------- the DESIGN §4 contract as a pydantic model
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ExperimentMetrics(_Strict):
-    """One entry of ``experiments``: M1-M5 on the test split and the counts."""
-
-    l1: float
-    l2: float
-    rmsle: float
-    median_l1: float
-    frac_within_015dex: float
-    frac_over_015dex: float
-    frac_under_015dex: float
-    n_test: int
-    n_features: int
-
-
-class Significance(_Strict):
-    """One E8 comparison: one-sided KS p-value, bootstrap [mean, std] of the mean L1~ per model, paired p."""
-
-    ks_pvalue: float
-    bootstrap_mean_l1: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]  # [mean, std]
-    paired_bootstrap_pvalue: Annotated[float, Field(gt=0, le=1)]
-
-
-class Importance(_Strict):
-    """One permutation importance."""
-
-    feature: str
-    importance: float
-
-
-class MetricsFile(_Strict):
-    """results/metrics.json (DESIGN §4), extra keys forbidden."""
-
-    preset: Literal["paper", "quick", "tiny"]
-    n: dict[Literal["train", "val", "test"], int]
-    experiments: dict[str, ExperimentMetrics]
-    significance: dict[Literal["gi_morph_vs_gi_gbm", "g_morph_vs_reference_lg_z"], Significance]
-    per_class: dict[
-        Literal["irregular", "edge_on", "disk", "elliptical"],
-        dict[Literal["gi_gbm", "gi_morph"], float | None],
-    ]
-    importance: dict[Literal["g_morph", "ablation_no_cnn4"], list[Importance]]
-
 
 EXPERIMENT_NAME = re.compile(
     r"^(constant|reference_lg_z|g_morph|ablation_no_(cnn4|cnn123|luminosity|distance|cnn)|g_morph_(top50|half_train|"
@@ -120,7 +69,7 @@ def fixture_evaluated(tmp_path_factory):
 
 def test_metrics_json_follows_the_contract(evaluated) -> None:
     wd, sample, _ = evaluated
-    metrics = MetricsFile.model_validate(json.loads((wd.results / "metrics.json").read_text()))
+    metrics = read_metrics(wd.metrics)
     assert metrics.preset == "tiny"
     assert metrics.n == {s: int((sample["split"] == s).sum()) for s in ("train", "val", "test")}
     assert all(EXPERIMENT_NAME.match(name) for name in metrics.experiments)

@@ -1,0 +1,238 @@
+"""The template context of results/report.html, built from the metrics.json result and the stage's inputs.
+
+:func:`make_report_context` is pure apart from the generation time stamp; :func:`~morphomass.evaluate.report.
+render_report` turns its output into HTML.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any
+
+import numpy as np
+
+from morphomass import __version__
+from morphomass.config import PipelineConfig
+from morphomass.evaluate.inputs import EvaluateInputs
+from morphomass.evaluate.metrics import METRIC_KEYS
+from morphomass.evaluate.paper import (
+    PAPER_BOOTSTRAP,
+    PAPER_KS_PVALUE,
+    PAPER_METRICS,
+    PAPER_PER_CLASS,
+    TABLE1_ROWS,
+)
+from morphomass.evaluate.report import fmt
+from morphomass.evaluate.tables import LOSS_METHODS
+from morphomass.metrics_schema import MetricsFile
+
+__all__ = ["make_report_context"]
+
+
+def _check_rows(results: MetricsFile) -> list[dict[str, Any]]:
+    """Return the paper's main findings, each with this run's numbers and whether it holds here."""
+    experiments, significance = results.experiments, results.significance
+    checks = []
+
+    def l1(name: str) -> float:
+        return experiments[name].l1 if name in experiments else float("nan")
+
+    def pair(better: str, worse: str, claim: str) -> None:
+        if better in experiments and worse in experiments:
+            paper_b, paper_w = PAPER_METRICS[better]["l1"], PAPER_METRICS[worse]["l1"]
+            checks.append(
+                {
+                    "claim": claim,
+                    "ours": f"{fmt(l1(better))} vs {fmt(l1(worse))}",
+                    "paper": f"{paper_b:.2f} vs {paper_w:.2f}",
+                    "holds": l1(better) < l1(worse),
+                }
+            )
+
+    pair("g_morph", "reference_lg_z", "g-band morphology beats the reference GBM on (L_g, z) (L1~)")
+    if "gi_morph_vs_gi_gbm" in significance:
+        p = significance["gi_morph_vs_gi_gbm"].ks_pvalue
+        checks.append(
+            {
+                "claim": "gi_morph beats gi_gbm, one-sided KS p < 0.01",
+                "ours": f"{fmt(l1('gi_morph'))} vs {fmt(l1('gi_gbm'))}, p = {fmt(p)} "
+                f"({experiments['gi_morph'].n_test} test galaxies)",
+                "paper": "1.12 vs 1.26, p = 7.6e-09 (7363 test galaxies)",
+                "holds": l1("gi_morph") < l1("gi_gbm") and p < 0.01,
+            }
+        )
+        paired = significance["gi_morph_vs_gi_gbm"].paired_bootstrap_pvalue
+        checks.append(
+            {
+                "claim": "the same, paired bootstrap p < 0.01 (both models on the same resampled galaxies; "
+                "more powerful than KS on a small test split; not in the paper)",
+                "ours": f"p = {fmt(paired)}",
+                "paper": "\u2014",
+                "holds": l1("gi_morph") < l1("gi_gbm") and paired < 0.01,
+            }
+        )
+    pair("gi_gbm", "gi_powerlaw", "the colour GBM beats the g-i power law (L1~)")
+    pair("g_morph", "ablation_no_cnn", "dropping every CNN feature makes it worse (L1~)")
+    return checks
+
+
+def _metric_tables(results: MetricsFile) -> dict[str, list[dict[str, Any]]]:
+    """Return the rows of the experiments table, Table 1 and Table B.1 (ours beside the paper's)."""
+    experiments = results.experiments
+    rows = []
+    for name, m in experiments.items():
+        paper = PAPER_METRICS.get(name, {})
+        rows.append(
+            {
+                "name": name,
+                "n_test": m.n_test,
+                "n_features": m.n_features,
+                "cells": [
+                    {"ours": fmt(getattr(m, k)), "paper": fmt(paper[k]) if k in paper else ""}
+                    for k in METRIC_KEYS
+                ],
+            }
+        )
+    table1 = [
+        {"name": n, "flags": f, "ours": fmt(experiments[n].l1), "paper": fmt(PAPER_METRICS[n]["l1"], 2)}
+        for n, f in TABLE1_ROWS.items()
+        if n in experiments
+    ]
+    table_b1 = []
+    for method in LOSS_METHODS:
+        for loss in ("l1", "l2", "rmsle"):
+            name = f"loss_{method}_{loss}"
+            if name in experiments:
+                paper = PAPER_METRICS[name]
+                table_b1.append(
+                    {
+                        "method": method,
+                        "loss": loss,
+                        "cells": [
+                            {"ours": fmt(getattr(experiments[name], k)), "paper": fmt(paper[k])}
+                            for k in ("l1", "l2", "rmsle", "median_l1")
+                        ],
+                    }
+                )
+    return {"experiment_rows": rows, "table1": table1, "table_b1": table_b1}
+
+
+def _comparison_rows(results: MetricsFile, class_counts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """Return the rows of the E8 significance and E9 per-class tables."""
+    sig_rows = []
+    for key, value in results.significance.items():
+        boot = "; ".join(f"{n} {b[0]:.3f} ± {b[1]:.3f}" for n, b in value.bootstrap_mean_l1.items())
+        paper = ""
+        if key in PAPER_KS_PVALUE:
+            paper = f"p = {PAPER_KS_PVALUE[key]:.1e}; " + "; ".join(
+                f"{n} {b[0]:.2f} ± {b[1]:.2f}" for n, b in PAPER_BOOTSTRAP[key].items()
+            )
+        sig_rows.append({"name": key, "ks": fmt(value.ks_pvalue), "boot": boot, "paper": paper})
+    class_rows = [
+        {
+            "name": c,
+            "n": class_counts.get(c, 0),
+            "without": fmt(v.get("gi_gbm")),
+            "with": fmt(v.get("gi_morph")),
+            "paper": f"{PAPER_PER_CLASS[c][0]:.2f} → {PAPER_PER_CLASS[c][1]:.2f}",
+        }
+        for c, v in results.per_class.items()
+    ]
+    return {"significance": sig_rows, "per_class": class_rows}
+
+
+def _sample_rows(inputs: EvaluateInputs, fits: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Return the sample table: sizes, M/L range, redshift, GZ2 matches, power-law fits, catalogue summary."""
+    sample, meta = inputs.sample, inputs.meta
+    ml = sample["ml"].to_numpy(np.float64)
+    rows = [
+        ("galaxies in sample.parquet", len(sample)),
+        ("with image and CNN features (evaluated)", len(meta)),
+        *((f"{s} split (evaluated)", int((meta["split"] == s).sum())) for s in ("train", "val", "test")),
+        (
+            "M/L_g min / median / max",
+            f"{ml.min():.3g} / {np.median(ml):.3g} / {ml.max():.3g} (paper 0.09 / 2.7 / 16.6)",
+        ),
+        ("median redshift", f"{np.median(sample['z']):.3f} (paper 0.05)"),
+        (
+            "GZ2 match fraction",
+            f"{sample['has_gz2'].mean():.3f} (paper 0.80)" if "has_gz2" in sample else "-",
+        ),
+        (
+            "power-law fits (log10 M/L = a + b (g-i))",
+            "; ".join(f"{k}: a={v['a']:.3f}, b={v['b']:.3f}" for k, v in fits.items() if isinstance(v, dict)),
+        ),
+        ("power-law test galaxies excluded (colour out of range)", fits.get("excluded_test", "-")),
+    ]
+    summary = inputs.sample_summary
+    if summary is not None and {"key", "value"} <= set(summary.columns):
+        rows += [
+            (f"catalogue: {k}", int(v) if isinstance(v, float) and v.is_integer() else v)
+            for k, v in zip(summary["key"], summary["value"], strict=True)
+        ]
+    return [(k, fmt(v) if not isinstance(v, str) else v) for k, v in rows]
+
+
+def _config_text(config: PipelineConfig, cv_search: dict[str, Any] | None) -> str:
+    """Return the configuration as JSON, preceded by the cross-validated LightGBM parameters if any."""
+    text = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True)
+    if config.gbm.cv_search and cv_search is not None:
+        groups = cv_search.get("groups", {})
+        chosen = {g: {"cross-validated on": e["experiment"], **e["best"]} for g, e in groups.items()}
+        text = (
+            "LightGBM parameters chosen by cross-validation, per kind of model:\n"
+            + json.dumps(chosen, indent=2, sort_keys=True)
+            + "\n\n"
+            + text
+        )
+    return text
+
+
+def make_report_context(
+    results: MetricsFile,
+    inputs: EvaluateInputs,
+    *,
+    config: PipelineConfig,
+    fits: dict[str, Any],
+    class_counts: dict[str, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """Build the template variables of :func:`~morphomass.evaluate.report.render_report`.
+
+    Parameters
+    ----------
+    results : MetricsFile
+        The evaluate stage's result (what metrics.json holds).
+    inputs : EvaluateInputs
+        The stage's inputs (sample, GBM cards, catalogue summary, manifest timings, notes).
+    config : PipelineConfig
+        Shown in full; ``preset`` and ``gbm.cv_search`` are used.
+    fits : dict
+        The fitted baselines (:attr:`~morphomass.evaluate.results.Predictions.fits`).
+    class_counts : dict of str to int
+        Test galaxies per E9 class.
+    seconds : float
+        Time the stage has taken so far.
+
+    Returns
+    -------
+    dict
+        Every variable :func:`~morphomass.evaluate.report.render_report` documents.
+    """
+    timings: list[tuple[str, Any]] = [(f"stage {name}", s) for name, s in inputs.stage_seconds.items()]
+    timings += [(f"train {n} (CPU-s)", info.get("cpu_seconds")) for n, info in inputs.gbm_info.items()]
+    timings.append(("evaluate (this stage, before the report)", round(seconds, 2)))
+    return {
+        "preset": config.preset,
+        "version": __version__,
+        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "notes": inputs.notes,
+        "checks": _check_rows(results),
+        "sample_rows": _sample_rows(inputs, fits),
+        "metric_names": list(METRIC_KEYS),
+        **_metric_tables(results),
+        **_comparison_rows(results, class_counts),
+        "timings": [(k, fmt(v, 2) if isinstance(v, float) else fmt(v)) for k, v in timings],
+        "config_text": _config_text(config, inputs.cv_search),
+    }

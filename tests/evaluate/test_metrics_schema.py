@@ -1,0 +1,74 @@
+"""The metrics.json schema (morphomass.metrics_schema): round trip, strictness, the reader's errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from morphomass.errors import InputDataError
+from morphomass.metrics_schema import ExperimentMetrics, MetricsFile, read_metrics, write_metrics
+
+_EXPERIMENT = {
+    "l1": 2.5,
+    "l2": 4.0,
+    "rmsle": 0.2,
+    "median_l1": 1.5,
+    "frac_within_015dex": 0.5,
+    "frac_over_015dex": 0.3,
+    "frac_under_015dex": 0.2,
+    "n_test": 10,
+    "n_features": 3,
+}
+_FILE = {
+    "preset": "tiny",
+    "n": {"train": 80, "val": 10, "test": 10},
+    "experiments": {"g_morph": _EXPERIMENT, "gi_gbm": _EXPERIMENT},
+    "significance": {
+        "gi_morph_vs_gi_gbm": {
+            "ks_pvalue": 0.03,
+            "bootstrap_mean_l1": {"gi_morph": [1.1, 0.1], "gi_gbm": [1.3, 0.1]},
+            "paired_bootstrap_pvalue": 0.01,
+        }
+    },
+    "per_class": {"disk": {"gi_gbm": 1.2, "gi_morph": None}, "elliptical": {}},
+    "importance": {"g_morph": [{"feature": "lum_sum", "importance": 0.4}]},
+}
+
+
+def test_write_then_read_gives_the_same_file(tmp_path) -> None:
+    metrics = MetricsFile.model_validate(_FILE)
+    path = tmp_path / "metrics.json"
+    write_metrics(path, metrics)
+    assert json.loads(path.read_text()) == _FILE
+    assert path.read_text() == json.dumps(_FILE, indent=2, sort_keys=True) + "\n"  # the stage's formatting
+    assert read_metrics(path) == metrics
+    assert read_metrics(path).experiments["g_morph"].l1 == 2.5
+
+
+def test_the_schema_is_strict() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        MetricsFile.model_validate({**_FILE, "unknown": 1})
+    with pytest.raises(ValidationError, match="significance"):
+        MetricsFile.model_validate({**_FILE, "significance": {"g_morph_vs_constant": {}}})
+    with pytest.raises(ValidationError, match="n_test"):
+        ExperimentMetrics.model_validate({**_EXPERIMENT, "n_test": "10"})
+
+
+def test_write_validates(tmp_path) -> None:
+    bad = MetricsFile.model_validate(_FILE).model_copy(update={"preset": "huge"})  # bypasses validation
+    with pytest.raises(ValidationError, match="preset"):
+        write_metrics(tmp_path / "metrics.json", bad)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_read_names_the_file_and_the_problem(tmp_path) -> None:
+    path = tmp_path / "metrics.json"
+    with pytest.raises(InputDataError, match="cannot read .*metrics.json"):
+        read_metrics(path)
+    path.write_text(json.dumps({**_FILE, "n": {"train": 1.5}}))
+    with pytest.raises(
+        InputDataError, match=r"does not follow the metrics.json schema .*: n\.train: Input should"
+    ):
+        read_metrics(path)
