@@ -1,11 +1,11 @@
-"""Benchmark: catalogue readers and one-to-one cross-match at real-archive sizes, against plain baselines.
+r"""Benchmark: catalogue readers and one-to-one cross-match at real-archive sizes, against plain baselines.
 
 The readers check every line (field count, numbers, int64 ids, duplicates, coordinates) and report the line
 and field of any error, so they do more than a typed ``pandas.read_csv``. This script measures what that costs
 on synthetic files of the real sizes (``--scale 1``: GSWLC-X2 659 229 rows x 24 columns, Hart+16 239 695 rows
 x 231 columns, HyperLeda 1 000 000 rows), written in the real formats into a temporary directory:
 
-* ``read_gswlc`` against ``pandas.read_csv(sep=r"\\s+", header=None, dtype=...)`` (typed, no checks);
+* ``read_gswlc`` against ``pandas.read_csv(sep=r"\s+", header=None, dtype=...)`` (typed, no checks);
 * ``read_gz2`` against ``pandas.read_csv(usecols=<the 40 columns>)`` (typed, no checks);
 * ``read_hyperleda`` against ``pandas.read_csv(sep="|", usecols=...)``;
 * ``match_sky`` (one-to-one, nearest within 3") against ``SkyCoord.match_to_catalog_sky`` (nearest neighbour
@@ -32,7 +32,7 @@ from astropy.coordinates import SkyCoord
 
 from morphomass import gz2
 from morphomass.catalog.crossmatch import match_sky
-from morphomass.catalog.readers import GSWLC_COLUMNS, read_gswlc, read_gz2, read_hyperleda
+from morphomass.rawformats import GSWLC, read_gswlc, read_gz2, read_hyperleda
 
 FULL_ROWS = {"gswlc": 659_229, "gz2": 239_695, "hyperleda": 1_000_000}
 
@@ -54,8 +54,8 @@ def _sky(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def _write_gswlc(path: Path, ra: np.ndarray, dec: np.ndarray, rng: np.random.Generator) -> None:
     n = ra.size
-    table = pd.DataFrame({name: rng.uniform(0, 2, n) for name in GSWLC_COLUMNS})
-    for name, kind in GSWLC_COLUMNS.items():
+    table = pd.DataFrame({name: rng.uniform(0, 2, n) for name in GSWLC.names})
+    for name, kind in GSWLC.kinds().items():
         if kind == "int":
             table[name] = rng.integers(0, 5, n)
     table["objid"] = 1_237_645_000_000_000_000 + rng.permutation(10 * n)[:n]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         _write_gz2(folder / "gz2_hart16.csv", gal_ra[: rows["gz2"]], gal_dec[: rows["gz2"]], rng)
         _write_hyperleda(folder / "hyperleda.csv", leda_ra, leda_dec, rng)
         dtypes = {
-            k: (np.int64 if kind == "int" else np.float64) for k, kind in enumerate(GSWLC_COLUMNS.values())
+            k: (np.int64 if kind == "int" else np.float64) for k, kind in enumerate(GSWLC.kinds().values())
         }
         fractions = [gz2.hart16_column(a, "weighted_fraction") for a in gz2.ANSWERS]
         gz2_columns = ["dr7objid", "ra", "dec", *fractions]

@@ -34,10 +34,10 @@ import numpy as np
 from astropy.io import fits
 
 from morphomass.config import MockConfig, load_config
-from morphomass.mock.formats import write_fits_image
 from morphomass.mock.render import GalaxyImageSpec, render_galaxy
 from morphomass.mock.stage import galaxy_specs, render_and_write
 from morphomass.mock.survey import Survey, image_wcs, make_survey
+from morphomass.rawformats import write_fits_image
 
 TARGET_PER_CORE = 50.0
 

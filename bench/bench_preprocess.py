@@ -1,15 +1,17 @@
-"""Benchmark: the whole ``preprocess`` stage on 256x256 images, against a naive baseline timed in the same run.
+"""Benchmark: the whole ``preprocess`` stage on 256x256 images.
 
-The script writes a work directory of N synthetic galaxies (256x256 float32 FITS in nanomaggies with a TAN WCS,
-an exponential disc + de Vaucouleurs bulge, SDSS-like noise and 0-3 Moffat stars each, all in ``raw/stars.csv``)
-and a matching ``sample.parquet``. It then times, on the same files:
+Against a naive baseline timed in the same run.
+
+The script writes a work directory of N synthetic galaxies (256x256 float32 FITS in nanomaggies with a TAN
+WCS, an exponential disc + de Vaucouleurs bulge, SDSS-like noise and 0-3 Moffat stars each, all in
+``raw/stars.csv``) and a matching ``sample.parquet``. It then times, on the same files:
 
 - ``stage, 1 worker``: ``run_preprocess`` in this process (``preprocess.workers = 1``): galaxies/s = per core;
 - ``stage, K workers``: ``run_preprocess`` on a local Dask cluster of K processes, wall clock including the
   cluster start-up; per core = galaxies/s / K;
 - ``naive baseline``: the textbook loop in one process: full-header ``astropy.wcs.WCS``, the same star
-  subtraction, ``astropy.stats.sigma_clip`` for the noise level, ``scipy.ndimage.zoom`` (cubic) for every size,
-  the same features, then one zarr write of everything.
+  subtraction, ``astropy.stats.sigma_clip`` for the noise level, ``scipy.ndimage.zoom`` (cubic) for every
+  size, the same features, then one zarr write of everything.
 
 Output sizes are those of the chosen preset's networks (paper: 69, 128, 197). Target: 100 galaxies/s/core, so
 that the paper's 84 723 images take under 10 minutes on 2 cores.
@@ -35,15 +37,16 @@ import numpy as np
 import pandas as pd
 
 from morphomass.config import PipelineConfig, load_config
-from morphomass.mock.formats import write_fits_image, write_stars
 from morphomass.mock.survey import image_wcs
+from morphomass.photometry import luminosity_per_nanomaggy
 from morphomass.preprocess import stage
-from morphomass.preprocess.features import compute_photometric_features, luminosity_per_nanomaggy
+from morphomass.preprocess.features import compute_photometric_features
 from morphomass.preprocess.fits_image import sky_to_pixel
 from morphomass.preprocess.scaling import log_scale, rescale_linear, solve_scaling_a
 from morphomass.preprocess.stage import run_preprocess
 from morphomass.preprocess.stars import subtract_stars
 from morphomass.preprocess.tasks import load_sample, load_star_catalogue, make_galaxy_jobs
+from morphomass.rawformats import write_fits_image, write_stars
 from morphomass.workdir import WorkDir
 
 TARGET_PER_CORE = 100.0
@@ -111,7 +114,7 @@ def make_bench_workdir(root: Path, n: int, *, size: int = 256, seed: int = 0) ->
 
 
 def run_naive(workdir: WorkDir, config: PipelineConfig, out: Path) -> int:
-    """The naive baseline over the whole sample, in this process; returns the number of galaxies."""
+    """Return the naive baseline over the whole sample, in this process; returns the number of galaxies."""
     import zarr
     from astropy.io import fits
     from astropy.stats import sigma_clip
@@ -177,6 +180,7 @@ def _time_stage(workdir: WorkDir, config: PipelineConfig) -> tuple[float, float]
 
 
 def main() -> None:
+    """Run the benchmark and print its ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="galaxies (default 1000)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
@@ -196,7 +200,8 @@ def main() -> None:
         print(f"wrote {args.n} galaxies of {args.size}x{args.size} px in {time.perf_counter() - t0:.1f} s")
         sizes = sorted({net.input_size for net in load_config(args.preset).cnn.nets.values()})
         print(
-            f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, sizes {sizes}, "
+            f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"sizes {sizes}, "
             f"load average before {os.getloadavg()[0]:.1f}"
         )
 
@@ -235,7 +240,8 @@ def main() -> None:
     per_core = args.n / cpu_many
     minutes = PAPER_IMAGES / (per_core * 2) / 60
     print(
-        f"paper sample ({PAPER_IMAGES} images of this size) on 2 dedicated cores at {per_core:.0f} gal/CPU-s: "
+        f"paper sample ({PAPER_IMAGES} images of this size) on 2 dedicated cores at "
+        f"{per_core:.0f} gal/CPU-s: "
         f"{minutes:.1f} min (target < 10 min: {'met' if minutes < 10 else 'not met'})"
     )
 

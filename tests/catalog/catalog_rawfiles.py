@@ -89,7 +89,7 @@ def gz2_header() -> str:
 
 
 def gz2_row(dr7objid: int, ra: float, dec: float, conditional: np.ndarray) -> str:
-    """A Hart+16 row whose every per-answer column derives from ``conditional`` (37 fractions)."""
+    """Return a Hart+16 row whose every per-answer column derives from ``conditional`` (37 fractions)."""
     values: list[str] = [
         str(dr7objid),
         f"{ra:.6f}",

@@ -19,8 +19,9 @@ from catalog_rawfiles import (
 )
 
 from morphomass import gz2
-from morphomass.catalog.readers import (
-    GSWLC_COLUMNS,
+from morphomass.errors import InputDataError
+from morphomass.rawformats import (
+    GSWLC,
     read_gswlc,
     read_gswlc_dir,
     read_gz2,
@@ -28,7 +29,6 @@ from morphomass.catalog.readers import (
     read_photometry,
     read_stars,
 )
-from morphomass.errors import InputDataError
 
 BIG_ID = 1237662301367173202  # Dobbels' first SDSS_ID; 2**53 < BIG_ID, so a float64 read changes it
 
@@ -48,7 +48,7 @@ def test_gswlc_reads_int64_ids_exactly_and_minus_99_as_missing(tmp_path: Path) -
     )
     table = read_gswlc(_write(tmp_path / "GSWLC-X2.dat", text))
     assert int(float(BIG_ID)) != BIG_ID  # so the next checks would fail on a float64 read
-    assert list(table.columns) == list(GSWLC_COLUMNS)
+    assert list(table.columns) == list(GSWLC.names)
     assert table["objid"].dtype == np.int64
     assert table["objid"].tolist() == [BIG_ID, BIG_ID + 1]
     assert table["glxid"].dtype == "Int64"

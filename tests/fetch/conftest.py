@@ -1,4 +1,7 @@
-"""Fixtures of the fetch tests: the fake universe (module-wide) and its archive server on 127.0.0.1 (per test)."""
+"""Fixtures of the fetch tests.
+
+The fake universe (module-wide) and its archive server on 127.0.0.1 (per test).
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """A local stand-in for the archives ``morphomass fetch`` talks to, started by the tests on 127.0.0.1.
 
-:func:`build_sky` makes a small universe around a real SDSS frame cut-out (``data/J081316_tr.fits``: real sky, noise,
-stars and WCS) cut into two overlapping "frames"; :class:`FakeArchive` serves it in the real formats: GSWLC-2
-``.dat.gz``, HyperLeda's '|' text, VizieR's TSV, the Hart+16 CSV (gzipped), SkyServer CSV answers to the fetcher's
-SQL, DR12 mosaic-service scripts made from the real script in ``data/`` with the frame list replaced, and bzip2 FITS
-frames. Faults can be injected per path: an HTTP status, a connection dropped after N bytes, an HTML page, or any
-other body.
+:func:`build_sky` makes a small universe around a real SDSS frame cut-out (``data/J081316_tr.fits``: real sky,
+noise, stars and WCS) cut into two overlapping "frames"; :class:`FakeArchive` serves it in the real formats:
+GSWLC-2 ``.dat.gz``, HyperLeda's '|' text, VizieR's TSV, the Hart+16 CSV (gzipped), SkyServer CSV answers to
+the fetcher's SQL, DR12 mosaic-service scripts made from the real script in ``data/`` with the frame list
+replaced, and bzip2 FITS frames. Faults can be injected per path: an HTTP status, a connection dropped after N
+bytes, an HTML page, or any other body.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from morphomass import gz2
 from morphomass.config import PipelineConfig, load_config
 from morphomass.fetch.frames import FrameId
-from morphomass.mock.formats import GSWLC_COLUMNS, write_gswlc, write_gz2
+from morphomass.rawformats import GSWLC, write_gswlc, write_gz2
 
 DATA = Path(__file__).parents[1] / "data" / "sdss_real"
 FRAME_SOURCE = DATA / "J081316_tr.fits"
@@ -48,7 +48,8 @@ HTML_PAGE = (
 )
 
 
-# ------------------------------------------------------------------------------------------------ the universe
+# ------------------------------------------------------------------------------------------------ the
+# universe
 
 
 @dataclass
@@ -96,14 +97,17 @@ def _gz2_table(ra: np.ndarray, dec: np.ndarray, rng: np.random.Generator) -> pd.
 
 
 def _wcs(header: fits.Header) -> WCS:
-    """The WCS of a real SDSS header, without astropy's notes on its deprecated RADECSYS keyword."""
+    """Return the WCS of a real SDSS header, without astropy's notes on its deprecated RADECSYS keyword."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         return WCS(header)
 
 
 def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
-    """Eight image targets on two overlapping frames, five GSWLC galaxies that are not targets, GZ2, photometry."""
+    """Eight image targets on two overlapping frames.
+
+    Also five GSWLC galaxies that are not targets, GZ2 and photometry.
+    """
     rng = np.random.default_rng(seed)
     with fits.open(FRAME_SOURCE) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
@@ -148,7 +152,7 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
         }
     )
     galaxies["d25_arcmin"] = 0.1 * 10 ** galaxies["logd25"]
-    gswlc = pd.DataFrame({name: np.zeros(n) for name in GSWLC_COLUMNS})
+    gswlc = pd.DataFrame({name: np.zeros(n) for name in GSWLC.names})
     gswlc["objid"] = objid
     gswlc["glxid"] = np.where(np.arange(n) % 3 == 0, -99, 6375000000000000000 + np.arange(n))
     gswlc["plate"], gswlc["mjd"], gswlc["fiber_id"] = 2000 + np.arange(n), 53000, 10 + np.arange(n)
@@ -230,7 +234,7 @@ def build_sky(tmp: Path, *, seed: int = 5) -> FakeSky:
 
 
 def _values(sql: str, alias: str) -> list[list[str]]:
-    """The rows of the fetcher's ``(VALUES (...), ...) AS v(<alias>)`` table, as strings."""
+    """Return the rows of the fetcher's ``(VALUES (...), ...) AS v(<alias>)`` table, as strings."""
     match = re.search(r"VALUES (.*?) AS v\(" + re.escape(alias) + r"\)", sql)
     assert match, sql
     return [t.split(",") for t in re.findall(r"\(([^()]*)\)", match[1])]
@@ -274,7 +278,10 @@ def answer_sql(sky: FakeSky, sql: str) -> str:
 
 
 def answer_leda(sky: FakeSky, sql: str) -> str:
-    """HyperLeda's '|' text for the box of the fetcher's SQL (padded fields, a comment, a trailing '|', NaN)."""
+    """HyperLeda's '|' text for the box of the fetcher's SQL.
+
+    Padded fields, a comment, a trailing '|', NaN.
+    """
     box = re.search(
         r"al2000>=([0-9.]+) and al2000<([0-9.]+) and de2000>=([-0-9.]+) and de2000<([-0-9.]+)", sql
     )
@@ -323,7 +330,10 @@ def answer_vizier(sky: FakeSky, query: dict[str, str]) -> str:
 
 
 def frames_covering(sky: FakeSky, ra: float, dec: float, size_deg: float) -> list[FrameId]:
-    """The frames any of a 5 x 5 grid of points of the requested square falls in (as the service would list)."""
+    """Return the frames any of a 5 x 5 grid of points of the requested square falls in.
+
+    As the service would list.
+    """
     offsets = np.linspace(-size_deg / 2, size_deg / 2, 5)
     dra, ddec = np.meshgrid(offsets / np.cos(np.radians(dec)), offsets)
     chosen = []
@@ -338,7 +348,10 @@ def frames_covering(sky: FakeSky, ra: float, dec: float, size_deg: float) -> lis
 def make_mosaic_script(
     frames: list[FrameId], bands: str, ra: float, dec: float, size_deg: float, pixelscale: float
 ) -> str:
-    """A DR12 mosaic-service script: the real one in data/ with its frames, centre, size and names replaced."""
+    """Return a DR12 mosaic-service script: the real one in data/, modified.
+
+    Its frames, centre, size and names are replaced.
+    """
     template = SCRIPT_TEMPLATE.read_text()
     head, rest = template.split('if [[ -z "${hasPhotoObj}" ]]; then\n', 1)
     swarp_part = rest.split("#\n# Filter = r\n", 1)[1]
@@ -376,7 +389,10 @@ def make_mosaic_script(
 
 @dataclass
 class Fault:
-    """What the server does instead of answering, ``times`` times: ``status``, ``drop`` after N bytes, ``body``."""
+    """What the server does instead of answering, ``times`` times.
+
+    ``status``, ``drop`` after N bytes, ``body``.
+    """
 
     kind: str
     times: int = 1
@@ -387,6 +403,8 @@ class Fault:
 
 @dataclass
 class Request:
+    """One request the server received."""
+
     path: str
     query: dict[str, str]
     headers: dict[str, str]
@@ -403,6 +421,7 @@ class FakeArchive:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
+        """Start."""
         self.static.setdefault("/gswlc/GSWLC-X2.dat.gz", (gzip.compress(self.sky.gswlc_text), {}))
         self.static.setdefault("/gz2/gz2_hart16.csv.gz", (gzip.compress(self.sky.gz2_text), {}))
         for frame, (_, _, payload) in self.sky.frames.items():
@@ -416,18 +435,22 @@ class FakeArchive:
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop."""
         self.server.shutdown()
         self.server.server_close()
 
     @property
     def url(self) -> str:
+        """Url."""
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
     def fault(self, path: str, kind: str, **kwargs: Any) -> None:
+        """Fault."""
         self.faults.setdefault(path, []).append(Fault(kind, **kwargs))
 
     def take_fault(self, path: str) -> Fault | None:
+        """Take fault."""
         with self.lock:
             for fault in self.faults.get(path, []):
                 if fault.times > 0:
@@ -436,10 +459,12 @@ class FakeArchive:
         return None
 
     def hits(self, prefix: str) -> list[Request]:
+        """Hits."""
         with self.lock:
             return [r for r in self.requests if r.path.startswith(prefix)]
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """Answer."""
         if path in self.static:
             body, headers = self.static[path]
             return 200, body, headers
@@ -458,7 +483,7 @@ class FakeArchive:
         return 404, b"not found\n", {}
 
     def config(self, tmp: Path, **fetch: Any) -> PipelineConfig:
-        """The tiny preset with every fetch URL on this server and quick retries."""
+        """Return the tiny preset with every fetch URL on this server and quick retries."""
         overrides = {
             "gswlc_url": f"{self.url}/gswlc",
             "hyperleda_url": f"{self.url}/leda/G.cgi",

@@ -1,5 +1,7 @@
-"""Downloads against the local test server: resume, retries and backoff, refusal, HTML pages, truncated gzip,
-checksums, the rate limit and local copies of an archive.
+"""Downloads against the local test server.
+
+Resume, retries and backoff, refusal, HTML pages, truncated gzip, checksums, the rate limit and local copies
+of an archive.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def test_gzip_is_detected_by_magic_bytes_not_by_name(archive, tmp_path: Path) ->
     # the server may have decompressed the .gz already ...
     url = _serve(archive, "/gz/plain.dat.gz", TEXT)
     assert fetch_table_file(_client(), url, tmp_path, "plain.dat.gz", expected="t").read_bytes() == TEXT
-    # ... or send the gzip bytes with Content-Encoding: gzip (as the GSWLC server does): kept as sent, then gunzipped
+    # ... or send the gzip bytes with Content-Encoding: gzip (as the GSWLC server does): kept as sent, then
+    # gunzipped
     url = _serve(archive, "/gz/encoded.dat.gz", gzip.compress(TEXT), {"Content-Encoding": "gzip"})
     plain = fetch_table_file(_client(), url, tmp_path, "encoded.dat.gz", expected="t")
     assert is_gzip(tmp_path / "encoded.dat.gz")

@@ -1,5 +1,7 @@
-"""The fetch stage end to end against the local archive server: raw/ as the mock writes it, resume, limit,
-the failure report, bad server answers, the VizieR fallback, the command line, and catalog + preprocess on top.
+"""The fetch stage end to end against the local archive server.
+
+raw/ as the mock writes it, resume, limit, the failure report, bad server answers, the VizieR fallback, the
+command line, and catalog + preprocess on top.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from morphomass.config import load_config
 from morphomass.errors import FetchError, FetchFallbackWarning, InputDataError
 from morphomass.fetch import run_fetch
 from morphomass.fetch.frames import fov_pixels, mosaic_frames
-from morphomass.fetch.stage import REPORT_NAME, in_region
-from morphomass.mock.formats import HYPERLEDA_COLUMNS
+from morphomass.fetch.stage import in_region
 from morphomass.pipeline import execute_stage
+from morphomass.rawformats import HYPERLEDA
 from morphomass.workdir import WorkDir
 
 
@@ -41,12 +43,12 @@ def _restore_logging():
 def _fetch(archive: FakeArchive, tmp_path: Path, **fetch: object) -> tuple[WorkDir, dict]:
     workdir = WorkDir(tmp_path / "work")
     result = run_fetch(archive.config(tmp_path, **fetch), workdir, progress=False)
-    assert result.outputs == ["raw", REPORT_NAME]
+    assert result.outputs == ["raw", "fetch_report.json"]
     return workdir, result.summary
 
 
 def _report(workdir: WorkDir) -> dict:
-    return json.loads((workdir.root / REPORT_NAME).read_text())
+    return json.loads((workdir.fetch_report).read_text())
 
 
 def _targets(sky: FakeSky) -> pd.DataFrame:
@@ -70,7 +72,7 @@ def test_fetch_writes_raw_in_the_mock_formats(archive: FakeArchive, sky: FakeSky
 
     # HyperLeda: the mock's '|' format, every served row of the (padded) region box
     hyperleda = (workdir.hyperleda).read_text().splitlines()
-    assert hyperleda[0] == "|".join(HYPERLEDA_COLUMNS)
+    assert hyperleda[0] == "|".join(HYPERLEDA.names)
     table = pd.read_csv(workdir.hyperleda, sep="|")
     expected = in_region(sky.leda["al2000"] * 15, sky.leda["de2000"], sky.region)
     assert sorted(table["pgc"]) == sorted(sky.leda["pgc"][expected]) and len(table) == len(sky.galaxies) - 2

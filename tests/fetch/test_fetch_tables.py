@@ -1,5 +1,6 @@
-"""Readers of the archives' answers (GSWLC-2, HyperLeda, VizieR, SkyServer, Hart+16), the SQL the fetcher sends,
-and the choice of the image targets.
+"""Readers of the archives' answers, the SQL the fetcher sends and the choice of the image targets.
+
+The archives: GSWLC-2, HyperLeda, VizieR, SkyServer, Hart+16.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from morphomass.fetch.skyserver import (
     stars_sql,
 )
 from morphomass.fetch.stage import in_region, limit_targets, select_targets
-from morphomass.mock.formats import GSWLC_COLUMNS
+from morphomass.rawformats import GSWLC
 
 BIG_ID = 1237667735583998081  # above 2**53: lost if read as float
 
@@ -48,7 +49,7 @@ def test_gswlc_reader_keeps_int64_ids(tmp_path: Path) -> None:
     path = tmp_path / "g.dat"
     path.write_text(_gswlc_line() + "\n" + _gswlc_line(BIG_ID + 1))
     table = read_gswlc(path, source="u")
-    assert list(table.columns) == list(GSWLC_COLUMNS)
+    assert list(table.columns) == list(GSWLC.names)
     assert table["objid"].dtype == np.int64
     assert table["objid"].tolist() == [BIG_ID, BIG_ID + 1]
     assert table["glxid"].tolist() == [-99, -99]
@@ -278,6 +279,7 @@ def _catalogues() -> tuple[pd.DataFrame, pd.DataFrame]:
             "objid": [10, 11, 12, 13, 14, 15, 10],
             "ra": [150.0, 150.1, 150.2, 150.3, 150.4, 150.5, 150.0],
             "dec": [2.0] * 7,
+            "z": [0.05] * 7,
             "chi2_r": [1.0, 6.0, 1.0, 1.0, 1.0, -99.0, 1.0],
             "log_mstar": [10.0, 10.0, -99.0, 10.0, 10.0, 10.0, 10.0],
             "log_mstar_err": [0.1] * 7,

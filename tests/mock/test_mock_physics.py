@@ -15,7 +15,6 @@ from morphomass import gz2
 from morphomass.mock.physics import (
     CLASSES,
     SDSS_SPECTRO_LIMIT_R,
-    asinh_mag,
     draw_galaxies,
     isophotal_radius_arcsec,
     max_selectable_redshift,
@@ -24,25 +23,6 @@ from morphomass.mock.physics import (
 from morphomass.mock.votes import simulate_votes
 
 # ---------------------------------------------------------------------------------- asinh_mag
-
-
-@pytest.mark.parametrize("band", ["u", "g", "r", "i", "z"])
-def test_asinh_mag_is_pogson_for_bright_sources(band: str) -> None:
-    flux = np.array([100.0, 1000.0, 1.0e4])
-    np.testing.assert_allclose(asinh_mag(flux, band), 22.5 - 2.5 * np.log10(flux), atol=1e-3)
-
-
-@pytest.mark.parametrize("band", ["u", "g", "r", "i", "z"])
-def test_asinh_mag_departs_from_pogson_for_faint_sources(band: str) -> None:
-    faint = np.array([0.01, 0.001])
-    pogson = 22.5 - 2.5 * np.log10(faint)
-    assert (np.abs(asinh_mag(faint, band) - pogson) > 0.1).all()
-    # ... and, unlike Pogson magnitudes, stays finite (and monotonic) through zero and negative fluxes.
-    fluxes = np.array([-0.5, 0.0, 0.5, 5.0])
-    mags = asinh_mag(fluxes, band)
-    assert np.isfinite(mags).all()
-    assert (np.diff(mags) < 0).all()
-
 
 # ---------------------------------------------------------------------------------- isophotes
 

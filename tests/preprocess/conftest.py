@@ -1,4 +1,7 @@
-"""Fixtures of the preprocessing tests: the real SDSS cut-outs and a tiny mock survey with a sample.parquet."""
+"""Fixtures of the preprocessing tests.
+
+The real SDSS cut-outs and a tiny mock survey with a sample.parquet.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ def fixture_real_fits(request: pytest.FixtureRequest) -> Path:
 def make_sample(workdir: WorkDir) -> pd.DataFrame:
     """Write sample.parquet (DESIGN §2 columns this stage reads) for the galaxies of a mock's raw/images/g.
 
-    Positions, redshifts and D25 come from the mock's truth table (a test may read it; stages may not); distances
-    use FlatLambdaCDM(70, 0.3), as the catalogue stage does by default.
+    Positions, redshifts and D25 come from the mock's truth table (a test may read it; stages may not);
+    distances use FlatLambdaCDM(70, 0.3), as the catalogue stage does by default.
     """
     from astropy import units as u
     from astropy.cosmology import FlatLambdaCDM
@@ -61,7 +64,10 @@ def make_sample(workdir: WorkDir) -> pd.DataFrame:
 
 @pytest.fixture(name="tiny_survey", scope="session")
 def fixture_tiny_survey(tmp_path_factory: pytest.TempPathFactory) -> WorkDir:
-    """A tiny-preset mock survey (60 galaxies, g and i images) with a sample.parquet; never modified by tests."""
+    """Return a tiny-preset mock survey (60 galaxies, g and i images) with a sample.parquet.
+
+    Never modified by tests.
+    """
     from morphomass.mock import run_mock
 
     workdir = WorkDir(tmp_path_factory.mktemp("tiny-survey"))

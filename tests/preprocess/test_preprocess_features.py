@@ -11,28 +11,7 @@ from morphomass.errors import InputDataError
 from morphomass.preprocess.features import (
     FEATURE_COLUMNS,
     compute_photometric_features,
-    luminosity_per_nanomaggy,
 )
-
-
-def test_luminosity_of_one_nanomaggy() -> None:
-    """1 nmgy is AB 22.5; at 10 pc (1e-5 Mpc) the absolute magnitude is 22.5, i.e. L = 10**(-0.4 (22.5 - 5.11))."""
-    assert luminosity_per_nanomaggy(1e-5, m_sun_ab=5.11) == pytest.approx(
-        10 ** (-0.4 * (22.5 - 5.11)), rel=1e-12
-    )
-    # a galaxy of magnitude 15 at 100 Mpc has M = 15 - 35 = -20: L = 10**(0.4 * 25.11) = 1.107e10 L_sun
-    flux_nmgy = 10 ** ((22.5 - 15.0) / 2.5)
-    assert flux_nmgy * luminosity_per_nanomaggy(100.0, m_sun_ab=5.11) == pytest.approx(1.1066e10, rel=1e-4)
-    # flux x 4 pi D^2: doubling the distance quadruples the luminosity
-    assert luminosity_per_nanomaggy(200.0, m_sun_ab=5.11) == pytest.approx(
-        4 * luminosity_per_nanomaggy(100.0, m_sun_ab=5.11), rel=1e-12
-    )
-
-
-@pytest.mark.parametrize("dist", [0.0, -3.0, float("nan"), float("inf")])
-def test_luminosity_rejects_bad_distance(dist: float) -> None:
-    with pytest.raises(InputDataError, match="dist_mpc must be finite and > 0"):
-        luminosity_per_nanomaggy(dist, m_sun_ab=5.11)
 
 
 def test_features_by_hand() -> None:

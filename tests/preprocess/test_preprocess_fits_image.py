@@ -10,7 +10,6 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from morphomass.mock.formats import write_fits_image
 from morphomass.mock.survey import image_wcs
 from morphomass.preprocess.fits_image import (
     GalaxyImageError,
@@ -18,6 +17,7 @@ from morphomass.preprocess.fits_image import (
     pixel_scale_arcsec,
     sky_to_pixel,
 )
+from morphomass.rawformats import write_fits_image
 
 
 def _astropy_wcs(path: Path) -> WCS:

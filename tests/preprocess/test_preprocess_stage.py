@@ -50,7 +50,10 @@ def _assert_same_outputs(a: WorkDir, b: WorkDir) -> None:
 
 @pytest.fixture(name="reference", scope="module")
 def fixture_reference(tiny_survey: WorkDir, tmp_path_factory: pytest.TempPathFactory) -> WorkDir:
-    """The stage run once, in this process, on a copy of the tiny survey (shared by the tests that compare)."""
+    """Return the stage run once, in this process, on a copy of the tiny survey.
+
+    Shared by the tests that compare.
+    """
     workdir = WorkDir(tmp_path_factory.mktemp("reference"))
     workdir.ensure()
     shutil.copytree(tiny_survey.raw, workdir.raw, dirs_exist_ok=True)
@@ -91,9 +94,9 @@ def test_outputs_follow_the_contract(reference: WorkDir) -> None:
 
 
 def test_tables_figure_and_cleanup(reference: WorkDir) -> None:
-    failures = pd.read_csv(reference.tables / stage.FAILURES_NAME)
+    failures = pd.read_csv(reference.preprocess_failures)
     assert list(failures.columns) == ["objid", "kind", "reason", "path"] and failures.empty
-    galaxies = pd.read_csv(reference.tables / stage.GALAXIES_NAME)
+    galaxies = pd.read_csv(reference.preprocess_galaxies)
     assert len(galaxies) == 60 and galaxies["ok"].all()
     assert galaxies["n_stars_subtracted"].sum() > 0  # the mock has catalogued stars on some images
     png = reference.figures / stage.FIGURE_NAME
@@ -118,7 +121,7 @@ def test_failures_are_recorded_and_the_rest_goes_on(
     sample.to_parquet(workdir.sample, index=False)
     result = run_preprocess(_config(workers=1), workdir, progress=False)
 
-    failures = pd.read_csv(workdir.tables / stage.FAILURES_NAME).set_index("objid")
+    failures = pd.read_csv(workdir.preprocess_failures).set_index("objid")
     expected = {
         ids[0]: "missing_fits",
         ids[1]: "corrupt_fits",
@@ -285,12 +288,14 @@ class TestInputErrors:
     """Unusable inputs stop the stage with a message naming the file and the field."""
 
     def test_sample_missing_column(self, survey_copy: Callable[[], WorkDir]) -> None:
+        """Test that sample missing column."""
         workdir = survey_copy()
         pd.read_parquet(workdir.sample).drop(columns="dist_mpc").to_parquet(workdir.sample)
         with pytest.raises(InputDataError, match=r"sample.parquet: missing column\(s\) \['dist_mpc'\]"):
             run_preprocess(_config(workers=1), workdir, progress=False)
 
     def test_sample_duplicate_objid(self, survey_copy: Callable[[], WorkDir]) -> None:
+        """Test that sample duplicate objid."""
         workdir = survey_copy()
         sample = pd.read_parquet(workdir.sample)
         pd.concat([sample, sample.iloc[[3]]]).to_parquet(workdir.sample)
@@ -298,6 +303,7 @@ class TestInputErrors:
             run_preprocess(_config(workers=1), workdir, progress=False)
 
     def test_star_catalogue_without_coordinates(self, survey_copy: Callable[[], WorkDir]) -> None:
+        """Test that star catalogue without coordinates."""
         workdir = survey_copy()
         workdir.stars.write_text("objID,psfMag_g\n1,18.0\n")
         with pytest.raises(InputDataError, match=r"stars.csv: missing column\(s\) \['ra', 'dec'\]"):
@@ -306,6 +312,7 @@ class TestInputErrors:
     def test_no_star_catalogue_is_a_warning(
         self, survey_copy: Callable[[], WorkDir], caplog: pytest.LogCaptureFixture
     ) -> None:
+        """Test that no star catalogue is a warning."""
         workdir = survey_copy()
         workdir.stars.unlink()
         sample = pd.read_parquet(workdir.sample).head(5)
@@ -316,21 +323,24 @@ class TestInputErrors:
         assert result.summary["preprocessed"] == 5 and result.summary["stars_subtracted"] == 0
 
     def test_every_galaxy_failing_is_an_error(self, survey_copy: Callable[[], WorkDir]) -> None:
+        """Test that every galaxy failing is an error."""
         workdir = survey_copy()
         shutil.rmtree(workdir.raw_images / "g")
         match = "none of the 60 galaxies could be preprocessed.*FITS file is missing"
         with pytest.raises(InputDataError, match=match):
             run_preprocess(_config(workers=1), workdir, progress=False)
-        assert len(pd.read_csv(workdir.tables / stage.FAILURES_NAME)) == 60
+        assert len(pd.read_csv(workdir.preprocess_failures)) == 60
         assert not (workdir.root / PARTIAL_NAME).exists()
 
     def test_no_network_means_no_size(self, survey_copy: Callable[[], WorkDir]) -> None:
+        """Test that no network means no size."""
         config = _config(workers=1)
         config.cnn.nets = {}
         with pytest.raises(ConfigError, match="cnn.nets is empty"):
             run_preprocess(config, survey_copy(), progress=False)
 
     def test_config_rejects_bad_values(self) -> None:
+        """Test that config rejects bad values."""
         with pytest.raises(ConfigError, match="preprocess.noise_target"):
             load_config("tiny", overrides={"preprocess": {"noise_target": 1.5}})
         with pytest.raises(ConfigError, match="preprocess.band"):

@@ -25,7 +25,7 @@ OPTIONS = {
 
 @pytest.fixture(name="scene")
 def fixture_scene() -> dict[str, np.ndarray]:
-    """A galaxy at the centre, four catalogued stars and Gaussian noise; the parts kept apart."""
+    """Return a galaxy at the centre, four catalogued stars and Gaussian noise; the parts kept apart."""
     rng = np.random.default_rng(11)
     gal = galaxy(SHAPE, flux=12000.0, scale_pix=8.0)
     stars = sum(moffat(SHAPE, x, y, flux=f, fwhm=FWHM) for x, y, f in STARS)
@@ -46,8 +46,8 @@ def test_catalogued_stars_drop_to_the_background(scene: dict[str, np.ndarray]) -
     for x, y, flux in STARS:
         aperture = _aperture(x, y, 2.0 * FWHM)
         residual = (result.image - scene["galaxy"])[aperture]
-        # the star's flux is gone: what is left is the background, within the noise of the aperture (and of the
-        # background fit); a star left in place would leave its whole flux and a peak of 30-160 sigma
+        # the star's flux is gone: what is left is the background, within the noise of the aperture (and of
+        # the background fit); a star left in place would leave its whole flux and a peak of 30-160 sigma
         assert abs(residual.sum()) < 4.0 * NOISE * np.sqrt(aperture.sum()) + 0.05 * flux
         assert residual.max() < 6.0 * NOISE
         assert result.mask[aperture].all()

@@ -1,12 +1,13 @@
 """The ``catalog`` stage: raw catalogues -> ``sample.parquet`` (SPEC D1-D3, D6-D9; DESIGN §2).
 
 GSWLC-2 is the parent catalogue. Each galaxy is matched to HyperLeda by position (one-to-one, nearest within
-``hyperleda_radius_arcsec``) and to its SDSS photometry by ``objid``. The cuts, in order, each with a logged
-count: a HyperLeda match, a known D25 above ``d25_min_arcmin``, a valid redshift, mass and chi2, valid g
-photometry, then ``chi2_r < chi2_max``. The galaxies rejected by the last cut only are kept apart (with their
-M/L) for Fig. 2. Survivors get L_g from the g modelMag, M/L_g and its floored error, fluxes and luminosities
-in every band, the distance and the pixel size in kpc, the GZ2 probabilities of their one-to-one match within
-``gz2_radius_arcsec`` and a seeded train/val/test split.
+``hyperleda_radius_arcsec``) and to its SDSS photometry by ``objid``. The cuts of
+:func:`morphomass.selection.sample_cuts`, in order, each with a logged count: a HyperLeda match, a known D25
+above ``d25_min_arcmin``, a valid redshift, mass and chi2, valid g photometry, then ``chi2_r < chi2_max``. The
+galaxies rejected by the last cut only are kept apart (with their M/L) for Fig. 2. Survivors get L_g from the
+g modelMag, M/L_g and its floored error, fluxes and luminosities in every band, the distance and the pixel
+size in kpc, the GZ2 probabilities of their one-to-one match within ``gz2_radius_arcsec`` and a seeded
+train/val/test split.
 """
 
 from __future__ import annotations
@@ -19,35 +20,26 @@ import pandas as pd
 
 from morphomass import gz2
 from morphomass.catalog.crossmatch import match_sky
-from morphomass.catalog.readers import (
-    read_gswlc_dir,
-    read_gz2,
-    read_hyperleda,
-    read_photometry,
-    read_stars,
-)
-from morphomass.catalog.targets import (
-    PAPER_PIXEL_ARCSEC,
-    SDSS_PIXEL_ARCSEC,
-    compute_distances_mpc,
-    compute_luminosity,
-    compute_ml,
-    compute_pixel_kpc,
-    flux_from_asinh_mag,
-    make_split,
-)
+from morphomass.catalog.targets import compute_ml, make_split
 from morphomass.config import SDSS_BANDS, CatalogConfig, CosmologyConfig, PipelineConfig
 from morphomass.errors import InputDataError
 from morphomass.gz2 import make_gz2_targets
+from morphomass.photometry import (
+    compute_distances_mpc,
+    compute_luminosity,
+    compute_pixel_kpc,
+    flux_from_asinh_mag,
+    resolve_pixel_scale_arcsec,
+)
 from morphomass.progress import progress_bar
+from morphomass.rawformats import read_gswlc_dir, read_gz2, read_hyperleda, read_photometry, read_stars
+from morphomass.selection import CHI2_CUT, Cut, sample_cuts
 from morphomass.workdir import StageResult, WorkDir, atomic_path, write_text_atomic
 
-__all__ = ["SUMMARY_NAME", "CHI2_REJECTED_NAME", "build_sample", "run_catalog", "sample_columns"]
+__all__ = ["build_sample", "run_catalog", "sample_columns"]
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_NAME = "sample_summary.csv"
-CHI2_REJECTED_NAME = "sample_chi2_rejected.parquet"
 #: Columns shared by sample.parquet and the chi2-rejected table, in order.
 _CORE_COLUMNS = [
     "objid",
@@ -85,13 +77,14 @@ class _CutFlow:
         self.keep = np.ones(n, dtype=bool)
         self.rows: list[tuple[str, float, str]] = [("n_gswlc", n, description)]
 
-    def cut(self, reject: np.ndarray, key: str, description: str) -> None:
-        dropped = int((self.keep & reject).sum())
-        self.keep &= ~reject
-        self.rows.append((f"dropped_{key}", dropped, description))
+    def cut(self, cut: Cut) -> None:
+        """Apply one selection cut (:func:`morphomass.selection.sample_cuts`) and record it."""
+        dropped = int((self.keep & cut.reject).sum())
+        self.keep &= ~cut.reject
+        self.rows.append((f"dropped_{cut.key}", dropped, cut.description))
         left = int(self.keep.sum())
-        self.rows.append((f"n_after_{key}", left, f"galaxies left after dropping: {description}"))
-        logger.info("catalog: dropped %d galaxies (%s); %d left", dropped, description, self.keep.sum())
+        self.rows.append((f"n_after_{cut.key}", left, f"galaxies left after dropping: {cut.description}"))
+        logger.info("catalog: dropped %d galaxies (%s); %d left", dropped, cut.description, self.keep.sum())
 
     def add(self, key: str, value: float, description: str) -> None:
         self.rows.append((key, value, description))
@@ -126,10 +119,9 @@ def build_sample(
     Parameters
     ----------
     gswlc, hyperleda, photometry, gz2_table : pandas.DataFrame
-        Tables as returned by :func:`~morphomass.catalog.readers.read_gswlc_dir`,
-        :func:`~morphomass.catalog.readers.read_hyperleda`,
-        :func:`~morphomass.catalog.readers.read_photometry` and :func:`~morphomass.catalog.readers.read_gz2`
-        (weighted fractions).
+        Tables as returned by :func:`~morphomass.rawformats.read_gswlc_dir`,
+        :func:`~morphomass.rawformats.read_hyperleda`, :func:`~morphomass.rawformats.read_photometry` and
+        :func:`~morphomass.rawformats.read_gz2` (weighted fractions).
     catalog : CatalogConfig
         Cuts, radii, M/L error floor, solar magnitudes, AB offsets, pixel scale and split.
     cosmology : CosmologyConfig
@@ -166,9 +158,34 @@ def build_sample(
     )
     matched = h_index >= 0
     d25 = _take(hyperleda["d25_arcmin"].to_numpy(dtype=np.float64), h_index)
-    flow.cut(
-        ~matched, "no_hyperleda", f"no HyperLeda galaxy within {catalog.hyperleda_radius_arcsec:g} arcsec"
-    )
+    z = gswlc["z"].to_numpy(dtype=np.float64)
+    logmstar = gswlc["log_mstar"].to_numpy(dtype=np.float64)
+    logmstar_err = gswlc["log_mstar_err"].to_numpy(dtype=np.float64)
+    chi2 = gswlc["chi2_r"].to_numpy(dtype=np.float64)
+    phot = _photometry_for(gswlc, photometry, bands)
+    fluxes = {
+        b: flux_from_asinh_mag(phot[f"model_mag_{b}"], b, ab_offset_mag=catalog.ab_offset_mag[b])
+        for b in bands
+    }
+    mag_err_g = phot["model_mag_err_g"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        photometry_ok = ~(np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0))
+    cuts = {
+        cut.key: cut
+        for cut in sample_cuts(
+            matched=matched,
+            d25_arcmin=d25,
+            z=z,
+            logmstar=logmstar,
+            logmstar_err=logmstar_err,
+            chi2_r=chi2,
+            radius_arcsec=catalog.hyperleda_radius_arcsec,
+            d25_min_arcmin=catalog.d25_min_arcmin,
+            chi2_max=catalog.chi2_max,
+            photometry_ok=photometry_ok,
+        )
+    }
+    flow.cut(cuts.pop("no_hyperleda"))
     flow.add(
         "hyperleda_match_fraction",
         float(matched.mean()) if matched.size else 0.0,
@@ -179,33 +196,9 @@ def build_sample(
         float(np.nanmedian(h_sep)) if matched.any() else float("nan"),
         "median separation of the HyperLeda matches (arcsec)",
     )
-    flow.cut(np.isnan(d25), "no_d25", "HyperLeda match without logd25")
-    with np.errstate(invalid="ignore"):
-        flow.cut(~(d25 > catalog.d25_min_arcmin), "d25", f"D25 <= {catalog.d25_min_arcmin:g} arcmin")
-
-    z = gswlc["z"].to_numpy(dtype=np.float64)
-    logmstar = gswlc["log_mstar"].to_numpy(dtype=np.float64)
-    logmstar_err = gswlc["log_mstar_err"].to_numpy(dtype=np.float64)
-    chi2 = gswlc["chi2_r"].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        flow.cut(~(z > 0), "missing_redshift", "redshift missing (-99) or not positive")
-        flow.cut(
-            np.isnan(logmstar) | ~(logmstar_err >= 0), "missing_mass", "log M* or its error missing (-99)"
-        )
-        flow.cut(np.isnan(chi2), "missing_chi2", "SED reduced chi2 missing (-99)")
-
-    phot = _photometry_for(gswlc, photometry, bands)
-    fluxes = {
-        b: flux_from_asinh_mag(phot[f"model_mag_{b}"], b, ab_offset_mag=catalog.ab_offset_mag[b])
-        for b in bands
-    }
-    mag_err_g = phot["model_mag_err_g"].to_numpy()
-    with np.errstate(invalid="ignore"):
-        flow.cut(
-            np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0),
-            "missing_photometry",
-            "no SDSS photometry, or g modelMag/modelMagErr missing (-9999) or flux not positive",
-        )
+    chi2_cut = cuts.pop(CHI2_CUT)
+    for cut in cuts.values():  # SPEC D2, D1, D3 (chi2 known), valid photometry
+        flow.cut(cut)
 
     valid = np.flatnonzero(flow.keep)
     dist_lum, dist_ang = compute_distances_mpc(
@@ -219,9 +212,7 @@ def build_sample(
         mag_err_g[valid],
         rel_err_floor=catalog.ml_rel_err_floor,
     )
-    pixel_scale = catalog.pixel_scale_arcsec or (
-        PAPER_PIXEL_ARCSEC if cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC
-    )
+    pixel_scale = resolve_pixel_scale_arcsec(catalog.pixel_scale_arcsec, convention=cosmology.convention)
     table = pd.DataFrame(
         {
             "objid": gswlc["objid"].to_numpy(dtype=np.int64)[valid],
@@ -241,7 +232,7 @@ def build_sample(
             "pixel_kpc": compute_pixel_kpc(dist_ang, pixel_scale_arcsec=pixel_scale),
         }
     )
-    flow.cut(~(chi2 < catalog.chi2_max), "chi2", f"SED reduced chi2 >= {catalog.chi2_max:g}")
+    flow.cut(chi2_cut)  # SPEC D3: the galaxies it alone rejects are kept apart
     passes_chi2 = flow.keep[valid]
     chi2_rejected = table.loc[~passes_chi2, [*_CORE_COLUMNS, "dist_mpc"]]
     sample = table.loc[passes_chi2].sort_values("objid", kind="stable").reset_index(drop=True)
@@ -356,9 +347,9 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         advance(1)
     if n_stars is not None:
         summary.loc[len(summary)] = ["n_stars", n_stars, "point sources in raw/stars.csv"]
-    with atomic_path(workdir.tables / CHI2_REJECTED_NAME) as tmp:
+    with atomic_path(workdir.chi2_rejected) as tmp:
         chi2_rejected.to_parquet(tmp, index=False)
-    write_text_atomic(workdir.tables / SUMMARY_NAME, summary.to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(workdir.sample_summary, summary.to_csv(index=False, lineterminator="\n"))
     with atomic_path(workdir.sample) as tmp:  # the declared output last
         sample.to_parquet(tmp, index=False)
     seconds = time.perf_counter() - start
@@ -383,7 +374,7 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         values["ml_min"],
         values["ml_median"],
         values["ml_max"],
-        workdir.tables / SUMMARY_NAME,
+        workdir.sample_summary,
     )
     result_summary = {
         "gswlc_rows": len(gswlc),
@@ -392,5 +383,5 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         "gz2_match_fraction": round(float(sample["has_gz2"].mean()), 4),
         "ml_median": round(float(sample["ml"].median()), 4),
     }
-    outputs = ["sample.parquet", f"results/tables/{SUMMARY_NAME}", f"results/tables/{CHI2_REJECTED_NAME}"]
+    outputs = [workdir.relative(p) for p in (workdir.sample, workdir.sample_summary, workdir.chi2_rejected)]
     return StageResult(stage="catalog", outputs=outputs, seconds=seconds, summary=result_summary)

@@ -1,4 +1,7 @@
-"""Downloaded catalogue files: gzip detection by magic bytes, checked decompression, verbatim row selection."""
+"""Downloaded catalogue files: gzip detection by magic bytes, checked decompression.
+
+Verbatim row selection.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def is_gzip(path: Path) -> bool:
-    """True when the file starts with the gzip magic bytes ``1f 8b``."""
+    """Return True when the file starts with the gzip magic bytes ``1f 8b``."""
     with open(path, "rb") as fh:
         return fh.read(2) == GZIP_MAGIC
 
@@ -27,8 +30,8 @@ def is_gzip(path: Path) -> bool:
 def decompress_to(src: Path, dest: Path, *, source: str, expected: str) -> None:
     """Write the content of ``src`` to ``dest`` atomically: gunzipped when it is gzip, copied when it is not.
 
-    A server may send a ``.gz`` file already decompressed (``Content-Encoding: gzip`` decoded on the way), so the
-    magic bytes decide, not the name.
+    A server may send a ``.gz`` file already decompressed (``Content-Encoding: gzip`` decoded on the way), so
+    the magic bytes decide, not the name.
 
     Raises
     ------
@@ -48,7 +51,10 @@ def decompress_to(src: Path, dest: Path, *, source: str, expected: str) -> None:
                 msg = f"{source} is empty; expected {expected}"
                 raise InputDataError(msg)
     except EOFError as err:
-        msg = f"{source}: truncated gzip file (the compressed stream ends before its end marker); expected {expected}"
+        msg = (
+            f"{source}: truncated gzip file (the compressed stream ends before its end marker); "
+            f"expected {expected}"
+        )
         raise InputDataError(msg) from err
     except (gzip.BadGzipFile, zlib.error) as err:
         msg = f"{source}: corrupt gzip file ({err}); expected {expected}"

@@ -1,11 +1,14 @@
-"""SDSS frames: the DR12 mosaic service's script, the frame cache, single-frame cut-outs and reprojected mosaics.
+"""SDSS frames: the DR12 mosaic service's script, the frame cache.
 
-The mosaic service (``https://dr12.sdss.org/mosaics/script?...``) answers with a bash script that downloads the
-frames covering the requested field and runs SWarp on them (reference/data_formats.md §3.1). Only the frame list is
-taken from it; the frames are fetched from ``fetch.frames_url`` (a mirror or a local copy of
-``.../BOSS_PHOTOOBJ/frames``) and combined here with reproject onto a north-up TAN grid centred on the galaxy (mean of
-overlapping frames; SWarp's median needs at least three), or cut out of a single frame when one frame holds the whole
-field of view (no resampling at all). Pixel values stay in nanomaggies per pixel, as in the frames.
+Single-frame cut-outs and reprojected mosaics.
+
+The mosaic service (``https://dr12.sdss.org/mosaics/script?...``) answers with a bash script that downloads
+the frames covering the requested field and runs SWarp on them (reference/data_formats.md §3.1). Only the
+frame list is taken from it; the frames are fetched from ``fetch.frames_url`` (a mirror or a local copy of
+``.../BOSS_PHOTOOBJ/frames``) and combined here with reproject onto a north-up TAN grid centred on the galaxy
+(mean of overlapping frames; SWarp's median needs at least three), or cut out of a single frame when one frame
+holds the whole field of view (no resampling at all). Pixel values stay in nanomaggies per pixel, as in the
+frames.
 """
 
 from __future__ import annotations
@@ -127,7 +130,10 @@ def parse_mosaic_script(text: str, *, source: str) -> MosaicScript:
         msg = f"{source}: the mosaic service answered with an HTML page{what} instead of a script"
         raise InputDataError(msg)
     if not stripped.startswith("#!") and "swarp" not in text:
-        msg = f"{source}: not a mosaic-service script (a bash script running swarp); it starts {stripped[:60]!r}"
+        msg = (
+            f"{source}: not a mosaic-service script (a bash script running swarp); "
+            f"it starts {stripped[:60]!r}"
+        )
         raise InputDataError(msg)
     frames: dict[FrameId, None] = {}
     bands: dict[str, None] = {}
@@ -239,7 +245,8 @@ def cutout_from_frame(
     Returns
     -------
     (image, wcs) or None
-        float32 copy of the pixels and the cut-out's WCS; None when the square does not lie wholly in the frame.
+        float32 copy of the pixels and the cut-out's WCS; None when the square does not lie wholly in the
+        frame.
     """
     position = SkyCoord(ra_deg * u.deg, dec_deg * u.deg, frame="icrs")
     try:
@@ -309,7 +316,10 @@ def mosaic_frames(
 
 
 def _crop(data: np.ndarray, wcs: WCS, border: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, WCS] | None:
-    """The part of a frame (float64) and its WCS that covers the sky points ``border`` (ra, dec), or None."""
+    """Return the part of a frame (float64) and its WCS covering the sky points ``border``.
+
+    ``border`` is (ra, dec); None when the frame does not cover them.
+    """
     x, y = wcs.world_to_pixel_values(*border)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):  # the output lies beyond this frame's projection
         return None
@@ -363,7 +373,9 @@ class FrameStore:
         return f"{self.base_url}/{frame.rel_path(band)}"
 
     def get(self, frame: FrameId, band: str) -> tuple[np.ndarray, WCS]:
-        """The frame's image and WCS, from memory, the disk cache or the server (one new download if corrupt).
+        """Return the frame's image and WCS, from memory, the disk cache or the server.
+
+        One new download if corrupt.
 
         A local copy of the archive (``base_url`` a folder or ``file://`` URL) is read in place, not cached.
 
@@ -413,7 +425,10 @@ class FrameStore:
         raise FetchError(msg)
 
     def prune(self) -> int:
-        """Remove least recently used frames until the cache fits ``max_bytes``; return how many were removed."""
+        """Remove least recently used frames until the cache fits ``max_bytes``.
+
+        Return how many were removed.
+        """
         if self.max_bytes is None or not self.cache_dir.exists():
             return 0
         files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.cache_dir.rglob("*.fits.bz2")]

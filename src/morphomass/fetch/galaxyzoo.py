@@ -53,7 +53,10 @@ def read_gz2_positions(path: Path, *, source: str) -> tuple[np.ndarray, np.ndarr
     header = [h.strip() for h in header]
     missing = [c for c in REQUIRED_GZ2_COLUMNS if c not in header]
     if missing:
-        msg = f"{source}: the GZ2 table lacks {len(missing)} expected columns, e.g. {missing[:3]} (Hart+16 format)"
+        msg = (
+            f"{source}: the GZ2 table lacks {len(missing)} expected columns, e.g. {missing[:3]} "
+            "(Hart+16 format)"
+        )
         raise InputDataError(msg)
     try:
         table = pd.read_csv(path, usecols=["ra", "dec"], skip_blank_lines=True)

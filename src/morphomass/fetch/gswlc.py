@@ -1,4 +1,10 @@
-"""GSWLC-2 (Salim et al. 2016, 2018): the download's URL and a checked reader of the 24-column table."""
+"""GSWLC-2 (Salim et al. 2016, 2018; SPEC D1): the download's URL and a lenient reader of the whole table.
+
+The columns are those of :data:`morphomass.rawformats.GSWLC`. Unlike :func:`morphomass.rawformats.read_gswlc`
+(the catalogue's strict reader of ``raw/``), :func:`read_gswlc` here reads the table as downloaded, keeps -99
+and repeated ids (the region and target selection decide what is copied to ``raw/``) and names the URL in its
+messages.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,9 @@ import numpy as np
 import pandas as pd
 
 from morphomass.errors import InputDataError
-from morphomass.mock.formats import GSWLC_COLUMNS
+from morphomass.rawformats import GSWLC, gswlc_file_name
 
 __all__ = ["gswlc_file_name", "gswlc_url", "read_gswlc"]
-
-#: Missing values in GSWLC-2.
-MISSING = -99
-
-
-def gswlc_file_name(catalog: str) -> str:
-    """``GSWLC-X2.dat`` for catalogue ``X2`` (the name in raw/gswlc/)."""
-    return f"GSWLC-{catalog}.dat"
 
 
 def gswlc_url(base_url: str, catalog: str) -> str:
@@ -39,15 +37,17 @@ def read_gswlc(path: Path, *, source: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns named as in :data:`morphomass.mock.formats.GSWLC_COLUMNS` (``objid``, ``glxid``, ..., ``ra``,
-        ``dec``, ``z``, ``chi2_r``, ``log_mstar``, ...), one row per non-blank line; ``objid`` int64; -99 kept.
+        Columns named as in :data:`morphomass.rawformats.GSWLC` (``objid``, ``glxid``, ..., ``ra``,
+        ``dec``, ``z``, ``chi2_r``, ``log_mstar``, ...), one row per non-blank line; ``objid`` int64; -99
+        kept.
 
     Raises
     ------
     InputDataError
-        Empty table, a line with another number of columns, or a non-numeric value; the message names the line.
+        Empty table, a line with another number of columns, or a non-numeric value; the message names the
+        line.
     """
-    names = list(GSWLC_COLUMNS)
+    names = list(GSWLC.names)
     try:
         table = pd.read_csv(path, sep=r"\s+", header=None, engine="c", dtype={0: "Int64", 1: "Int64"})
     except pd.errors.EmptyDataError as err:

@@ -1,13 +1,16 @@
-"""Robust downloads: retries with exponential backoff, timeouts, resume, a per-server rate limit, local copies.
+"""Robust downloads: retries with exponential backoff, timeouts, resume, a per-server rate limit.
 
-:class:`HttpClient` writes every download to ``<name>.part`` and renames it onto ``<name>`` only once the transfer is
-complete (the byte count matches ``Content-Length``), the content passed its check and, when one is given, its
-SHA-256 matches. A ``.part`` file therefore never counts as done; the next attempt resumes it with an HTTP ``Range``
-request (a server that ignores ranges sends the whole file again). Bytes are stored exactly as sent: a server that
-adds ``Content-Encoding: gzip`` (the GSWLC server does) is not decoded here, so that gzip detection by magic bytes and
-resuming both work on the bytes on the wire.
+Local copies.
 
-A URL may also be a ``file://`` URL or a plain local path (a local copy of an archive): it is copied, not fetched.
+:class:`HttpClient` writes every download to ``<name>.part`` and renames it onto ``<name>`` only once the
+transfer is complete (the byte count matches ``Content-Length``), the content passed its check and, when one
+is given, its SHA-256 matches. A ``.part`` file therefore never counts as done; the next attempt resumes it
+with an HTTP ``Range`` request (a server that ignores ranges sends the whole file again). Bytes are stored
+exactly as sent: a server that adds ``Content-Encoding: gzip`` (the GSWLC server does) is not decoded here, so
+that gzip detection by magic bytes and resuming both work on the bytes on the wire.
+
+A URL may also be a ``file://`` URL or a plain local path (a local copy of an archive): it is copied, not
+fetched.
 """
 
 from __future__ import annotations
@@ -73,14 +76,14 @@ class DownloadStats:
 
 
 def full_url(url: str, params: Mapping[str, str] | None = None) -> str:
-    """The URL with its query string, as it is sent (the cache key of a query)."""
+    """Return the URL with its query string, as it is sent (the cache key of a query)."""
     if not params:
         return url
     return requests.Request("GET", url, params=dict(params)).prepare().url or url
 
 
 def local_path(url: str) -> Path | None:
-    """The local file a ``file://`` URL or a plain path names, or None for a network URL."""
+    """Return the local file a ``file://`` URL or a plain path names, or None for a network URL."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         return Path(urllib.parse.unquote(parsed.path))
@@ -169,7 +172,10 @@ class HttpClient:
         self._local = threading.local()
 
     def file_lock(self, path: Path) -> threading.Lock:
-        """The lock that guards one destination file (held while it is downloaded; take it to read or delete)."""
+        """Return the lock that guards one destination file.
+
+        It is held while the file is downloaded; take it to read or delete the file.
+        """
         key = Path(path).absolute()
         with self._lock:
             return self._file_locks.setdefault(key, threading.Lock())
@@ -194,8 +200,8 @@ class HttpClient:
         params : mapping, optional
             Query parameters (network URLs only).
         validate : callable, optional
-            Called with the complete ``.part`` file; raises (usually :class:`InputDataError`) if the content is
-            not what was asked for. The ``.part`` file is then removed and ``dest`` is not written.
+            Called with the complete ``.part`` file; raises (usually :class:`InputDataError`) if the content
+            is not what was asked for. The ``.part`` file is then removed and ``dest`` is not written.
         sha256 : str, optional
             Expected SHA-256 (hex) of the bytes.
 
@@ -236,7 +242,7 @@ class HttpClient:
                 self.stats.files += 1
             return dest
 
-    # ------------------------------------------------------------------------------------------------ internals
+    # ---------------------------------------------------------------------------------------------- internals
 
     def _copy_local(self, local: Path, part: Path, params: Mapping[str, str] | None) -> None:
         if params:

@@ -1,9 +1,10 @@
-"""HyperLeda D25: SQL queries through the documented CGI interface, or the static VizieR VII/237 (PGC2003) table.
+"""HyperLeda D25 (SPEC D2): SQL queries through the documented CGI interface, or VizieR VII/237 (PGC2003).
 
 Both answers are turned into the columns of the raw ``hyperleda.csv`` (DESIGN §2:
-``pgc|objname|objtype|al2000|de2000|logd25|e_logd25|logr25|pa``, ``al2000`` in hours). The exact header and comment
-lines of HyperLeda's text output are not documented (reference/data_formats.md §2.3), so the reader accepts comment
-lines (``#``), blank lines, padding around the fields, a trailing ``|`` and ``NaN``/empty for undefined values.
+``pgc|objname|objtype|al2000|de2000|logd25|e_logd25|logr25|pa``, ``al2000`` in hours). The exact header and
+comment lines of HyperLeda's text output are not documented (reference/data_formats.md §2.3), so the reader
+accepts comment lines (``#``), blank lines, padding around the fields, a trailing ``|`` and ``NaN``/empty for
+undefined values.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pandas as pd
 from astropy.coordinates import Angle
 
 from morphomass.errors import InputDataError
-from morphomass.mock.formats import HYPERLEDA_COLUMNS
+from morphomass.photometry import degrees_to_hours
+from morphomass.rawformats import HYPERLEDA
 
 __all__ = [
     "LEDA_FIELDS",
@@ -27,7 +29,7 @@ __all__ = [
     "vizier_query",
 ]
 
-LEDA_FIELDS: tuple[str, ...] = tuple(HYPERLEDA_COLUMNS)
+LEDA_FIELDS: tuple[str, ...] = HYPERLEDA.names
 _NUMERIC = ("al2000", "de2000", "logd25", "e_logd25", "logr25", "pa")
 _UNDEFINED = {"", "nan", "-", "null", "none", "--"}
 #: VizieR VII/237 column -> HyperLeda meandata column.
@@ -64,11 +66,13 @@ def leda_query(
 ) -> dict[str, str]:
     """Parameters of one HyperLeda SQL query (``G.cgi``): galaxies in a box with ``logd25 > logd25_min``.
 
-    The box is given in degrees; HyperLeda's ``al2000`` is in hours. The output is '|'-separated text (``a=csv[|]``).
+    The box is given in degrees; HyperLeda's ``al2000`` is in hours. The output is '|'-separated text
+    (``a=csv[|]``).
     """
     sql = (
         f"objtype='G' and logd25>{logd25_min:.5f} "
-        f"and al2000>={ra_lo_deg / 15:.8f} and al2000<{ra_hi_deg / 15:.8f} "
+        f"and al2000>={float(degrees_to_hours(ra_lo_deg)):.8f} "
+        f"and al2000<{float(degrees_to_hours(ra_hi_deg)):.8f} "
         f"and de2000>={dec_lo_deg:.6f} and de2000<{dec_hi_deg:.6f}"
     )
     return {
@@ -170,8 +174,8 @@ def parse_leda(text: str, *, source: str) -> pd.DataFrame:
     Raises
     ------
     InputDataError
-        HTML instead of text, an empty answer, a header without ``pgc``/``al2000``/``de2000``/``logd25``, a row
-        with another number of fields, or a field that is not a number (the message names line and field).
+        HTML instead of text, an empty answer, a header without ``pgc``/``al2000``/``de2000``/``logd25``, a
+        row with another number of fields, or a field that is not a number (the message names line and field).
     """
     expected = "HyperLeda's '|'-separated table"
     lines = _check_text(text, source=source, expected=expected)
@@ -199,7 +203,10 @@ def parse_leda(text: str, *, source: str) -> pd.DataFrame:
 
 
 def _decimal_degrees(values: pd.Series, *, unit: str) -> pd.Series:
-    """A VizieR position column in decimal degrees (it is sexagesimal if the server ignored ``-oc.form=d``)."""
+    """Return a VizieR position column in decimal degrees.
+
+    It is sexagesimal if the server ignored ``-oc.form=d``.
+    """
     text = values.astype(str).str.strip()
     sexagesimal = text.str.contains(r"\d[ :]\d", regex=True)
     if not sexagesimal.any():
@@ -253,6 +260,6 @@ def parse_vizier(text: str, *, source: str) -> pd.DataFrame:
     ra_deg = _to_float(
         _decimal_degrees(table["al2000"], unit="hourangle"), column="RAJ2000", source=source, first_line=first
     )
-    table["al2000"] = ra_deg / 15.0
+    table["al2000"] = degrees_to_hours(ra_deg)
     table["de2000"] = _decimal_degrees(table["de2000"], unit="deg")
     return _finish(table, source=source, first_line=first)

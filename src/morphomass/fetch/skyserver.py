@@ -1,11 +1,12 @@
 """SDSS DR12 photometry and stars through SkyServer's SQL search (``x_results.aspx``, ``format=csv``).
 
 The queries are batched by position: a table value constructor holds the positions of a batch, and
-``CROSS APPLY dbo.fGetNearestObjEq`` (photometry: the nearest primary object) or ``dbo.fGetNearbyObjEq`` (stars: all
-primary point sources, ``type = 6``, within a radius in arcmin) runs for each. This is the request astroquery's
-``SDSS.query_sql(sql, data_release=12)`` sends (GET ``cmd=<sql>&format=csv&searchtool=SQL``); morphomass sends it
-with its own client so that retries, resume, the rate limit and the cache apply, and so that the endpoint is one
-configurable URL (``fetch.skyserver_sql_url``) that a mirror or a test server can stand in for.
+``CROSS APPLY dbo.fGetNearestObjEq`` (photometry: the nearest primary object) or ``dbo.fGetNearbyObjEq``
+(stars: all primary point sources, ``type = 6``, within a radius in arcmin) runs for each. This is the request
+astroquery's ``SDSS.query_sql(sql, data_release=12)`` sends (GET ``cmd=<sql>&format=csv&searchtool=SQL``);
+morphomass sends it with its own client so that retries, resume, the rate limit and the cache apply, and so
+that the endpoint is one configurable URL (``fetch.skyserver_sql_url``) that a mirror or a test server can
+stand in for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from morphomass.errors import InputDataError
+from morphomass.rawformats import PHOTOMETRY, STARS
 
 __all__ = [
     "PHOTOMETRY_COLUMNS",
@@ -30,15 +32,9 @@ __all__ = [
 
 BANDS = ("u", "g", "r", "i", "z")
 #: Columns of raw/sdss_photometry.csv, in order (DESIGN §2).
-PHOTOMETRY_COLUMNS: tuple[str, ...] = (
-    "objID",
-    "ra",
-    "dec",
-    *(f"modelMag_{b}" for b in BANDS),
-    *(f"modelMagErr_{b}" for b in BANDS),
-)
+PHOTOMETRY_COLUMNS: tuple[str, ...] = PHOTOMETRY.names
 #: Columns of raw/stars.csv, in order.
-STAR_COLUMNS: tuple[str, ...] = ("objID", "ra", "dec", "type", "psfMag_g")
+STAR_COLUMNS: tuple[str, ...] = STARS.names
 STAR_TYPE = 6
 _INT_COLUMNS = ("objID", "input_id", "type")
 
@@ -46,7 +42,7 @@ _INT_COLUMNS = ("objID", "input_id", "type")
 def photometry_sql(
     objids: Sequence[int], ra_deg: np.ndarray, dec_deg: np.ndarray, *, radius_arcmin: float
 ) -> str:
-    """SQL for the model magnitudes of the nearest primary object to each position.
+    """Return SQL for the model magnitudes of the nearest primary object to each position.
 
     Parameters
     ----------
@@ -74,7 +70,7 @@ def photometry_sql(
 
 
 def stars_sql(ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcmin: np.ndarray) -> str:
-    """SQL for every primary point source (``type = 6``) within ``radius_arcmin`` of each position.
+    """Return SQL for every primary point source (``type = 6``) within ``radius_arcmin`` of each position.
 
     Returns
     -------
@@ -116,7 +112,8 @@ def parse_skyserver_csv(text: str, *, source: str, required: Sequence[str]) -> p
     Raises
     ------
     InputDataError
-        An HTML page or SkyServer error message, an answer without a header, missing columns, or unreadable rows.
+        An HTML page or SkyServer error message, an answer without a header, missing columns, or unreadable
+        rows.
     """
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped[:1] == "<" or "error_message" in text.lower():
@@ -125,7 +122,10 @@ def parse_skyserver_csv(text: str, *, source: str, required: Sequence[str]) -> p
         raise InputDataError(msg)
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not lines:
-        msg = f"{source}: empty answer from SkyServer (not even a header row); expected CSV with {list(required)}"
+        msg = (
+            f"{source}: empty answer from SkyServer (not even a header row); "
+            f"expected CSV with {list(required)}"
+        )
         raise InputDataError(msg)
     header = [h.strip() for h in lines[0].split(",")]
     missing = [c for c in required if c not in header]

@@ -3,17 +3,20 @@
 Order of work (each step resumes from the download cache, ``fetch.cache_dir`` or ``<workdir>/cache``):
 
 1. GSWLC-2 (``GSWLC-<X2|A2|M2|D2>.dat.gz``; gzip detected by its magic bytes), rows in ``fetch.region``;
-2. HyperLeda galaxies with ``D25 > fetch.hyperleda_d25_min_arcmin`` in RA slices (SQL interface, or VizieR VII/237);
-3. the image targets: GSWLC galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
-   ``hyperleda_radius_arcsec`` with ``D25 > image_d25_min_arcmin``; ``fetch.limit`` keeps a seeded random subset;
+2. HyperLeda galaxies with ``D25 > fetch.hyperleda_d25_min_arcmin`` in RA slices (SQL interface, or VizieR
+VII/237); 3. the image targets: GSWLC galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
+   ``hyperleda_radius_arcsec`` with ``D25 > image_d25_min_arcmin``; ``fetch.limit`` keeps a seeded random
+   subset;
 4. Galaxy Zoo 2 (Hart+16) rows in the region (or near the targets when limited);
 5. SDSS DR12 model magnitudes of the targets and the stars around them (SkyServer SQL, batched by position);
 6. one image per target and band, field of view ``fov_factor x D25``, from SDSS frames (cut-out or mosaic).
 
-GSWLC-2 and GZ2 rows are copied verbatim from the distributed files; HyperLeda, photometry and stars are written by
-the mock's writers (:mod:`morphomass.mock.formats`). What could not be fetched (a galaxy outside the imaging, a frame
-the server refused, no photometric match) is listed in ``fetch_report.json`` at the work-directory root; a rerun
-(``morphomass fetch --force``) fetches only what is missing.
+GSWLC-2 and GZ2 rows are copied verbatim from the distributed files; HyperLeda, photometry and stars are
+written by the writers of :mod:`morphomass.rawformats` (the ones the mock uses). The image targets pass the
+cuts of SPEC D1-D3 (:func:`morphomass.selection.sample_cuts`, the catalogue's own). What could not be fetched
+(a galaxy outside the imaging, a frame the server refused, no photometric match) is listed in
+``fetch_report.json`` at the work-directory root; a rerun (``morphomass fetch --force``) fetches only what is
+missing.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from morphomass.fetch.frames import (
     parse_mosaic_script,
 )
 from morphomass.fetch.galaxyzoo import read_gz2_positions
-from morphomass.fetch.gswlc import MISSING, gswlc_file_name, gswlc_url, read_gswlc
+from morphomass.fetch.gswlc import gswlc_url, read_gswlc
 from morphomass.fetch.http import HttpClient, full_url
 from morphomass.fetch.hyperleda import leda_query, parse_leda, parse_vizier, ra_slices, vizier_query
 from morphomass.fetch.skyserver import (
@@ -56,16 +59,25 @@ from morphomass.fetch.skyserver import (
     skyserver_params,
     stars_sql,
 )
-from morphomass.mock.formats import write_fits_image, write_hyperleda, write_photometry, write_stars
+from morphomass.photometry import d25_arcmin_from_logd25, hours_to_degrees, logd25_from_d25_arcmin
 from morphomass.progress import progress_bar
+from morphomass.rawformats import (
+    GSWLC_MISSING,
+    gswlc_file_name,
+    write_fits_image,
+    write_hyperleda,
+    write_photometry,
+    write_stars,
+)
+from morphomass.selection import sample_cuts, selected
 from morphomass.workdir import StageResult, WorkDir, file_sha256, write_json_atomic
 
 __all__ = ["in_region", "limit_targets", "run_fetch", "select_targets"]
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "fetch_report.json"
-#: Rows of HyperLeda and GZ2 kept around each target when ``fetch.limit`` is set, and the padding of region queries.
+#: Rows of HyperLeda and GZ2 kept around each target when ``fetch.limit`` is set, and the padding of region
+#: queries.
 KEEP_RADIUS_ARCSEC = 10.0
 #: Frames are looked at in this many galaxies between two prunings of the frame cache.
 PRUNE_EVERY = 25
@@ -79,7 +91,9 @@ class _GalaxyFailure(Exception):
 
 
 def in_region(ra_deg: np.ndarray, dec_deg: np.ndarray, region: tuple[float, ...] | None) -> np.ndarray:
-    """Boolean mask of the positions inside ``region = (ra1, ra2, dec1, dec2)`` (degrees; ``ra1 > ra2`` wraps).
+    """Boolean mask of the positions inside ``region = (ra1, ra2, dec1, dec2)`` (degrees.
+
+    ``ra1 > ra2`` wraps).
 
     None means the whole sky.
     """
@@ -110,12 +124,16 @@ def select_targets(
     d25_min_arcmin: float,
     chi2_max: float | None,
 ) -> pd.DataFrame:
-    """The galaxies whose images, photometry and stars are fetched (SPEC D1-D3).
+    """Return the galaxies whose images, photometry and stars are fetched: the cuts of SPEC D1-D3.
+
+    The cuts are the catalogue's (:func:`morphomass.selection.sample_cuts`) without the photometry, which is
+    fetched for the targets; the HyperLeda match is the nearest galaxy within the radius.
 
     Parameters
     ----------
     gswlc : DataFrame
-        GSWLC-2 rows (``objid``, ``ra``, ``dec``, ``chi2_r``, ``log_mstar``); -99 marks missing values.
+        GSWLC-2 rows (``objid``, ``ra``, ``dec``, ``z``, ``chi2_r``, ``log_mstar``, ``log_mstar_err``); -99
+        marks missing values.
     hyperleda : DataFrame
         HyperLeda rows (``al2000`` hours, ``de2000`` degrees, ``logd25`` log10(0.1 arcmin)).
     radius_arcsec : float
@@ -123,27 +141,41 @@ def select_targets(
     d25_min_arcmin : float
         Keep ``D25 > d25_min_arcmin``.
     chi2_max : float or None
-        Keep ``0 <= chi2_r < chi2_max``; None keeps every chi2.
+        Keep ``chi2_r < chi2_max`` (a missing chi2 is rejected); None keeps every chi2, missing too.
 
     Returns
     -------
     DataFrame
-        ``objid`` (int64), ``ra``, ``dec`` (degrees), ``d25_arcmin``, one row per galaxy (first occurrence of an
-        objid), ordered by declination band and RA so that neighbours share frames.
+        ``objid`` (int64), ``ra``, ``dec`` (degrees), ``d25_arcmin``, one row per galaxy (first occurrence of
+        an objid), ordered by declination band and RA so that neighbours share frames.
     """
     table = gswlc.drop_duplicates("objid")
-    ok = (table["log_mstar"].to_numpy() > MISSING) & (table["log_mstar_err"].to_numpy() > MISSING)
-    if chi2_max is not None:
-        chi2 = table["chi2_r"].to_numpy()
-        ok &= (chi2 >= 0) & (chi2 < chi2_max)
     d25 = np.full(len(table), np.nan)
+    matched = np.zeros(len(table), dtype=bool)
     if len(hyperleda) and len(table):
         coords = SkyCoord(table["ra"].to_numpy() * u.deg, table["dec"].to_numpy() * u.deg)
-        leda = SkyCoord(hyperleda["al2000"].to_numpy() * 15.0 * u.deg, hyperleda["de2000"].to_numpy() * u.deg)
+        leda_ra = hours_to_degrees(hyperleda["al2000"].to_numpy())
+        leda = SkyCoord(leda_ra * u.deg, hyperleda["de2000"].to_numpy() * u.deg)
         idx, sep, _ = coords.match_to_catalog_sky(leda)
         matched = sep.arcsec <= radius_arcsec
-        d25 = np.where(matched, 0.1 * 10.0 ** hyperleda["logd25"].to_numpy()[idx], np.nan)
-    ok &= np.nan_to_num(d25, nan=-1.0) > d25_min_arcmin
+        d25 = np.where(matched, d25_arcmin_from_logd25(hyperleda["logd25"].to_numpy()[idx]), np.nan)
+
+    def column(name: str) -> np.ndarray:
+        values = table[name].to_numpy(dtype=float)
+        return np.where(values == GSWLC_MISSING, np.nan, values)
+
+    cuts = sample_cuts(
+        matched=matched,
+        d25_arcmin=d25,
+        z=column("z"),
+        logmstar=column("log_mstar"),
+        logmstar_err=column("log_mstar_err"),
+        chi2_r=column("chi2_r"),
+        radius_arcsec=radius_arcsec,
+        d25_min_arcmin=d25_min_arcmin,
+        chi2_max=chi2_max,
+    )
+    ok = selected(cuts)
     targets = pd.DataFrame(
         {
             "objid": table["objid"].to_numpy(dtype=np.int64)[ok],
@@ -157,7 +189,10 @@ def select_targets(
 
 
 def limit_targets(targets: pd.DataFrame, limit: int | None, *, rng: np.random.Generator) -> pd.DataFrame:
-    """A random subset of ``limit`` targets (all if None), the same for the same seed and nested in ``limit``."""
+    """Return a random subset of ``limit`` targets (all if None).
+
+    The same for the same seed and nested in ``limit``.
+    """
     if limit is None or limit >= len(targets):
         return targets
     by_id = np.argsort(targets["objid"].to_numpy(), kind="stable")
@@ -183,7 +218,10 @@ def _cache_name(prefix: str, url: str, params: dict[str, str], suffix: str) -> s
 
 
 def _region_box(region: tuple[float, ...] | None, pad_deg: float) -> tuple[float, float, float, float]:
-    """The query box of a region, padded so that matches just outside it are found (whole sky for None)."""
+    """Return the query box of a region, padded so that matches just outside it are found.
+
+    Whole sky for None.
+    """
     if region is None:
         return 0.0, 360.0, -90.0, 90.0
     ra1, ra2, dec1, dec2 = region
@@ -231,7 +269,7 @@ def _query_hyperleda(
         "vizier": (fc.vizier_url, vizier_query, parse_vizier),
     }[service]
     ra1, ra2, dec1, dec2 = box
-    logd25_min = float(np.log10(fc.hyperleda_d25_min_arcmin * 10.0))
+    logd25_min = float(logd25_from_d25_arcmin(fc.hyperleda_d25_min_arcmin))
     slices = ra_slices(ra1, ra2, step_deg=fc.hyperleda_ra_step_deg)
 
     def validate(p: Path) -> None:
@@ -613,7 +651,10 @@ def _fetch_all(
         chosen = set(targets["objid"])
         masks = {c: region_masks[c] & t["objid"].isin(chosen).to_numpy() for c, (_, t) in tables.items()}
         leda_keep = _near(
-            hyperleda["al2000"].to_numpy() * 15.0, hyperleda["de2000"].to_numpy(), targets, KEEP_RADIUS_ARCSEC
+            hours_to_degrees(hyperleda["al2000"].to_numpy()),
+            hyperleda["de2000"].to_numpy(),
+            targets,
+            KEEP_RADIUS_ARCSEC,
         )
         hyperleda = hyperleda[leda_keep].reset_index(drop=True)
     else:
@@ -669,8 +710,8 @@ def run_fetch(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True
     Returns
     -------
     StageResult
-        Outputs ``raw`` and ``fetch_report.json``; the summary has the row counts, images written, failures and
-        the megabytes downloaded.
+        Outputs ``raw`` and ``fetch_report.json``; the summary has the row counts, images written, failures
+        and the megabytes downloaded.
 
     Raises
     ------
@@ -697,7 +738,7 @@ def run_fetch(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True
     finally:  # also after an error: what was fetched and what failed so far
         report.counts["seconds"] = round(time.perf_counter() - start, 1)
         write_json_atomic(
-            workdir.root / REPORT_NAME,
+            workdir.fetch_report,
             {
                 "counts": report.counts,
                 "sources": report.sources,
@@ -706,8 +747,7 @@ def run_fetch(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True
         )
     seconds = time.perf_counter() - start
     if report.failures:
-        logger.warning(
-            "%d items could not be fetched; see %s", len(report.failures), workdir.root / REPORT_NAME
-        )
+        logger.warning("%d items could not be fetched; see %s", len(report.failures), workdir.fetch_report)
     logger.info("fetch done in %.1f s: %s", seconds, summary)
-    return StageResult(stage="fetch", outputs=["raw", REPORT_NAME], seconds=seconds, summary=summary)
+    outputs = [workdir.relative(workdir.raw), workdir.relative(workdir.fetch_report)]
+    return StageResult(stage="fetch", outputs=outputs, seconds=seconds, summary=summary)

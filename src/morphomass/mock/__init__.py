@@ -1,4 +1,6 @@
-"""The built-in synthetic survey (DESIGN §6): a small universe rendered with GalSim, written in the real formats.
+"""The built-in synthetic survey (DESIGN §6): a small universe rendered with GalSim.
+
+Written in the real formats.
 
 See docs/mock.md for its physics and calibration. ``mock_truth.parquet`` is for diagnostics and tests only: no
 pipeline stage reads it.

@@ -1,15 +1,16 @@
 """The mock universe: galaxy populations, stellar populations, dust, photometry, sizes and selection.
 
-Pure functions of arrays and a ``numpy.random.Generator``; no I/O. docs/mock.md explains every relation and its
-parameters. Quantities carry their unit in the name (``_kpc``, ``_arcsec``, ``_mag``); ``log_`` means log10.
+Pure functions of arrays and a ``numpy.random.Generator``; no I/O. docs/mock.md explains every relation and
+its parameters. Quantities carry their unit in the name (``_kpc``, ``_arcsec``, ``_mag``); ``log_`` means
+log10.
 
-The target the pipeline learns is the *observed-frame* g-band mass-to-light ratio, M* / L_g with L_g computed from
-the apparent g magnitude and the luminosity distance without k-correction (DESIGN §2). So::
+The target the pipeline learns is the *observed-frame* g-band mass-to-light ratio, M* / L_g with L_g computed
+from the apparent g magnitude and the luminosity distance without k-correction (DESIGN §2). So::
 
     log10(M/L_g)_target = log10(M/L_g)_intrinsic + 0.4 (A_g + K_g)
 
-where the intrinsic (dust-free, rest-frame) M/L follows the stellar population, A_g is the dust attenuation (which
-grows with the inclination of discs) and K_g the k-correction.
+where the intrinsic (dust-free, rest-frame) M/L follows the stellar population, A_g is the dust attenuation
+(which grows with the inclination of discs) and K_g the k-correction.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import pandas as pd
 from astropy.cosmology import FlatLambdaCDM
 from numpy.typing import NDArray
 
+from morphomass.photometry import M_SUN_AB
+
 __all__ = [
     "BANDS",
     "CLASSES",
     "MOCK_COSMOLOGY",
-    "asinh_mag",
     "draw_galaxies",
     "isophotal_radius_arcsec",
     "max_selectable_redshift",
@@ -38,20 +40,21 @@ CLASSES: tuple[str, ...] = ("elliptical", "disk", "irregular", "merger")
 CLASS_FRACTIONS: tuple[float, ...] = (0.30, 0.63, 0.04, 0.03)
 #: The mock universe's cosmology; fixed, independent of the analysis cosmology of the pipeline.
 MOCK_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
-M_SUN_AB: dict[str, float] = {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50}
-#: SDSS asinh softening parameters b per band (Lupton et al. 1999; EDR Table 21).
-ASINH_SOFTENING: dict[str, float] = {"u": 1.4e-10, "g": 0.9e-10, "r": 1.2e-10, "i": 1.8e-10, "z": 7.4e-10}
-#: SDSS modelMag minus AB magnitude per band: the u and z zero points are off AB (u_AB = u - 0.04, z_AB = z + 0.02).
+#: SDSS modelMag minus AB magnitude per band: the u and z zero points are off AB (u_AB = u - 0.04, z_AB = z +
+#: 0.02).
 SDSS_MAG_MINUS_AB: dict[str, float] = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": -0.02}
-#: Attenuation in each band relative to g for a screen (Cardelli-like); discs grey with inclination (see dust).
+#: Attenuation in each band relative to g for a screen (Cardelli-like); discs grey with inclination (see
+#: dust).
 DUST_RATIO: dict[str, float] = {"u": 1.30, "g": 1.0, "r": 0.76, "i": 0.57, "z": 0.43}
-#: Per-pixel sky noise (1 sigma, nanomaggies) of background-subtracted SDSS mosaics at 0.396"/px; r measured on
-#: the real frames in shared/fixtures/sdss_real (0.024-0.030), the others scaled by SDSS sky brightness and QE.
+#: Per-pixel sky noise (1 sigma, nanomaggies) of background-subtracted SDSS mosaics at 0.396"/px; r measured
+#: on the real frames in shared/fixtures/sdss_real (0.024-0.030), the others scaled by SDSS sky brightness and
+#: QE.
 SKY_NOISE_NMGY: dict[str, float] = {"u": 0.045, "g": 0.021, "r": 0.027, "i": 0.036, "z": 0.11}
 #: Photo-electrons per nanomaggy (gain ~4.7 e-/DN and ~200 DN/nMgy), for the source Poisson noise.
 ELECTRONS_PER_NMGY: float = 900.0
 SDSS_SPECTRO_LIMIT_R: float = 17.77
-#: Isophote of the mock's HyperLeda D25 (B mag/arcsec^2); see docs/mock.md (calibrated on the paper's median z).
+#: Isophote of the mock's HyperLeda D25 (B mag/arcsec^2); see docs/mock.md (calibrated on the paper's median
+#: z).
 D25_ISOPHOTE_B_MAG_ARCSEC2: float = 26.0
 DISK_THICKNESS: float = 0.12
 #: Age scale of the colours' saturation (colours ~ 1 - exp(-age / scale)); see _stellar_populations.
@@ -86,9 +89,9 @@ def max_selectable_redshift(
 ) -> Array:
     """Conservative upper redshift at which a galaxy of this mass and class could pass both selections.
 
-    Uses the brightest M/L and the largest size any mock galaxy of that mass can have, so no galaxy beyond it can
-    be brighter than ``r_mag_limit`` *and* larger than ``d25_min_arcmin``. Drawing redshifts only below it leaves
-    the selected population unchanged and saves drawing galaxies that would all be rejected.
+    Uses the brightest M/L and the largest size any mock galaxy of that mass can have, so no galaxy beyond it
+    can be brighter than ``r_mag_limit`` *and* larger than ``d25_min_arcmin``. Drawing redshifts only below it
+    leaves the selected population unchanged and saves drawing galaxies that would all be rejected.
     """
     abs_r_brightest = M_SUN_AB["r"] - 2.5 * (log_mstar - _LOG_ML_R_MIN)
     z_flux = np.interp(r_mag_limit + 0.2 - abs_r_brightest, _DIST_MOD_GRID[1:], _Z_GRID[1:])
@@ -105,8 +108,8 @@ def _draw_mass_redshift(
     """Class, log stellar mass and redshift, uniform in comoving volume and Schechter in mass per class.
 
     With ``d25_min_arcmin`` the draw is restricted to the selectable region z < z_max(M) (see
-    :func:`max_selectable_redshift`), with the mass distribution weighted by the volume inside it, which is the
-    exact joint distribution of the parent population restricted to that region.
+    :func:`max_selectable_redshift`), with the mass distribution weighted by the volume inside it, which is
+    the exact joint distribution of the parent population restricted to that region.
     """
     grid = np.linspace(*_LOG_MASS_RANGE, 721)
     weights = []
@@ -153,10 +156,11 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
     pandas.DataFrame
         One row per candidate: ``cls`` (class name), ``z``, ``log_mstar``, ``bulge_fraction`` (g-band B/T),
         ``sersic_n`` (bulge/spheroid index, quantised so GalSim can cache its tables), ``cos_incl`` (discs),
-        ``axis_ratio`` (apparent b/a), ``pa_deg``, ``age`` (0 young .. 1 old stellar population), ``metallicity``
-        (standard score), ``burst`` (mass fraction of a recent burst), sizes (``disk_hlr_kpc``, ``bulge_hlr_kpc``),
-        structure flags (``has_bar``, ``n_arms``, ``arm_pitch_deg``, ``n_clumps``, ``has_dust_lane``), and the
-        stellar-population quantities of :func:`_stellar_populations`.
+        ``axis_ratio`` (apparent b/a), ``pa_deg``, ``age`` (0 young .. 1 old stellar population),
+        ``metallicity`` (standard score), ``burst`` (mass fraction of a recent burst), sizes
+        (``disk_hlr_kpc``, ``bulge_hlr_kpc``), structure flags (``has_bar``, ``n_arms``, ``arm_pitch_deg``,
+        ``n_clumps``, ``has_dust_lane``), and the stellar-population quantities of
+        :func:`_stellar_populations`.
     """
     cls_index, log_mstar, z = _draw_mass_redshift(n, rng, d25_min_arcmin=d25_min_arcmin)
     cls = np.asarray(CLASSES, dtype=object)[cls_index]
@@ -249,10 +253,11 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
 def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Intrinsic M/L, rest-frame colours and dust attenuation of each galaxy.
 
-    Age moves a galaxy along a curved colour-M/L relation (d log M/L_g / d(g-i) from 0.46 for the youngest to 3.4
-    for the oldest populations: colours saturate, M/L does not); metallicity moves it along a flatter line; a recent burst makes it much bluer for a modest drop in M/L; dust moves it along a
-    flatter vector (0.4 A_g per E(g-i)) that steepens with inclination as the attenuation greys. These directions
-    are close but not equal, so g-i alone leaves a scatter that morphology (inclination, clumps, bulges) reduces.
+    Age moves a galaxy along a curved colour-M/L relation (d log M/L_g / d(g-i) from 0.46 for the youngest to
+    3.4 for the oldest populations: colours saturate, M/L does not); metallicity moves it along a flatter
+    line; a recent burst makes it much bluer for a modest drop in M/L; dust moves it along a flatter vector
+    (0.4 A_g per E(g-i)) that steepens with inclination as the attenuation greys. These directions are close
+    but not equal, so g-i alone leaves a scatter that morphology (inclination, clumps, bulges) reduces.
     """
     n = len(frame)
     age, met, burst = frame["age"].to_numpy(), frame["metallicity"].to_numpy(), frame["burst"].to_numpy()
@@ -303,8 +308,8 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
 def k_correction_mag(z: Array, rest_g_minus_i: Array, band: str) -> Array:
     """Approximate SDSS k-corrections (mag), linear in z with a colour-dependent slope.
 
-    Red galaxies (rest g-i ~ 1.1) get K_g ~ 0.3 mag at z = 0.1, blue ones ~0.1 mag, close to the Chilingarian et
-    al. (2010) polynomials over 0 < z < 0.3.
+    Red galaxies (rest g-i ~ 1.1) get K_g ~ 0.3 mag at z = 0.1, blue ones ~0.1 mag, close to the Chilingarian
+    et al. (2010) polynomials over 0 < z < 0.3.
     """
     c = np.clip(rest_g_minus_i, 0.0, 1.5)
     slope = {
@@ -315,13 +320,6 @@ def k_correction_mag(z: Array, rest_g_minus_i: Array, band: str) -> Array:
         "z": -0.10 + 0.55 * c,
     }[band]
     return z * slope
-
-
-def asinh_mag(flux_nmgy: Array, band: str) -> Array:
-    """SDSS asinh magnitude of a flux in nanomaggies (f0 = 1e9 nMgy)."""
-    b = ASINH_SOFTENING[band]
-    x = np.asarray(flux_nmgy) / 1e9
-    return -2.5 / np.log(10) * (np.arcsinh(x / (2 * b)) + np.log(b))
 
 
 def _sersic_b(n: Array) -> Array:
@@ -385,10 +383,11 @@ def observe_galaxies(
     Returns
     -------
     pandas.DataFrame
-        ``frame`` plus: ``dist_lum_mpc``, ``kpc_per_arcsec``, true apparent magnitudes ``mag_<band>`` and fluxes
-        ``flux_<band>_nmgy`` (dust and k-correction included), ``log_ml_g_target`` (observed-frame truth),
-        ``log_ml_g_restframe_dusty``, ``k_g_mag``, angular sizes, ``d25_arcmin`` (true isophotal diameter in B),
-        and SED-fit outputs ``chi2_r``, ``log_mstar_err`` and ``log_mstar_sed`` (the catalogue value).
+        ``frame`` plus: ``dist_lum_mpc``, ``kpc_per_arcsec``, true apparent magnitudes ``mag_<band>`` and
+        fluxes ``flux_<band>_nmgy`` (dust and k-correction included), ``log_ml_g_target`` (observed-frame
+        truth), ``log_ml_g_restframe_dusty``, ``k_g_mag``, angular sizes, ``d25_arcmin`` (true isophotal
+        diameter in B), and SED-fit outputs ``chi2_r``, ``log_mstar_err`` and ``log_mstar_sed`` (the catalogue
+        value).
     """
     out = frame.copy()
     n = len(out)
@@ -423,7 +422,8 @@ def observe_galaxies(
     out["disk_hlr_arcsec"] = disk_hlr_arcsec
     out["bulge_hlr_arcsec"] = bulge_hlr_arcsec
 
-    # D25: isophote at 25 B mag/arcsec^2 (B = g + 0.39 (g-r) + 0.21, Jester et al. 2005), on the observed image.
+    # D25: isophote at 25 B mag/arcsec^2 (B = g + 0.39 (g-r) + 0.21, Jester et al. 2005), on the observed
+    # image.
     g_minus_r = out["mag_g"].to_numpy() - out["mag_r"].to_numpy()
     mag_b = out["mag_g"].to_numpy() + 0.39 * g_minus_r + 0.21
     bt = out["bulge_fraction"].to_numpy()

@@ -1,4 +1,7 @@
-"""A grid of mock galaxies by class and inclination in the paper's automatic log scaling (to check them by eye)."""
+"""A grid of mock galaxies by class and inclination in the paper's automatic log scaling.
+
+To check them by eye.
+"""
 
 from __future__ import annotations
 
@@ -44,10 +47,12 @@ def log_scale_for_display(image: NDArray[np.floating], noise_target: float = 0.2
 
 
 def make_preview(config: PipelineConfig, workdir: WorkDir, *, per_row: int = 6) -> Path:
-    """Render a grid of mock galaxies (rows: class and inclination) and save it as ``results/figures/mock_preview.png``.
+    """Render a grid of mock galaxies (rows.
 
-    The galaxies are drawn afresh from the mock universe with the run's seed, so the figure shows what the survey
-    looks like without reading ``raw/``.
+    Class and inclination) and save it as ``results/figures/mock_preview.png``.
+
+    The galaxies are drawn afresh from the mock universe with the run's seed, so the figure shows what the
+    survey looks like without reading ``raw/``.
     """
     import matplotlib
 

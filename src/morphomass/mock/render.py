@@ -1,10 +1,11 @@
 """Render one mock galaxy, with its field stars, PSF and noise, in every band (GalSim).
 
-The light of a galaxy is split into an *old* group (Sérsic bulge or spheroid, bar) and a *young* group (inclined
-exponential disc with thickness, logarithmic spiral arms, star-forming clumps, a merger's tidal arc), each rendered
-once with GalSim and convolved with the galaxy's Moffat PSF. A band's image is the sum of the two groups with that
-band's flux in each (bulges are redder than discs), an edge-on dust lane, catalogue stars and noise. Drawing two
-groups instead of one image per band keeps the cost independent of the number of bands.
+The light of a galaxy is split into an *old* group (Sérsic bulge or spheroid, bar) and a *young* group
+(inclined exponential disc with thickness, logarithmic spiral arms, star-forming clumps, a merger's tidal
+arc), each rendered once with GalSim and convolved with the galaxy's Moffat PSF. A band's image is the sum of
+the two groups with that band's flux in each (bulges are redder than discs), an edge-on dust lane, catalogue
+stars and noise. Drawing two groups instead of one image per band keeps the cost independent of the number of
+bands.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ _OLD_MINUS_YOUNG_MAG = {"u": 0.45, "g": 0.0, "r": -0.15, "i": -0.25, "z": -0.30}
 class GalaxyImageSpec:
     """Everything needed to render one galaxy; angles in degrees, sizes in arcsec, fluxes in nanomaggies.
 
-    ``star_x_pix``/``star_y_pix`` are zero-based pixel positions of the field stars and ``star_flux_nmgy`` their
-    fluxes per band (shape (n_stars, n_bands)).
+    ``star_x_pix``/``star_y_pix`` are zero-based pixel positions of the field stars and ``star_flux_nmgy``
+    their fluxes per band (shape (n_stars, n_bands)).
     """
 
     seed: int
@@ -113,12 +114,14 @@ def _clumps(n: int, radius_arcsec: float, flux: float, rng: np.random.Generator)
 
 
 def _truncation(spec: GalaxyImageSpec, hlr_arcsec: float) -> float:
-    """Truncation radius of a Sérsic profile: beyond the image diagonal (light there is never seen), 4 to 64 hlr.
+    """Return the truncation radius of a Sérsic profile: beyond the image diagonal, 4 to 64 hlr.
+
+    Light beyond the image diagonal is never seen.
 
     Without it, large high-index profiles make GalSim ask for FFTs of several GB. The ratio to the half-light
-    radius is rounded up to a power of sqrt(2), so that GalSim's cache of Sérsic tables (keyed by index and this
-    ratio, 100 entries) serves most galaxies: the 9 indices of the mock times 9 ratios fit in it. Past 64 hlr a
-    Sérsic profile with n <= 5 holds less than 0.2 % of its light, far below the sky noise per pixel.
+    radius is rounded up to a power of sqrt(2), so that GalSim's cache of Sérsic tables (keyed by index and
+    this ratio, 100 entries) serves most galaxies: the 9 indices of the mock times 9 ratios fit in it. Past 64
+    hlr a Sérsic profile with n <= 5 holds less than 0.2 % of its light, far below the sky noise per pixel.
     """
     ratio = max(0.75 * spec.nx * spec.pixel_scale_arcsec / hlr_arcsec, _MIN_TRUNC_HLR)
     ratio = min(2.0 ** (math.ceil(2.0 * math.log2(ratio) - 1e-9) / 2.0), _MAX_TRUNC_HLR)
@@ -203,7 +206,8 @@ def _old_and_young(
             _in_disk_plane(clumps, spec.cos_incl, spec.pa_deg) if spec.cls == "disk" else clumps
         )
     if spec.cls == "merger":
-        # A companion (a fraction of the main galaxy's light, shared old/young like it) and a tidal arc of knots.
+        # A companion (a fraction of the main galaxy's light, shared old/young like it) and a tidal arc of
+        # knots.
         angle = rng.uniform(0, 2 * math.pi)
         dx, dy = spec.companion_sep_arcsec * math.cos(angle), spec.companion_sep_arcsec * math.sin(angle)
         comp_q = rng.uniform(0.5, 1.0)
@@ -259,7 +263,10 @@ def _dust_lane_transmission(spec: GalaxyImageSpec, shape: tuple[int, int]) -> ND
 def _star_image(
     psf: galsim.GSObject, x_pix: float, y_pix: float, spec: GalaxyImageSpec
 ) -> NDArray[np.float64]:
-    """A unit-flux point source at zero-based pixel position (x, y) on a blank image of the galaxy's size."""
+    """Return a unit-flux point source at zero-based pixel position (x, y).
+
+    On a blank image of the galaxy's size.
+    """
     image = galsim.ImageD(spec.nx, spec.nx, scale=spec.pixel_scale_arcsec)  # GalSim bounds are 1-based
     half = 15
     ix, iy = int(round(x_pix)), int(round(y_pix))

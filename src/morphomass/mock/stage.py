@@ -12,7 +12,12 @@ import numpy as np
 from astropy.io import fits
 
 from morphomass.config import MockConfig, PipelineConfig
-from morphomass.mock.formats import (
+from morphomass.mock.physics import BANDS
+from morphomass.mock.render import GalaxyImageSpec, render_galaxy
+from morphomass.mock.survey import Survey, image_wcs, make_survey
+from morphomass.progress import progress_bar
+from morphomass.rawformats import (
+    gswlc_file_name,
     write_fits_image,
     write_gswlc,
     write_gz2,
@@ -20,16 +25,11 @@ from morphomass.mock.formats import (
     write_photometry,
     write_stars,
 )
-from morphomass.mock.physics import BANDS
-from morphomass.mock.render import GalaxyImageSpec, render_galaxy
-from morphomass.mock.survey import Survey, image_wcs, make_survey
-from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, atomic_path
 
 __all__ = ["galaxy_specs", "render_and_write", "run_mock", "write_catalogues"]
 
 logger = logging.getLogger(__name__)
-GSWLC_NAME = "GSWLC-X2.dat"
 
 
 def galaxy_specs(survey: Survey, config: MockConfig) -> list[GalaxyImageSpec]:
@@ -87,7 +87,9 @@ def _is_rendered(path: Path, seed: int) -> bool:
 
 
 def render_and_write(jobs: list[tuple[GalaxyImageSpec, float, float, dict[str, str]]]) -> int:
-    """Render each galaxy whose files are missing or stale and write its FITS images; return how many rendered.
+    """Render each galaxy whose files are missing or stale and write its FITS images.
+
+    Return how many rendered.
 
     Parameters
     ----------
@@ -108,9 +110,12 @@ def render_and_write(jobs: list[tuple[GalaxyImageSpec, float, float, dict[str, s
 
 
 def write_catalogues(survey: Survey, workdir: WorkDir) -> list[Path]:
-    """Write the survey's catalogues to ``raw/`` in the real formats, and ``mock_truth.parquet``; returns the paths."""
+    """Write the survey's catalogues to ``raw/`` in the real formats, and ``mock_truth.parquet``.
+
+    Returns the paths.
+    """
     written = {
-        workdir.gswlc_dir / GSWLC_NAME: write_gswlc,
+        workdir.gswlc_dir / gswlc_file_name("X2"): write_gswlc,
         workdir.hyperleda: write_hyperleda,
         workdir.gz2: write_gz2,
         workdir.photometry: write_photometry,
@@ -139,7 +144,9 @@ def _remove_stale_images(workdir: WorkDir, bands: tuple[str, ...], objids: set[i
 
 
 def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
-    """Make the mock survey: catalogues in the real formats, one FITS image per galaxy and band, and the truth.
+    """Make the mock survey: catalogues in the real formats, one FITS image per galaxy and band.
+
+    And the truth.
 
     Rerunning with the same configuration resumes: images already written with the same render seed are kept.
 
@@ -186,7 +193,8 @@ def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True)
         "hyperleda_rows": int(len(survey.hyperleda)),
     }
     logger.info("mock survey written to %s in %.1f s: %s", workdir.raw, seconds, summary)
-    return StageResult(stage="mock", outputs=["raw", "mock_truth.parquet"], seconds=seconds, summary=summary)
+    outputs = [workdir.relative(workdir.raw), workdir.relative(workdir.mock_truth)]
+    return StageResult(stage="mock", outputs=outputs, seconds=seconds, summary=summary)
 
 
 def _render_all(jobs: list, workers: int, progress: bool) -> int:

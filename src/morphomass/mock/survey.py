@@ -1,6 +1,9 @@
-"""Assemble the mock survey's catalogues: who is in GSWLC, HyperLeda, GZ2 and the star catalogue, with what values.
+"""Assemble the mock survey's catalogues: who is in GSWLC, HyperLeda, GZ2 and the star catalogue.
 
-Pure functions: :func:`make_survey` returns tables; :mod:`morphomass.mock.formats` writes them in the real formats.
+With what values.
+
+Pure functions: :func:`make_survey` returns tables; :mod:`morphomass.rawformats` writes them in the real
+formats.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from morphomass.mock.physics import (
     SDSS_MAG_MINUS_AB,
     SDSS_SPECTRO_LIMIT_R,
     SKY_NOISE_NMGY,
-    asinh_mag,
     draw_galaxies,
     observe_galaxies,
 )
 from morphomass.mock.votes import conditional_answer_probabilities, simulate_votes
+from morphomass.photometry import asinh_mag, degrees_to_hours
 
 __all__ = ["Survey", "image_wcs", "make_survey"]
 
@@ -65,7 +68,7 @@ def _unique_ids(n: int, base: int, span: int, rng: np.random.Generator) -> np.nd
 
 
 def _draw_population(config: MockConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """Flux-limited galaxies until ``n_galaxies`` are large enough for images and enough small ones are kept."""
+    """Draw flux-limited galaxies until ``n_galaxies`` are large enough for images and small ones are kept."""
     n_small_wanted = int(round(config.small_galaxy_ratio * config.n_galaxies))
     big, small = [], []
     n_big = n_small = 0
@@ -174,7 +177,7 @@ def _hyperleda_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Gener
             "pgc": pgc,
             "objname": [f"PGC{p:07d}" for p in pgc],
             "objtype": "G",
-            "al2000": np.concatenate([ra, extra_ra]) / 15.0,
+            "al2000": degrees_to_hours(np.concatenate([ra, extra_ra])),
             "de2000": np.concatenate([dec, extra_dec]),
             "logd25": np.concatenate([logd25, np.round(rng.uniform(0.2, 1.2, n_extra), 2)]),
             "e_logd25": np.round(rng.uniform(0.03, 0.09, n + n_extra), 2),
@@ -186,7 +189,7 @@ def _hyperleda_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Gener
 
 
 def _gz2_class_label(counts_frac: np.ndarray) -> str:
-    """A Hart+16-like gz2_class string from the unconditional vote fractions."""
+    """Return a Hart+16-like gz2_class string from the unconditional vote fractions."""
     p = dict(zip((a.answer_id for a in gz2.ANSWERS), counts_frac, strict=True))
     if p["a03"] > 0.5:
         return "A"

@@ -1,9 +1,9 @@
-"""Galaxy Zoo 2 votes for mock galaxies: volunteers walk the decision tree (gz2.py) answering from the morphology.
+"""Galaxy Zoo 2 votes for mock galaxies: volunteers walk the decision tree (gz2.py) from the morphology.
 
-Each galaxy gets per-question answer probabilities from its true structure, blurred by how visible that structure is
-at its distance and apparent size (features fade with redshift, as in real GZ2 data; Hart et al. 2016). Volunteers
-are simulated through the tree: the number who answer a question is the number who chose its gating answer, so
-vote counts obey the tree exactly like real ones.
+Each galaxy gets per-question answer probabilities from its true structure, blurred by how visible that
+structure is at its distance and apparent size (features fade with redshift, as in real GZ2 data; Hart et al.
+2016). Volunteers are simulated through the tree: the number who answer a question is the number who chose its
+gating answer, so vote counts obey the tree exactly like real ones.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def simulate_votes(
     Returns
     -------
     (N, 37) int64 array
-        Vote counts; a question's counts sum to the count of its gating answer (task 06: all but star/artifact).
+        Vote counts; a question's counts sum to the count of its gating answer (task 06: all but
+        star/artifact).
     """
     counts = np.zeros(conditional.shape, dtype=np.int64)
     for question in gz2.QUESTIONS:

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from morphomass.catalog.targets import (
+from morphomass.config import SDSS_BANDS, CosmologyConfig
+from morphomass.errors import InputDataError
+from morphomass.photometry import (
     compute_distances_mpc,
     compute_luminosity,
     compute_pixel_kpc,
     flux_from_asinh_mag,
 )
-from morphomass.config import SDSS_BANDS, CosmologyConfig
-from morphomass.errors import InputDataError
 
 __all__ = [
     "CATALOG_COLUMNS",
@@ -72,7 +72,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def _plain(value: object) -> object:
-    """A numpy scalar as the Python value it holds (for readable messages)."""
+    """Return a numpy scalar as the Python value it holds (for readable messages)."""
     return value.item() if isinstance(value, np.generic) else value
 
 
@@ -163,7 +163,7 @@ def derive_quantities(
     ab_offset_mag: Mapping[str, float],
     pixel_scale_arcsec: float,
 ) -> pd.DataFrame:
-    """Distances, pixel size, fluxes and luminosities, exactly as the catalogue stage computes them.
+    """Distances, pixel size, fluxes and luminosities, with the catalogue's functions (SPEC D7, F3).
 
     Parameters
     ----------
@@ -206,7 +206,7 @@ def derive_quantities(
 def find_images(
     images: str | Path | Mapping[int, str | Path], objids: np.ndarray, *, band: str
 ) -> list[Path | None]:
-    """The image path of each galaxy (None, or a path that does not exist, means a missing image).
+    """Return the image path of each galaxy (None, or a path that does not exist, means a missing image).
 
     Parameters
     ----------
@@ -245,7 +245,9 @@ def find_images(
 
 
 def read_stars(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
-    """The point-source priors of the star subtraction: ``ra``, ``dec`` in degrees (empty without a source).
+    """Return the point-source priors of the star subtraction: ``ra``, ``dec`` in degrees.
+
+    Empty without a source.
 
     Parameters
     ----------

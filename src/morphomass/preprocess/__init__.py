@@ -1,15 +1,11 @@
 """Image preprocessing (SPEC D5, I1-I4, F1-F3): star subtraction, automatic log scaling, resizing, features.
 
-The numerics are pure functions (:mod:`.stars`, :mod:`.scaling`, :mod:`.resize`, :mod:`.features`, combined per
-galaxy in :mod:`.galaxy`); :mod:`.stage` runs them over the sample with Dask and writes ``images.zarr`` and
-``features/photometric.parquet``.
+The numerics are pure functions (:mod:`.stars`, :mod:`.scaling`, :mod:`.resize`, :mod:`.features`, combined
+per galaxy in :mod:`.galaxy`); :mod:`.stage` runs them over the sample with Dask and writes ``images.zarr``
+and ``features/photometric.parquet``.
 """
 
-from morphomass.preprocess.features import (
-    FEATURE_COLUMNS,
-    compute_photometric_features,
-    luminosity_per_nanomaggy,
-)
+from morphomass.preprocess.features import FEATURE_COLUMNS, compute_photometric_features
 from morphomass.preprocess.galaxy import GalaxyProducts, preprocess_galaxy
 from morphomass.preprocess.resize import resize_image
 from morphomass.preprocess.scaling import compute_noise_level, log_scale, rescale_linear, solve_scaling_a
@@ -23,7 +19,6 @@ __all__ = [
     "compute_noise_level",
     "compute_photometric_features",
     "log_scale",
-    "luminosity_per_nanomaggy",
     "preprocess_galaxy",
     "rescale_linear",
     "resize_image",

@@ -1,9 +1,9 @@
 """Luminosity, image-statistic and metadata features of one galaxy (SPEC F1-F3; Dobbels+19 §3.2).
 
 Luminosity features come from the star-subtracted, *unscaled* image (SPEC I1): every pixel's flux times
-4 pi D^2, in solar units of the image's band (:func:`luminosity_per_nanomaggy`), so that ``lum_sum`` is directly
-comparable with the catalogue's ``lum_g``. Image statistics come from the log-scaled [0, 1] image at its native
-resolution. Names (DESIGN §2 ``features/photometric.parquet``):
+4 pi D^2, in solar units of the image's band (:func:`morphomass.photometry.luminosity_per_nanomaggy`, SPEC
+D7), so that ``lum_sum`` is directly comparable with the catalogue's ``lum_g``. Image statistics come from the
+log-scaled [0, 1] image at its native resolution. Names (DESIGN §2 ``features/photometric.parquet``):
 
 - F1 ``lum_sum, lum_mean, lum_max, lum_min, lum_std, lum_center, lum_center5x5, image_size_pix, scaling_a``
 - F2 ``img_sum, img_mean, img_std, img_center, img_center5x5``
@@ -12,11 +12,12 @@ resolution. Names (DESIGN §2 ``features/photometric.parquet``):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from morphomass.errors import InputDataError
+
+# Re-exported for predict/predictor.py until it imports it from morphomass.photometry (to be removed then).
+from morphomass.photometry import luminosity_per_nanomaggy
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -44,38 +45,11 @@ METADATA_FEATURES: tuple[str, ...] = ("redshift", "pixel_kpc")
 FEATURE_COLUMNS: tuple[str, ...] = LUMINOSITY_FEATURES + IMAGE_FEATURES + METADATA_FEATURES
 
 
-def luminosity_per_nanomaggy(dist_mpc: float, *, m_sun_ab: float) -> float:
-    """Luminosity in solar units of a source of 1 nanomaggy at distance ``dist_mpc``.
-
-    ``L / L_sun = f_nmgy * D_Mpc^2 * 10**(1 + 0.4 M_sun)``: the AB magnitude of the flux is ``22.5 - 2.5 log10 f``,
-    the distance modulus ``25 + 5 log10 D_Mpc`` (no k-correction), i.e. flux x 4 pi D^2 over the Sun's luminosity
-    in the band.
-
-    Parameters
-    ----------
-    dist_mpc : float
-        Luminosity distance in Mpc, > 0.
-    m_sun_ab : float
-        Absolute AB magnitude of the Sun in the image's band (5.11 in g).
-
-    Returns
-    -------
-    float
-        L_sun per nanomaggy.
-
-    Raises
-    ------
-    InputDataError
-        If ``dist_mpc`` is not a positive finite number.
-    """
-    if not (math.isfinite(dist_mpc) and dist_mpc > 0):
-        msg = f"luminosity_per_nanomaggy: dist_mpc must be finite and > 0, got {dist_mpc!r}"
-        raise InputDataError(msg)
-    return dist_mpc**2 * 10.0 ** (1.0 + 0.4 * m_sun_ab)
-
-
 def _center_stats(image: np.ndarray, center_xy: tuple[float, float]) -> tuple[float, float]:
-    """Value of the pixel holding ``center_xy`` and the mean of the 5x5 box around it (clipped to the image)."""
+    """Value of the pixel holding ``center_xy`` and the mean of the 5x5 box around it.
+
+    Clipped to the image.
+    """
     ny, nx = image.shape
     ix = min(max(int(round(center_xy[0])), 0), nx - 1)
     iy = min(max(int(round(center_xy[1])), 0), ny - 1)
@@ -93,7 +67,7 @@ def compute_photometric_features(
     redshift: float,
     pixel_kpc: float,
 ) -> dict[str, float]:
-    """The F1-F3 features of one galaxy.
+    """Return the F1-F3 features of one galaxy.
 
     Parameters
     ----------
@@ -104,7 +78,7 @@ def compute_photometric_features(
     center_xy : (float, float)
         Galaxy centre (x, y) in 0-based pixels; the central pixel is the one holding it.
     lum_per_nmgy : float
-        L_sun per nanomaggy at the galaxy's distance (:func:`luminosity_per_nanomaggy`).
+        L_sun per nanomaggy at the galaxy's distance (:func:`morphomass.photometry.luminosity_per_nanomaggy`).
     scaling_a : float
         The image's scaling value ``a``.
     redshift : float
@@ -115,8 +89,8 @@ def compute_photometric_features(
     Returns
     -------
     dict of str to float
-        Keys :data:`FEATURE_COLUMNS`; luminosities in L_sun (per pixel, or summed), ``lum_std`` with ``ddof=0``,
-        ``image_size_pix`` the side of the unscaled image in pixels.
+        Keys :data:`FEATURE_COLUMNS`; luminosities in L_sun (per pixel, or summed), ``lum_std`` with
+        ``ddof=0``, ``image_size_pix`` the side of the unscaled image in pixels.
 
     Raises
     ------
@@ -129,7 +103,8 @@ def compute_photometric_features(
             f"got {image_nmgy.shape} and {image_scaled.shape}"
         )
         raise InputDataError(msg)
-    # every luminosity statistic is linear in the flux: take it on the image, then scale (float64 accumulators)
+    # every luminosity statistic is linear in the flux: take it on the image, then scale (float64
+    # accumulators)
     flux_center, flux_center5 = _center_stats(image_nmgy, center_xy)
     img_center, img_center5 = _center_stats(image_scaled, center_xy)
     f64 = np.float64

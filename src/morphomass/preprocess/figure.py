@@ -19,7 +19,9 @@ def plot_scaling_demo(
     a_fixed: float,
     labels: Sequence[str] | None = None,
 ):
-    """Draw a grid: one column per galaxy; rows linear, log with ``a_fixed``, log with each galaxy's own ``a``.
+    """Draw a grid: one column per galaxy; rows linear, log with ``a_fixed``.
+
+    Log with each galaxy's own ``a``.
 
     Parameters
     ----------

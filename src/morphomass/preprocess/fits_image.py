@@ -73,7 +73,10 @@ _CARD = 80
 
 
 def _header_cards(buf: bytes) -> tuple[list[str], int] | None:
-    """The primary header's 80-character cards and the byte offset of its data; None without an END card."""
+    """Return the primary header's 80-character cards and the byte offset of its data.
+
+    None without an END card.
+    """
     cards: list[str] = []
     pos = 0
     while pos + _BLOCK <= len(buf):
@@ -92,7 +95,7 @@ def _card_value(card: str) -> str:
 
 
 def _fast_read(buf: bytes, path: Path) -> tuple[np.ndarray, list[str]] | None:
-    """Data and header cards of a simple float primary image; None when the file needs astropy."""
+    """Return the data and header cards of a simple float primary image; None when the file needs astropy."""
     if not buf.startswith(b"SIMPLE  =") or len(buf) < _BLOCK:
         return None
     parsed = _header_cards(buf)

@@ -28,8 +28,8 @@ class GalaxyProducts:
     Attributes
     ----------
     star_subtracted : (n, n) ndarray of float32
-        Square, NaN-filled, star-subtracted image in the input unit (nanomaggies): the source of the luminosity
-        features.
+        Square, NaN-filled, star-subtracted image in the input unit (nanomaggies): the source of the
+        luminosity features.
     scaled : (n, n) ndarray of float32
         ``star_subtracted`` rescaled to [0, 1] and log-scaled with ``scaling_a``.
     resized : dict of int to (size, size) ndarray of float32

@@ -6,8 +6,8 @@ paper) and the image becomes ``F' = log(1 + a F) / log(1 + a)``. Bright, clean i
 faint outskirts are boosted); noisy images a small one (their noise is not boosted into fake structure).
 
 Edge cases are explicit: a noise level at or above the target has no positive solution and gets ``a = 0``, the
-linear limit (``F' = F``); a noise level of zero or less (more than half the pixels at the minimum) gets the cap
-``a_max``; a constant image rescales to zeros. No function here returns NaN for finite input.
+linear limit (``F' = F``); a noise level of zero or less (more than half the pixels at the minimum) gets the
+cap ``a_max``; a constant image rescales to zeros. No function here returns NaN for finite input.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def sigma_clipped_mean_std(
     The same algorithm as :func:`astropy.stats.sigma_clipped_stats` with its defaults (``cenfunc="median"``,
     ``stdfunc="std"``, symmetric bounds, values equal to a bound kept, at most ``maxiters`` iterations, stop
     when nothing more is clipped), computed with one histogram pass instead of a median per iteration: each
-    order statistic and each partial sum is read off cumulative bin counts and sums, and only the values in the
-    one or two bins that hold a bound or the median are touched again. The result equals astropy's to float64
-    rounding.
+    order statistic and each partial sum is read off cumulative bin counts and sums, and only the values in
+    the one or two bins that hold a bound or the median are touched again. The result equals astropy's to
+    float64 rounding.
 
     Parameters
     ----------
@@ -94,7 +94,8 @@ class _HistogramClipper:
             spread = float(np.std(values)) or max(abs(centre), 1.0) * 1e-6
         self.lo_edge = centre - 8.0 * spread
         self.inv_width = self._N_BINS / (16.0 * spread)
-        # bin 0: below the grid; bins 1..N: the grid; bin N + 1: above it (truncation is floor once clipped >= 0)
+        # bin 0: below the grid; bins 1..N: the grid; bin N + 1: above it (truncation is floor once clipped >=
+        # 0)
         position = (values - self.lo_edge) * self.inv_width + 1.0
         np.clip(position, 0.0, self._N_BINS + 1.0, out=position)
         self.index = position.astype(np.intp)
@@ -118,13 +119,13 @@ class _HistogramClipper:
         return self._members[b]
 
     def _rank(self, value: float, *, right: bool) -> int:
-        """Number of values < ``value`` (or <= ``value`` when ``right``)."""
+        """Return the number of values < ``value`` (or <= ``value`` when ``right``)."""
         b = self._bin_of(value)
         inside = np.searchsorted(self._sorted_members(b), value, side="right" if right else "left")
         return int(self.cum_count[b] + inside)
 
     def _order_stat(self, k: int) -> float:
-        """The k-th smallest value (0-based)."""
+        """Return the k-th smallest value (0-based)."""
         b = int(np.searchsorted(self.cum_count, k, side="right")) - 1
         return float(self._sorted_members(b)[k - self.cum_count[b]])
 
@@ -188,7 +189,9 @@ def rescale_linear(image: np.ndarray) -> tuple[np.ndarray, float, float]:
 def compute_noise_level(
     image01: np.ndarray, *, sigma: float = 3.0, maxiters: int = 5, n_std: float = 2.0
 ) -> float:
-    """Noise level of a [0, 1] image: mean + ``n_std`` standard deviations of its sigma-clipped pixels (SPEC I3).
+    """Noise level of a [0, 1] image: mean + ``n_std`` standard deviations of its sigma-clipped pixels.
+
+    SPEC I3.
 
     Parameters
     ----------

@@ -12,14 +12,14 @@ Everything in flight lives in ``<workdir>/.preprocess-partial/``: a preallocated
 fill, and one part file per finished task. A rerun after a crash finds the parts already committed and
 processes only the rest (the folder is thrown away when the configuration, the sample or the star catalogue
 changed). When every task is done the parts are assembled into ``features/photometric.parquet``,
-``results/tables/preprocess_failures.csv`` (objid, kind, reason, path), ``results/tables/preprocess_galaxies.csv``
-(per-galaxy diagnostics) and Fig. 1 of the paper (``results/figures/scaling_demo.png``), and the store becomes
-``images.zarr``.
+``results/tables/preprocess_failures.csv`` (objid, kind, reason, path),
+``results/tables/preprocess_galaxies.csv`` (per-galaxy diagnostics) and Fig. 1 of the paper
+(``results/figures/scaling_demo.png``), and the store becomes ``images.zarr``.
 
 ``images.zarr`` (DESIGN §2) holds one group per image size (``"69"``, ``"128"``, ...), each with ``images``
-(N, S, S) float32 or float16 in [0, 1], chunked by ``preprocess.chunk_images`` images, ``objid`` (N,) int64 and
-``scaling_a`` (N,) float64, for the N galaxies that were preprocessed, in sample order; failed galaxies are
-left out. Its attributes give the band, the sizes and the scaled noise level.
+(N, S, S) float32 or float16 in [0, 1], chunked by ``preprocess.chunk_images`` images, ``objid`` (N,) int64
+and ``scaling_a`` (N,) float64, for the N galaxies that were preprocessed, in sample order; failed galaxies
+are left out. Its attributes give the band, the sizes and the scaled noise level.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import pandas as pd
 from morphomass import __version__
 from morphomass.config import PipelineConfig, PreprocessConfig
 from morphomass.errors import ConfigError, GalaxyImageError, InputDataError
+from morphomass.photometry import compute_image_m_sun
 from morphomass.preprocess.features import FEATURE_COLUMNS
 from morphomass.preprocess.tasks import (
     DIAGNOSTIC_COLUMNS,
@@ -58,12 +59,10 @@ from morphomass.preprocess.tasks import (
 from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, atomic_path, file_sha256, write_json_atomic
 
-__all__ = ["FAILURES_NAME", "FIGURE_NAME", "GALAXIES_NAME", "PARTIAL_NAME", "run_preprocess"]
+__all__ = ["FIGURE_NAME", "PARTIAL_NAME", "run_preprocess"]
 
 logger = logging.getLogger(__name__)
 
-FAILURES_NAME = "preprocess_failures.csv"
-GALAXIES_NAME = "preprocess_galaxies.csv"
 FIGURE_NAME = "scaling_demo.png"
 PARTIAL_NAME = ".preprocess-partial"
 #: Most galaxies per task (a whole number of zarr chunks; fewer when the sample is small).
@@ -73,9 +72,9 @@ TASK_GALAXIES = 256
 MIN_GALAXIES_FOR_CLUSTER = 1000
 
 
-#: glibc malloc settings of the local workers. Dask's default MALLOC_TRIM_THRESHOLD_ of 64 KiB hands freed memory
-#: back at once, so every one of a galaxy's many image-sized temporaries is page-faulted in afresh: measured
-#: 1.5x the CPU time per galaxy of the same code in a process with glibc's defaults.
+#: glibc malloc settings of the local workers. Dask's default MALLOC_TRIM_THRESHOLD_ of 64 KiB hands freed
+#: memory back at once, so every one of a galaxy's many image-sized temporaries is page-faulted in afresh:
+#: measured 1.5x the CPU time per galaxy of the same code in a process with glibc's defaults.
 _WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 256 << 20, "MALLOC_MMAP_THRESHOLD_": 32 << 20}
 
 
@@ -99,9 +98,13 @@ class _Partial:
 
 
 def _m_sun_ab(config: PipelineConfig) -> float:
-    """The Sun's magnitude in the band on the images' magnitude system (SDSS nanomaggies: m_AB - offset)."""
-    band = config.preprocess.band
-    return float(config.catalog.m_sun_ab[band] - config.catalog.ab_offset_mag[band])
+    """Return the Sun's magnitude in the band on the images' magnitude system.
+
+    The images are in SDSS nanomaggies: M_sun,AB - offset.
+    """
+    return compute_image_m_sun(
+        config.catalog.m_sun_ab, config.catalog.ab_offset_mag, band=config.preprocess.band
+    )
 
 
 def _partial_spec(config: PipelineConfig, workdir: WorkDir, sizes: tuple[int, ...], n: int) -> dict[str, Any]:
@@ -182,7 +185,9 @@ def _n_workers(config: PreprocessConfig) -> int:
 
 
 def _task_size(n: int, *, chunk: int) -> int:
-    """Galaxies per task: whole chunks, at most :data:`TASK_GALAXIES`, at least 16 tasks when there are enough.
+    """Galaxies per task: whole chunks, at most :data:`TASK_GALAXIES`.
+
+    At least 16 tasks when there are enough.
 
     The layout depends on the sample and the chunk size only, so that a run resumed with another number of
     workers finds the same tasks.
@@ -303,7 +308,10 @@ def _finalize_zarr(partial: _Partial, table: pd.DataFrame, dest: Path, attrs: di
 
 
 def _write_figure(path: Path, table: pd.DataFrame, tasks: list[PreprocessTask]) -> bool:
-    """Fig. 1 from the run: the galaxies at the 5th, 50th and 95th percentile of ``a``; False if < 3 succeeded."""
+    """Fig. 1 from the run: the galaxies at the 5th, 50th and 95th percentile of ``a``.
+
+    False if < 3 succeeded.
+    """
     from morphomass.preprocess.figure import plot_scaling_demo
     from morphomass.preprocess.scaling import rescale_linear
 
@@ -411,28 +419,27 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
     _log_problems(done, failed)
     dtypes = {"objid": np.int64, **dict.fromkeys(FEATURE_COLUMNS, np.float64)}
     features = done[["objid", *FEATURE_COLUMNS]].astype(dtypes)
-    with atomic_path(workdir.features / "photometric.parquet") as tmp:
+    with atomic_path(workdir.photometric_features) as tmp:
         features.to_parquet(tmp, index=False)
-    _write_csv(workdir.tables / FAILURES_NAME, failed[["objid", "kind", "reason", "path"]])
-    _write_csv(
-        workdir.tables / GALAXIES_NAME, table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS]]
-    )
+    _write_csv(workdir.preprocess_failures, failed[["objid", "kind", "reason", "path"]])
+    _write_csv(workdir.preprocess_galaxies, table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS]])
     if len(table) and done.empty:
         shutil.rmtree(partial.root)  # nothing worth resuming: the next run starts afresh
         first = failed.iloc[0]
         msg = (
             f"none of the {len(table)} galaxies could be preprocessed (objid {first['objid']}: "
-            f"{first['reason']}); see {workdir.tables / FAILURES_NAME}"
+            f"{first['reason']}); see {workdir.preprocess_failures}"
         )
         raise InputDataError(msg)
-    outputs = [
-        "images.zarr",
-        "features/photometric.parquet",
-        f"results/tables/{FAILURES_NAME}",
-        f"results/tables/{GALAXIES_NAME}",
+    written = [
+        workdir.images_zarr,
+        workdir.photometric_features,
+        workdir.preprocess_failures,
+        workdir.preprocess_galaxies,
     ]
     if _write_figure(workdir.figures / FIGURE_NAME, table, tasks):
-        outputs.append(f"results/figures/{FIGURE_NAME}")
+        written.append(workdir.figures / FIGURE_NAME)
+    outputs = [workdir.relative(path) for path in written]
     attrs = {"band": pp.band, "sizes": list(sizes), "noise_target": pp.noise_target, "version": __version__}
     _finalize_zarr(partial, stored, workdir.images_zarr, attrs)
     shutil.rmtree(partial.root)

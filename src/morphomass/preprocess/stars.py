@@ -1,15 +1,15 @@
 """Star subtraction guided by a point-source catalogue (SPEC D5; Dobbels+19 §2.2, after PTS).
 
-Each catalogued star that falls on the image is a *prior*. Near it (within ``search_radius_pix``) we look for a
-peak that looks like a point source: the brightest pixel of the search disc must be a local maximum (not a
+Each catalogued star that falls on the image is a *prior*. Near it (within ``search_radius_pix``) we look for
+a peak that looks like a point source: the brightest pixel of the search disc must be a local maximum (not a
 slope that keeps rising beyond the disc, as on a galaxy's flank), stand ``detection_sigma`` noise sigmas above
 the local level (median of the outer rings of its radial profile) and be compact (FWHM from the radial profile
 below ``max_fwhm_pix``). Its sub-pixel centre comes from a 2-D quadratic fit
 (:func:`photutils.centroids.centroid_quadratic`). Its pixels are replaced out to twice the radius at which a
-Moffat (beta = 3) of its amplitude and FWHM falls to one noise sigma, by the local background: a bivariate cubic
-polynomial (``sum_{i+j<=3} c_ij x^i y^j``) fitted by least squares, with iterative 3-sigma clipping, to a wide
-annulus around the star (planar when the image edge cuts the annulus), plus, when an ``rng`` is given, Gaussian
-noise with the annulus residual scatter, so that the patch looks like the sky around it.
+Moffat (beta = 3) of its amplitude and FWHM falls to one noise sigma, by the local background: a bivariate
+cubic polynomial (``sum_{i+j<=3} c_ij x^i y^j``) fitted by least squares, with iterative 3-sigma clipping, to
+a wide annulus around the star (planar when the image edge cuts the annulus), plus, when an ``rng`` is given,
+Gaussian noise with the annulus residual scatter, so that the patch looks like the sky around it.
 
 A prior closer to the galaxy centre than ``nucleus_exclusion_pix`` is never touched (a bright compact nucleus
 would otherwise pass for a star), nor is a peak found there; both are skipped and logged.
@@ -103,7 +103,8 @@ def subtract_stars(
         Least width of the annulus that the background surface is fitted to (it is at least as wide as the
         replaced disc's radius), in pixels; >= 2.
     noise_std : float, optional
-        Background noise per pixel, in the image's unit; estimated robustly (MAD of a pixel subsample) if omitted.
+        Background noise per pixel, in the image's unit; estimated robustly (MAD of a pixel subsample) if
+        omitted.
     rng : numpy.random.Generator, optional
         When given, noise with the annulus residual scatter is added to the replaced pixels.
 
@@ -334,12 +335,14 @@ def _replace_disc(
     annulus_width_pix: float,
     rng: np.random.Generator | None,
 ) -> None:
-    """Replace the pixels within ``radius`` of (xc, yc) by a surface fitted to the surrounding annulus (in place).
+    """Replace the pixels within ``radius`` of (xc, yc) by a surface fitted to the surrounding annulus.
+
+    In place.
 
     The annulus reaches from ``radius`` to ``radius + max(annulus_width_pix, radius)``: a wide annulus pins
-    the surface down in the middle of the hole. The surface is cubic when the annulus lies mostly on the image;
-    when the image edge cuts away more than a third of it, planar, which does not swing off where nothing
-    constrains it.
+    the surface down in the middle of the hole. The surface is cubic when the annulus lies mostly on the
+    image; when the image edge cuts away more than a third of it, planar, which does not swing off where
+    nothing constrains it.
     """
     outer = radius + max(annulus_width_pix, radius)
     sy, sx, _, _ = _box(xc, yc, int(math.ceil(outer)), image.shape)

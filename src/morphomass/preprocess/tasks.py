@@ -2,8 +2,8 @@
 
 :func:`make_galaxy_jobs` turns sample rows and the star catalogue into :class:`GalaxyJob` records;
 :func:`process_task` runs on a worker over a :class:`PreprocessTask` (a run of galaxies covering whole zarr
-chunks): it reads and preprocesses every galaxy (:func:`preprocess_job`), writes their rows of the image arrays,
-and then commits a Parquet *part* with their features, diagnostics or failure reasons.
+chunks): it reads and preprocesses every galaxy (:func:`preprocess_job`), writes their rows of the image
+arrays, and then commits a Parquet *part* with their features, diagnostics or failure reasons.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pandas as pd
 
 from morphomass.config import PreprocessConfig
 from morphomass.errors import InputDataError
+from morphomass.photometry import luminosity_per_nanomaggy
 from morphomass.preprocess.features import (
     FEATURE_COLUMNS,
     compute_photometric_features,
-    luminosity_per_nanomaggy,
 )
 from morphomass.preprocess.fits_image import (
     GalaxyImageError,

@@ -1,20 +1,30 @@
-"""Readers of the raw catalogues of DESIGN §2, each returning a typed table.
+"""The raw files of DESIGN §2: one specification per file, with its reader and its writer.
 
-Every reader follows the real format exactly (reference/data_formats.md):
+Each raw file has one :class:`RawFormat` (its columns in file order, how each is parsed and how it is
+printed):
 
-* GSWLC-2 (:func:`read_gswlc`, :func:`read_gswlc_dir`): whitespace-separated, no header, 24 columns read by
-  position; ``objid`` parsed as int64 (a float64 read silently corrupts 19-digit ids); -99 means missing; the
-  file may be gzipped whatever its name (detected by its magic bytes).
-* HyperLeda meandata export (:func:`read_hyperleda`): '|'-separated with a header; ``al2000`` in hours;
-  ``D25' = 0.1 * 10**logd25``; an empty (or ``NaN``) field is undefined.
-* Hart+16 Galaxy Zoo 2 table (:func:`read_gz2`): CSV with a header, columns selected by name.
-* SDSS photometry (:func:`read_photometry`) and the point-source catalogue (:func:`read_stars`): CasJobs CSV
-  exports; -9999 means missing.
+* GSWLC-2 (:data:`GSWLC`; :func:`read_gswlc`, :func:`read_gswlc_dir`, :func:`write_gswlc`; SPEC D1):
+  whitespace-separated, no header, 24 columns read by position; ``objid`` parsed as int64 (a float64 read
+  silently corrupts 19-digit ids); -99 means missing; the file may be gzipped whatever its name (detected by
+  its magic bytes).
+* HyperLeda meandata export (:data:`HYPERLEDA`; :func:`read_hyperleda`, :func:`write_hyperleda`; SPEC D2):
+  '|'-separated with a header; ``al2000`` in hours; ``D25' = 0.1 * 10**logd25``; an empty (or ``NaN``) field
+  is undefined.
+* Hart+16 Galaxy Zoo 2 table (:data:`GZ2`; :func:`read_gz2`, :func:`write_gz2`; SPEC D8): CSV with a header,
+  columns selected by name.
+* SDSS photometry (:data:`PHOTOMETRY`; :func:`read_photometry`, :func:`write_photometry`; SPEC D6) and the
+  point-source catalogue (:data:`STARS`; :func:`read_stars`, :func:`write_stars`; SPEC D5): CasJobs CSV
+  exports;
+  -9999 means missing.
+* One image per galaxy and band (:func:`write_fits_image`; SPEC D4): float32 nanomaggies, TAN WCS.
 
-Malformed input (wrong number of fields, a non-numeric or non-integer field, duplicate ids, missing or
-impossible coordinates, missing required columns) raises :class:`~morphomass.errors.InputDataError` naming the
-file, the line (1-based, as an editor shows it) and the field. Leading lines starting with ``#`` (a SkyServer
-``#Table1`` line, a HyperLeda comment) are skipped; blank lines are ignored.
+Readers: malformed input (wrong number of fields, a non-numeric or non-integer field, duplicate ids, missing
+or impossible coordinates, missing required columns) raises :class:`~morphomass.errors.InputDataError` naming
+the file, the line (1-based, as an editor shows it) and the field. Leading lines starting with ``#`` (a
+SkyServer ``#Table1`` line, a HyperLeda comment) are skipped; blank lines are ignored.
+
+Writers: each formats a table exactly as the real archive does (the print formats of the specification, so the
+output is byte-for-byte reproducible) and writes it atomically.
 """
 
 from __future__ import annotations
@@ -24,30 +34,50 @@ import functools
 import gzip
 import io
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO
+from typing import Any, Literal, NamedTuple, NoReturn, TextIO
 
 import numpy as np
 import pandas as pd
+from astropy.io import fits
+from astropy.wcs import WCS
 from numpy.typing import NDArray
 
 from morphomass import gz2
 from morphomass.config import SDSS_BANDS
 from morphomass.errors import InputDataError
 from morphomass.gz2 import CONDITIONAL_SUM_ATOL, conditional_sum_errors
+from morphomass.photometry import d25_arcmin_from_logd25, hours_to_degrees
+from morphomass.workdir import atomic_path, write_text_atomic
 
 __all__ = [
-    "GSWLC_COLUMNS",
+    "GSWLC",
+    "GSWLC_MISSING",
     "GSWLC_VERSIONS",
+    "GZ2",
+    "HYPERLEDA",
+    "PHOTOMETRY",
+    "SDSS_MISSING",
+    "STARS",
+    "Column",
+    "RawFormat",
     "find_gswlc_files",
+    "gswlc_file_name",
     "read_gswlc",
     "read_gswlc_dir",
     "read_gz2",
     "read_hyperleda",
     "read_photometry",
     "read_stars",
+    "write_fits_image",
+    "write_gswlc",
+    "write_gz2",
+    "write_hyperleda",
+    "write_photometry",
+    "write_stars",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,35 +94,137 @@ Kind = Literal["int", "float", "float?", "str"]
 #: Callable returning ``(n_skip, line_numbers)``: lines before the data, 1-based line number of each data row.
 Scan = Callable[[], tuple[int, NDArray[np.int64]]]
 
-#: The 24 GSWLC-2 columns in file order (reference/data_formats.md §1.3) and their kinds.
-GSWLC_COLUMNS: dict[str, Kind] = {
-    "objid": "int",
-    "glxid": "int",
-    "plate": "int",
-    "mjd": "int",
-    "fiber_id": "int",
-    "ra": "float",
-    "dec": "float",
-    "z": "float",
-    "chi2_r": "float",
-    "log_mstar": "float",
-    "log_mstar_err": "float",
-    "log_sfr_sed": "float",
-    "log_sfr_sed_err": "float",
-    "a_fuv": "float",
-    "a_fuv_err": "float",
-    "a_b": "float",
-    "a_b_err": "float",
-    "a_v": "float",
-    "a_v_err": "float",
-    "flag_sed": "int",
-    "uv_survey": "int",
-    "flag_uv": "int",
-    "flag_midir": "int",
-    "flag_mgs": "int",
-}
+
+# ------------------------------------------------------------------------------------------ specifications
+
+
+class Column(NamedTuple):
+    """One column of a raw file: how it is parsed (``kind``) and printed (``fmt``).
+
+    ``fmt`` is a :meth:`str.format` pattern (``"{:.6f}"``, ``"{:d}"``, ``"{}"``); None leaves the column to
+    pandas' default CSV formatting.
+    """
+
+    kind: Kind
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """The specification of one raw file of DESIGN §2.
+
+    Attributes
+    ----------
+    file : str
+        The file's name under ``raw/`` (a pattern for GSWLC-2 and images).
+    sep : str or None
+        Field separator; None for runs of whitespace (no header).
+    columns : mapping of str to Column
+        The columns in file order (for the Hart+16 table, the leading columns only: the per-answer columns are
+        :func:`morphomass.gz2.hart16_columns`).
+    required : tuple of str
+        Columns a reader needs (every column when the file has no header).
+    """
+
+    file: str
+    sep: str | None
+    columns: Mapping[str, Column]
+    required: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names in file order."""
+        return tuple(self.columns)
+
+    def kinds(self, names: Sequence[str] | None = None) -> dict[str, Kind]:
+        """Column -> parse kind, for ``names`` (all columns when None) in that order."""
+        return {name: self.columns[name].kind for name in (self.names if names is None else names)}
+
+    def formats(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """Column -> print format of the columns that have one, among ``names`` (all when None)."""
+        chosen = self.names if names is None else [n for n in names if n in self.columns]
+        return {name: fmt for name in chosen if (fmt := self.columns[name].fmt) is not None}
+
+
+def _gswlc_columns() -> dict[str, Column]:
+    ints = ("objid", "glxid", "plate", "mjd", "fiber_id")
+    floats = {"ra": 6, "dec": 6, "z": 6, "chi2_r": 3, "log_mstar": 4, "log_mstar_err": 4}
+    floats |= {"log_sfr_sed": 4, "log_sfr_sed_err": 4}
+    floats |= {name: 3 for name in ("a_fuv", "a_fuv_err", "a_b", "a_b_err", "a_v", "a_v_err")}
+    flags = ("flag_sed", "uv_survey", "flag_uv", "flag_midir", "flag_mgs")
+    return (
+        {name: Column("int", "{:d}") for name in ints}
+        | {name: Column("float", f"{{:.{digits}f}}") for name, digits in floats.items()}
+        | {name: Column("int", "{:d}") for name in flags}
+    )
+
+
+#: GSWLC-2 (reference/data_formats.md §1.3): 24 columns, ``GSWLC-<X2|D2|M2|A2>.dat`` in ``raw/gswlc/`` (SPEC
+#: D1).
+GSWLC = RawFormat(
+    file="gswlc/GSWLC-<version>.dat", sep=None, columns=_gswlc_columns(), required=tuple(_gswlc_columns())
+)
+#: HyperLeda meandata export (SPEC D2): ``al2000`` in hours, ``logd25`` in log10(0.1 arcmin).
+HYPERLEDA = RawFormat(
+    file="hyperleda.csv",
+    sep="|",
+    columns={
+        "pgc": Column("int", "{:d}"),
+        "objname": Column("str", "{}"),
+        "objtype": Column("str", "{}"),
+        "al2000": Column("float", "{:.7f}"),
+        "de2000": Column("float", "{:.6f}"),
+        "logd25": Column("float?", "{:.2f}"),
+        "e_logd25": Column("float?", "{:.2f}"),
+        "logr25": Column("float?", "{:.2f}"),
+        "pa": Column("float?", "{:.1f}"),
+    },
+    required=("pgc", "al2000", "de2000", "logd25"),
+)
+#: Hart+16 Galaxy Zoo 2 table (SPEC D8): the leading columns; 6 columns per answer follow.
+GZ2 = RawFormat(
+    file="gz2_hart16.csv",
+    sep=",",
+    columns={
+        "dr7objid": Column("int"),
+        "ra": Column("float", "{:.6f}"),
+        "dec": Column("float", "{:.6f}"),
+    },
+    required=("dr7objid", "ra", "dec"),
+)
+#: SDSS photometry (CasJobs export): ``objID,ra,dec,modelMag_<b>..., modelMagErr_<b>...`` (-9999 missing).
+PHOTOMETRY = RawFormat(
+    file="sdss_photometry.csv",
+    sep=",",
+    columns={
+        "objID": Column("int"),
+        "ra": Column("float", "{:.7f}"),
+        "dec": Column("float", "{:.7f}"),
+        **{f"modelMag_{b}": Column("float?", "{:.5f}") for b in SDSS_BANDS},
+        **{f"modelMagErr_{b}": Column("float?", "{:.5f}") for b in SDSS_BANDS},
+    },
+    required=("objID", "ra", "dec"),
+)
+#: Point sources (SPEC D5 priors): ``objID,ra,dec,type(=6),psfMag_g``.
+STARS = RawFormat(
+    file="stars.csv",
+    sep=",",
+    columns={
+        "objID": Column("int"),
+        "ra": Column("float", "{:.7f}"),
+        "dec": Column("float", "{:.7f}"),
+        "type": Column("int"),
+        "psfMag_g": Column("float?", "{:.3f}"),
+    },
+    required=("objID", "ra", "dec", "type", "psfMag_g"),
+)
 #: GSWLC-2 versions by decreasing UV depth: X2 combines the others (deepest UV per galaxy), then D2, M2, A2.
 GSWLC_VERSIONS: tuple[str, ...] = ("X2", "D2", "M2", "A2")
+
+
+def gswlc_file_name(version: str) -> str:
+    """``GSWLC-X2.dat`` for version ``X2`` (the name in ``raw/gswlc/``)."""
+    return f"GSWLC-{version}.dat"
 
 
 # ----------------------------------------------------------------------------------------- low-level parsing
@@ -401,7 +533,7 @@ def _coordinates(
             )
 
 
-def _header_scan(path: Path, *, sep: str, required: Sequence[str]) -> tuple[list[str], Scan]:
+def _header_scan(path: Path, *, sep: str | None, required: Sequence[str]) -> tuple[list[str], Scan]:
     """Scan a file with a header: check every line's field count and the required columns.
 
     Returns the column names (blank names replaced by ``_unnamed_<i>``) and the scan result as a :data:`Scan`.
@@ -421,7 +553,10 @@ def _header_scan(path: Path, *, sep: str, required: Sequence[str]) -> tuple[list
 
 
 def _lazy_scan(path: Path, *, sep: str | None, n_fields: int) -> Scan:
-    """A :data:`Scan` that reads the file's lines only when first called (an error needs line numbers)."""
+    """Return a :data:`Scan` that reads the file's lines only when first called.
+
+    An error needs line numbers.
+    """
     return functools.cache(lambda: _scan(path, sep=sep, n_fields=n_fields)[1:])
 
 
@@ -434,13 +569,13 @@ def read_gswlc(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        Whitespace-separated text without a header, 24 columns (:data:`GSWLC_COLUMNS`), gzip detected by
+        Whitespace-separated text without a header, 24 columns (:data:`GSWLC`), gzip detected by
         content.
 
     Returns
     -------
     pandas.DataFrame
-        One row per line, the 24 columns of :data:`GSWLC_COLUMNS` in file order: ``objid`` int64 (SDSS DR8+
+        One row per line, the 24 columns of :data:`GSWLC` in file order: ``objid`` int64 (SDSS DR8+
         photometric id); the other integer columns as nullable ``Int64``; the rest float64 (``ra``, ``dec`` in
         deg, ``z``, ``chi2_r`` the reduced chi2 of the SED fit, ``log_mstar`` and ``log_mstar_err`` in dex of
         M_sun, ...). -99 becomes missing (``<NA>`` / NaN).
@@ -452,11 +587,12 @@ def read_gswlc(path: str | Path) -> pd.DataFrame:
         a missing (-99) or impossible coordinate; the message names the file, line and field.
     """
     path = Path(path)
-    names = list(GSWLC_COLUMNS)
+    names = list(GSWLC.names)
+    kinds = GSWLC.kinds()
     scan = _lazy_scan(path, sep=None, n_fields=len(names))
-    columns = _parse_columns(path, sep=None, names=names, kinds=GSWLC_COLUMNS, scan=scan)
+    columns = _parse_columns(path, sep=GSWLC.sep, names=names, kinds=kinds, scan=scan)
     out: dict[str, Any] = {}
-    for name, kind in GSWLC_COLUMNS.items():
+    for name, kind in kinds.items():
         values = columns[name]
         if kind == "float":
             values[values == GSWLC_MISSING] = np.nan
@@ -484,7 +620,7 @@ def find_gswlc_files(directory: str | Path) -> dict[str, Path]:
     for version in GSWLC_VERSIONS:
         candidates = [
             p
-            for p in (directory / f"GSWLC-{version}.dat", directory / f"GSWLC-{version}.dat.gz")
+            for p in (directory / gswlc_file_name(version), directory / f"{gswlc_file_name(version)}.gz")
             if p.is_file()
         ]
         if len(candidates) > 1:
@@ -566,14 +702,12 @@ def read_hyperleda(path: str | Path) -> pd.DataFrame:
         a missing or impossible coordinate.
     """
     path = Path(path)
-    required = ["pgc", "al2000", "de2000", "logd25"]
-    names, scan = _header_scan(path, sep="|", required=required)
-    kinds: dict[str, Kind] = {"pgc": "int", "al2000": "float", "de2000": "float", "logd25": "float?"}
-    kinds.update({c: "str" for c in ("objname", "objtype") if c in names})
-    kinds.update({c: "float?" for c in ("e_logd25", "logr25", "pa") if c in names})
+    names, scan = _header_scan(path, sep=HYPERLEDA.sep, required=HYPERLEDA.required)
+    optional = [c for c in HYPERLEDA.names if c not in HYPERLEDA.required and c in names]
+    kinds = HYPERLEDA.kinds([*HYPERLEDA.required, *optional])
     n_skip, lines = scan()
     columns = _parse_columns(
-        path, sep="|", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+        path, sep=HYPERLEDA.sep, names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
     )
     _coordinates(
         columns["al2000"], columns["de2000"], ("al2000", "de2000"), path, scan, ra_max=24.0, ra_unit="hours"
@@ -585,10 +719,10 @@ def read_hyperleda(path: str | Path) -> pd.DataFrame:
             "pgc": columns["pgc"],
             "objname": columns.get("objname", pd.Series([""] * n, dtype=str)),
             "objtype": columns.get("objtype", pd.Series([""] * n, dtype=str)),
-            "ra": columns["al2000"] * 15.0,
+            "ra": hours_to_degrees(columns["al2000"]),
             "dec": columns["de2000"],
             "logd25": columns["logd25"],
-            "d25_arcmin": 0.1 * 10.0 ** columns["logd25"],
+            "d25_arcmin": d25_arcmin_from_logd25(columns["logd25"]),
         }
     )
     for name in ("e_logd25", "logr25", "pa"):
@@ -634,12 +768,11 @@ def read_gz2(
         msg = f"fraction must be 'weighted_fraction' or 'fraction', got {fraction!r}"
         raise ValueError(msg)
     fractions = [gz2.hart16_column(a, fraction) for a in gz2.ANSWERS]
-    names, scan = _header_scan(path, sep=",", required=["dr7objid", "ra", "dec", *fractions])
-    kinds: dict[str, Kind] = {"dr7objid": "int", "ra": "float", "dec": "float"}
-    kinds.update({c: "float?" for c in fractions})
+    names, scan = _header_scan(path, sep=GZ2.sep, required=[*GZ2.required, *fractions])
+    kinds = GZ2.kinds() | {c: "float?" for c in fractions}
     n_skip, lines = scan()
     columns = _parse_columns(
-        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+        path, sep=GZ2.sep, names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
     )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     _unique_ids(columns["dr7objid"], "dr7objid", path, scan)
@@ -697,15 +830,15 @@ def read_photometry(path: str | Path) -> pd.DataFrame:
         missing or impossible coordinate.
     """
     path = Path(path)
-    names, scan = _header_scan(path, sep=",", required=["objID", "ra", "dec"])
+    names, scan = _header_scan(path, sep=PHOTOMETRY.sep, required=PHOTOMETRY.required)
     bands = [b for b in SDSS_BANDS if f"modelMag_{b}" in names and f"modelMagErr_{b}" in names]
     if not bands:
         _fail(path, None, None, "no band has both modelMag_<band> and modelMagErr_<band> columns")
-    kinds: dict[str, Kind] = {"objID": "int", "ra": "float", "dec": "float"}
-    kinds.update({f"{kind}_{b}": "float?" for b in bands for kind in ("modelMag", "modelMagErr")})
+    magnitudes = [f"{kind}_{b}" for b in bands for kind in ("modelMag", "modelMagErr")]
+    kinds = PHOTOMETRY.kinds([*PHOTOMETRY.required, *magnitudes])
     n_skip, lines = scan()
     columns = _parse_columns(
-        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+        path, sep=PHOTOMETRY.sep, names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
     )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     _unique_ids(columns["objID"], "objID", path, scan)
@@ -734,17 +867,11 @@ def read_stars(path: str | Path) -> pd.DataFrame:
         ``objID``, or a missing or impossible coordinate.
     """
     path = Path(path)
-    kinds: dict[str, Kind] = {
-        "objID": "int",
-        "ra": "float",
-        "dec": "float",
-        "type": "int",
-        "psfMag_g": "float?",
-    }
-    names, scan = _header_scan(path, sep=",", required=list(kinds))
+    kinds = STARS.kinds()
+    names, scan = _header_scan(path, sep=STARS.sep, required=STARS.required)
     n_skip, lines = scan()
     columns = _parse_columns(
-        path, sep=",", names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
+        path, sep=STARS.sep, names=names, kinds=kinds, scan=scan, n_skip=n_skip, n_rows=len(lines)
     )
     _coordinates(columns["ra"], columns["dec"], ("ra", "dec"), path, scan)
     kind = columns["type"]
@@ -763,3 +890,131 @@ def read_stars(path: str | Path) -> pd.DataFrame:
             "psf_mag_g": psf_mag,
         }
     )
+
+
+# ---------------------------------------------------------------------------------------------------- writers
+
+
+def _format_rows(table: pd.DataFrame, formats: Mapping[str, str], sep: str, missing: str = "") -> str:
+    """Format ``table``'s columns (in ``formats`` order) into lines; NaN floats become ``missing``."""
+    columns = []
+    for name, fmt in formats.items():
+        values = table[name].to_numpy()
+        if fmt == "{:d}":
+            columns.append([str(int(v)) for v in values])
+        elif fmt == "{}":
+            columns.append([str(v) for v in values])
+        else:
+            columns.append(
+                [missing if (isinstance(v, float) and np.isnan(v)) else fmt.format(v) for v in values]
+            )
+    return "".join(sep.join(row) + "\n" for row in zip(*columns, strict=True))
+
+
+def _write_csv(path: Path, table: pd.DataFrame, spec: RawFormat) -> None:
+    """Write a CSV with a header, the columns of ``spec`` that have a print format printed with it.
+
+    Other columns are printed as pandas does.
+    """
+    formatted = table.copy()
+    for name, fmt in spec.formats(list(table.columns)).items():
+        formatted[name] = [fmt.format(v) for v in table[name].to_numpy()]
+    buffer = io.StringIO()
+    formatted.to_csv(buffer, index=False, lineterminator="\n")
+    write_text_atomic(path, buffer.getvalue())
+
+
+def write_gswlc(path: Path, table: pd.DataFrame) -> None:
+    """Write GSWLC-2: whitespace-separated, no header, the 24 columns of :data:`GSWLC` (-99 for missing).
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/gswlc/GSWLC-X2.dat``), written atomically.
+    table : pandas.DataFrame
+        At least the 24 columns of :data:`GSWLC`; int64 ids, missing values already -99.
+    """
+    write_text_atomic(path, _format_rows(table, GSWLC.formats(), sep=" "))
+
+
+def write_hyperleda(path: Path, table: pd.DataFrame) -> None:
+    """Write the HyperLeda meandata export: '|'-separated with a header row (SPEC D2).
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/hyperleda.csv``), written atomically.
+    table : pandas.DataFrame
+        The 9 columns of :data:`HYPERLEDA`, ``al2000`` in hours; NaN prints as an empty (undefined) field.
+    """
+    header = "|".join(HYPERLEDA.names) + "\n"
+    write_text_atomic(path, header + _format_rows(table, HYPERLEDA.formats(), sep="|"))
+
+
+def write_gz2(path: Path, table: pd.DataFrame) -> None:
+    """Write the Hart+16 GZ2 table: CSV with a header row, 9 leading columns then 6 columns per answer.
+
+    SPEC D8.
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/gz2_hart16.csv``), written atomically.
+    table : pandas.DataFrame
+        Columns in file order; ``ra``, ``dec`` printed as :data:`GZ2` says, the others as pandas does.
+    """
+    _write_csv(path, table, GZ2)
+
+
+def write_photometry(path: Path, table: pd.DataFrame) -> None:
+    """Write the CasJobs photometry export: ``objID,ra,dec,modelMag_<b>,...,modelMagErr_<b>,...``.
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/sdss_photometry.csv``), written atomically.
+    table : pandas.DataFrame
+        Columns of :data:`PHOTOMETRY` (the bands present), in file order; -9999 for missing magnitudes.
+    """
+    _write_csv(path, table, PHOTOMETRY)
+
+
+def write_stars(path: Path, table: pd.DataFrame) -> None:
+    """Write the point-source catalogue: ``objID,ra,dec,type(=6),psfMag_g`` (the priors of SPEC D5).
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/stars.csv``), written atomically.
+    table : pandas.DataFrame
+        The columns of :data:`STARS`, in file order.
+    """
+    _write_csv(path, table, STARS)
+
+
+def write_fits_image(
+    path: Path, data: np.ndarray, wcs: WCS, band: str, extra: Mapping[str, object] | None = None
+) -> None:
+    """Write one image: float32 nanomaggies per pixel, TAN WCS in the primary header, atomically (SPEC D4).
+
+    Parameters
+    ----------
+    path : Path
+        Destination (``raw/images/<band>/<objid>.fits``).
+    data : (ny, nx) ndarray
+        Nanomaggies per pixel (stored as float32).
+    wcs : astropy.wcs.WCS
+        The image's celestial WCS (CD matrix or CDELT).
+    band : str
+        SDSS filter, written as ``FILTER``.
+    extra : mapping, optional
+        More header cards (key -> value or (value, comment)).
+    """
+    header = wcs.to_header()
+    header["BUNIT"] = ("nanomaggy", "flux per pixel")
+    header["FILTER"] = (band, "SDSS filter")
+    for key, value in (extra or {}).items():
+        header[key] = value
+    hdu = fits.PrimaryHDU(data=np.asarray(data, dtype=np.float32), header=header)
+    with atomic_path(path) as tmp:
+        hdu.writeto(tmp, output_verify="exception")
