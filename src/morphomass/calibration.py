@@ -38,8 +38,7 @@ from morphomass.evaluate import (
     l1_tilde_per_galaxy,
     predict_powerlaw,
 )
-from morphomass.mock.stage import write_catalogues
-from morphomass.mock.survey import make_survey
+from morphomass.mock import make_survey, write_catalogues
 from morphomass.workdir import WorkDir
 
 __all__ = ["calibration_table", "main"]

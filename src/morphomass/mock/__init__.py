@@ -6,6 +6,7 @@ See docs/mock.md for its physics and calibration. ``mock_truth.parquet`` is for 
 pipeline stage reads it.
 """
 
-from morphomass.mock.stage import run_mock
+from morphomass.mock.stage import run_mock, write_catalogues
+from morphomass.mock.survey import make_survey
 
-__all__ = ["run_mock"]
+__all__ = ["make_survey", "run_mock", "write_catalogues"]
