@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
+from morphomass.config import PipelineConfig
 from morphomass.pipeline import RUN_ORDER, STAGES
+from morphomass.workdir import StageResult, WorkDir, write_text_atomic
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,31 +49,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="gpu: no CUDA device"))
 
 
-@pytest.fixture(name="unbuilt")
-def fixture_unbuilt(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Make stages look not built (their modules cannot be imported), whatever this checkout implements."""
-
-    def make_unbuilt(*names: str) -> None:
-        for name in names:
-            monkeypatch.setitem(sys.modules, STAGES[name].module, None)
-
-    return make_unbuilt
+def write_stand_in_outputs(name: str, workdir: WorkDir) -> StageResult:
+    """Write every declared output of a stage as a small stand-in file (a folder gets one file in it)."""
+    outputs = STAGES[name].output_paths(workdir)
+    for rel, path in outputs.items():
+        if rel == "raw":  # what the later stages read from raw/
+            write_text_atomic(workdir.raw_images / "g" / "1.fits", name)
+            write_text_atomic(workdir.stars, name)
+        elif not path.suffix:
+            write_text_atomic(path / "stand-in.txt", name)
+        else:
+            write_text_atomic(path, name)
+    return StageResult(name, outputs=list(outputs))
 
 
 @pytest.fixture(name="fake_stage")
 def fixture_fake_stage(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Callable[..., object]], None]:
-    """Install a stand-in runner for a stage (a fake module in ``sys.modules``), e.g. a quiet mock."""
+    """Install a stand-in runner for a stage (in a fake module in ``sys.modules``), e.g. a quiet mock.
+
+    Stages that share a module (``train-cnn`` and ``extract``) share its fake too.
+    """
+    modules: dict[str, types.ModuleType] = {}
 
     def install(name: str, runner: Callable[..., object]) -> None:
         stage = STAGES[name]
-        module = types.ModuleType(stage.module)
-        setattr(module, stage.function, runner)
-        monkeypatch.setitem(sys.modules, stage.module, module)
+        if stage.module not in modules:
+            modules[stage.module] = types.ModuleType(stage.module)
+            monkeypatch.setitem(sys.modules, stage.module, modules[stage.module])
+        setattr(modules[stage.module], stage.function, runner)
 
     return install
 
 
-@pytest.fixture(name="only_mock_built")
-def fixture_only_mock_built(unbuilt: Callable[..., None]) -> None:
-    """Every stage after the mock looks not built."""
-    unbuilt(*(name for name in RUN_ORDER if name != "mock"), "fetch", "predict")
+@pytest.fixture(name="fake_pipeline")
+def fixture_fake_pipeline(fake_stage: Callable[[str, Callable[..., object]], None]) -> list[str]:
+    """Replace every stage of ``morphomass run`` (and fetch) by a stand-in that writes its declared outputs.
+
+    Returns the list of the stages run, in order; replace single stages afterwards with ``fake_stage``.
+    """
+    ran: list[str] = []
+
+    def stand_in(name: str) -> Callable[..., StageResult]:
+        def run(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+            ran.append(name)
+            return write_stand_in_outputs(name, workdir)
+
+        return run
+
+    for name in (*RUN_ORDER, "fetch"):
+        fake_stage(name, stand_in(name))
+    return ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import types
@@ -23,6 +24,7 @@ SUBCOMMANDS = {
     "train-cnn": ["--nets"],
     "extract": [],
     "train-gbm": [],
+    "bundle": [],
     "evaluate": ["--experiments"],
     "run": [],
     "predict": ["--model", "--images", "--catalog", "--out"],
@@ -56,7 +58,8 @@ def fixture_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Pipelin
 
 def _fake_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
     write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
-    return StageResult("mock", outputs=["raw"], summary={"n_galaxies": config.mock.n_galaxies})
+    write_text_atomic(workdir.raw_image("g", 1), "image")
+    return StageResult("mock", outputs=["raw"], summary={"galaxies_with_images": config.mock.n_galaxies})
 
 
 def _error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -83,36 +86,6 @@ def test_top_level_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--quiet" in out
     assert cli.main(["--version"]) == 0
     assert __version__ in capsys.readouterr().out
-
-
-def test_unbuilt_stage_exits_1_with_message(
-    unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    unbuilt("catalog")
-    assert cli.main(["catalog", "--workdir", str(tmp_path)]) == 1
-    lines = _error_lines(capsys)
-    assert lines == [
-        f"morphomass: error: stage 'catalog' is not built yet in morphomass {__version__} "
-        "(see the open issues)"
-    ]
-
-
-def test_unbuilt_predict_exits_1(unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    unbuilt("predict")
-    (tmp_path / "cat.csv").write_text("objid\n")
-    argv = [
-        "predict",
-        "--model",
-        str(tmp_path),
-        "--images",
-        str(tmp_path),
-        "--catalog",
-        str(tmp_path / "cat.csv"),
-        "--out",
-        str(tmp_path / "out.csv"),
-    ]
-    assert cli.main(argv) == 1
-    assert "stage 'predict' is not built yet" in capsys.readouterr().err
 
 
 def test_predict_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -288,36 +261,26 @@ def test_unknown_net_exits_2(recorded: list, capsys: pytest.CaptureFixture[str])
     assert recorded == []
 
 
-def test_run_lists_unbuilt_stages_last(
-    fake_stage, only_mock_built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_run_prints_one_line_per_stage(
+    fake_pipeline, fake_stage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_stage("mock", _fake_mock)
     workdir = tmp_path / "work"
     assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
-    out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if line.strip()]
-    unbuilt = [name for name in RUN_ORDER if name != "mock"]
-    assert (
-        lines[-1] == f"not built yet in morphomass {__version__}: {', '.join(unbuilt)} (see the open issues)"
-    )
-    assert any("mock" in line and "ran" in line and "n_galaxies=60" in line for line in lines)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[0].split() == ["stage", "status", "wall", "s", "CPU", "s", "key", "figures"]
+    rows = {line.split()[0]: line for line in lines[1 : len(RUN_ORDER) + 1]}
+    assert list(rows) == list(RUN_ORDER)
+    assert re.fullmatch(r"mock +ran +\d+\.\d +\d+\.\d  60 galaxies with images", rows["mock"])
+    assert all(" ran " in row for row in rows.values())
+    assert lines[len(RUN_ORDER) + 1].startswith("total")
+    assert not any("{" in line or "not built" in line for line in lines)
     assert (workdir / "raw" / "stars.csv").exists()
     assert (workdir / "manifest.json").exists()
-    # a second run skips the mock
+    # a second run skips every stage, with the times and figures of the run that made the outputs
     assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
-    assert any("mock" in line and "skipped" in line for line in capsys.readouterr().out.splitlines())
-
-
-def test_run_exits_0_when_nothing_is_built(
-    unbuilt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    unbuilt(*RUN_ORDER)
-    assert cli.main(["-q", "run", "--workdir", str(tmp_path)]) == 0
-    assert (
-        capsys.readouterr()
-        .out.splitlines()[-1]
-        .startswith(f"not built yet in morphomass {__version__}: mock, ")
-    )
+    out = capsys.readouterr().out
+    assert re.search(r"mock +skipped +\(\d+\.\d\) +\(\d+\.\d\)  60 galaxies with images", out)
 
 
 def test_mock_preview_prints_path(
@@ -337,15 +300,6 @@ def test_mock_preview_prints_path(
     assert cli.main(["mock", "--workdir", str(tmp_path), "--preset", "tiny", "--preview"]) == 0
     out = capsys.readouterr().out
     assert f"preview: {tmp_path / 'results' / 'figures' / 'mock_preview.png'}" in out
-
-
-def test_mock_preview_not_built(
-    fake_stage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake_stage("mock", _fake_mock)
-    monkeypatch.setitem(sys.modules, "morphomass.mock.preview", None)
-    assert cli.main(["mock", "--workdir", str(tmp_path), "--preview"]) == 1
-    assert "the mock preview is not built yet" in capsys.readouterr().err
 
 
 def test_verbosity_sets_package_log_level(recorded: list) -> None:

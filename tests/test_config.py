@@ -1,4 +1,4 @@
-"""Configuration: presets, TOML files, overrides, validation messages and section hashes."""
+"""Configuration: presets, TOML files, overrides, validation messages, runtime fields and hashes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from morphomass.config import PRESETS, PipelineConfig, load_config, section_hash
+from morphomass.config import (
+    PRESETS,
+    STAGE_CONFIG,
+    CnnConfig,
+    FetchConfig,
+    MockConfig,
+    PipelineConfig,
+    PreprocessConfig,
+    load_config,
+    runtime_fields,
+    section_hash,
+    stage_config_hash,
+    without_runtime_fields,
+)
 from morphomass.errors import ConfigError
 
 
@@ -146,3 +159,66 @@ def test_section_hash_sees_float_changes() -> None:
     base = load_config("quick")
     nudged = load_config("quick", overrides={"cosmology": {"om0": base.cosmology.om0 + 1e-9}})
     assert section_hash(nudged, "cosmology") != section_hash(base, "cosmology")
+
+
+def test_runtime_fields_are_marked_on_the_models() -> None:
+    assert runtime_fields(MockConfig) == ("workers",)
+    assert runtime_fields(PreprocessConfig) == ("workers", "scheduler")
+    assert runtime_fields(CnnConfig) == (
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_nodes",
+        "inference_batch_size",
+    )
+    assert set(runtime_fields(FetchConfig)) == {
+        "workers",
+        "timeout_s",
+        "retries",
+        "backoff_s",
+        "max_backoff_s",
+        "requests_per_second",
+        "cache_dir",
+        "frame_cache_max_gb",
+        "max_consecutive_failures",
+    }
+
+
+def test_without_runtime_fields_resets_them_and_copies() -> None:
+    config = load_config("tiny", overrides={"preprocess": {"workers": 3}, "cnn": {"accelerator": "cpu"}})
+    neutral = without_runtime_fields(config)
+    assert (neutral.preprocess.workers, neutral.cnn.accelerator) == (None, "auto")
+    assert (config.preprocess.workers, config.cnn.accelerator) == (3, "cpu")
+    assert neutral.mock.workers is None and config.mock.workers == 1  # the tiny preset's value, reset
+
+
+#: ``stage_config_hash`` of the quick preset. A change of these values makes every existing work directory
+#: redo the stage: change a value only on purpose (a new field, another default), never in a refactor.
+QUICK_HASHES = {
+    "mock": "146cc988c0f0600982512ef40daf0946a74c5f46ced1536c50e99c9f1d3fbfd6",
+    "fetch": "36c7315bf01d0bd328b0d88336be7b7f0cbd1dcf9ca31a17b982dedc4199992d",
+    "catalog": "de7553b39bf35a3223ec053f0de21b4e16f9aa83703954529f62feecc2ebda3e",
+    "preprocess": "0a852bdbd95aa4d6786661bb3fb475b2d85675295516ec54b0ee9317fd22e0d9",
+    "train-cnn": "325fb456310f544b1600861e6f9d3cdbd39f33369be6f840a164d5798ad16e6e",
+    "extract": "325fb456310f544b1600861e6f9d3cdbd39f33369be6f840a164d5798ad16e6e",
+    "train-gbm": "0f0ad279e92765cf10b5214b0e0166c0913dcf31ad41cb617262d65a60af7f1a",
+    "evaluate": "42f44e014d6fdd2a2d0d18f7c2bf8e87e5eb82bd1b54a0b8cbbe4af46ff02852",
+}
+
+
+@pytest.mark.parametrize("stage", sorted(QUICK_HASHES))
+def test_stage_config_hashes_keep_their_values(stage: str) -> None:
+    assert stage_config_hash(load_config("quick"), stage) == QUICK_HASHES[stage]
+
+
+def test_stage_config_hash_ignores_runtime_fields_only() -> None:
+    config = load_config("quick")
+    busy = load_config(
+        "quick", overrides={"fetch": {"workers": 9, "cache_dir": "/tmp/c"}, "mock": {"workers": 2}}
+    )
+    changed = load_config("quick", overrides={"preprocess": {"chunk_images": 7}})
+    for stage in STAGE_CONFIG:
+        assert stage_config_hash(busy, stage) == stage_config_hash(config, stage)
+    assert stage_config_hash(changed, "preprocess") != stage_config_hash(config, "preprocess")
+    assert stage_config_hash(changed, "bundle") != stage_config_hash(config, "bundle")
+    assert stage_config_hash(changed, "catalog") == stage_config_hash(config, "catalog")

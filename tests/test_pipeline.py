@@ -1,28 +1,19 @@
-"""Stage registry, not-built detection, skip/redo/resume logic of execute_stage and run_pipeline.
+"""Stage registry, declared inputs and outputs, skip/redo/resume logic of execute_stage and run_pipeline.
 
 The stages are stand-ins installed as fake modules (fixtures in conftest.py), so these tests neither render a
-survey nor depend on which stages this checkout implements.
+survey nor train anything.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from morphomass import __version__
-from morphomass.config import PipelineConfig, load_config
-from morphomass.errors import StageNotBuiltError, WorkdirError
-from morphomass.pipeline import (
-    RUN_ORDER,
-    STAGES,
-    execute_stage,
-    is_built,
-    resolve_runner,
-    run_pipeline,
-    stage_config_hash,
-)
+from morphomass.config import PipelineConfig, load_config, stage_config_hash
+from morphomass.errors import WorkdirError
+from morphomass.pipeline import RUN_ORDER, STAGES, execute_stage, resolve_runner, run_pipeline
 from morphomass.workdir import StageResult, WorkDir, load_manifest, write_text_atomic
 
 
@@ -53,63 +44,97 @@ def fixture_wd(tmp_path: Path) -> WorkDir:
 
 
 @pytest.fixture(name="fake_mock_and_catalog")
-def fixture_fake_mock_and_catalog(fake_stage, unbuilt, calls: Calls) -> None:
-    """Install a mock writing two small raw files and a catalog copying one; later stages not built."""
+def fixture_fake_mock_and_catalog(fake_pipeline, fake_stage, calls: Calls) -> None:
+    """Install a mock writing small raw files and a catalog copying one; the later stages are stand-ins."""
 
     def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
         calls.names.append("mock")
         write_text_atomic(workdir.hyperleda, f"pgc|objname\n1|galaxy-{config.mock.seed}\n")
         write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
+        write_text_atomic(workdir.raw_images / "g" / "1.fits", "image")
         return StageResult("mock", outputs=["raw"], summary={"n_galaxies": config.mock.n_galaxies})
 
-    def run_catalog(config: PipelineConfig, workdir: WorkDir) -> StageResult:  # no progress argument: allowed
+    def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
         calls.names.append("catalog")
         write_text_atomic(workdir.sample, workdir.hyperleda.read_text())
+        write_text_atomic(workdir.sample_summary, "key,value\n")
+        write_text_atomic(workdir.chi2_rejected, "none")
         return StageResult("catalog", outputs=["sample.parquet"], summary={"n_rows": 1})
 
     fake_stage("mock", run_mock)
     fake_stage("catalog", run_catalog)
-    unbuilt("preprocess", "train-cnn", "extract", "train-gbm", "evaluate", "fetch", "predict")
 
 
-def test_registry_order_and_contracts() -> None:
-    assert RUN_ORDER == ("mock", "catalog", "preprocess", "train-cnn", "extract", "train-gbm", "evaluate")
+def test_registry_order_and_contracts(tmp_path: Path) -> None:
+    assert RUN_ORDER == (
+        "mock",
+        "catalog",
+        "preprocess",
+        "train-cnn",
+        "extract",
+        "train-gbm",
+        "bundle",
+        "evaluate",
+    )
     assert set(RUN_ORDER) | {"fetch", "predict"} == set(STAGES)
     assert STAGES["mock"].target == "morphomass.mock:run_mock"
+    assert STAGES["bundle"].target == "morphomass.predict:run_bundle"
     assert STAGES["mock"].sections == ("mock",)
     assert STAGES["mock"].inputs == ()
     assert STAGES["catalog"].sections == ("catalog", "cosmology")
     assert STAGES["catalog"].inputs == ("raw",)
     assert STAGES["train-cnn"].function == "run_train_cnn"
+    wd = WorkDir(tmp_path)
     # every input of a run stage is an output of an earlier stage
     produced: set[str] = set()
     for name in RUN_ORDER:
-        for rel in STAGES[name].inputs:
+        for rel in STAGES[name].input_paths(wd):
             assert any(rel == out or rel.startswith(out + "/") for out in produced), (name, rel)
-        produced.update(STAGES[name].outputs)
+        produced.update(STAGES[name].output_paths(wd))
 
 
-def test_unbuilt_stage_raises_clear_error(unbuilt) -> None:
-    unbuilt("catalog")
-    with pytest.raises(
-        StageNotBuiltError, match=rf"stage 'catalog' is not built yet in morphomass {__version__}"
+def test_inputs_and_outputs_are_workdir_artefacts(tmp_path: Path) -> None:
+    """Declared paths are WorkDir properties, relative to the root as the manifest records them."""
+    wd = WorkDir(tmp_path)
+    for stage in STAGES.values():
+        for name in (*stage.inputs, *stage.outputs):
+            assert isinstance(getattr(type(wd), name), property), (stage.name, name)
+    assert list(STAGES["preprocess"].input_paths(wd)) == ["sample.parquet", "raw/images", "raw/stars.csv"]
+    assert STAGES["train-gbm"].output_paths(wd) == {"models/gbm": wd.gbm_models}
+    assert list(STAGES["bundle"].output_paths(wd)) == ["models/bundle.json"]
+    assert set(STAGES["bundle"].input_paths(wd)) == {
+        "sample.parquet",
+        "features/photometric.parquet",
+        "features/cnn.parquet",
+        "models/cnn",
+        "models/gbm",
+    }
+    # evaluate reads the catalogue's tables and everything train-gbm writes, not only the models
+    evaluated = STAGES["evaluate"].input_paths(wd)
+    for path in (
+        wd.chi2_rejected,
+        wd.sample_summary,
+        wd.gbm_cv_search,
+        wd.gbm_predictions,
+        wd.gbm_importance,
     ):
-        resolve_runner("catalog")
-    assert not is_built("catalog")
+        assert any(path == p or p in path.parents for p in evaluated.values()), path
 
 
-def test_missing_function_is_not_built(fake_stage) -> None:
-    fake_stage("evaluate", lambda config, workdir: None)
-    del sys.modules["morphomass.evaluate"].run_evaluate
-    with pytest.raises(StageNotBuiltError, match="stage 'evaluate' is not built yet"):
-        resolve_runner("evaluate")
+def test_every_stage_but_predict_has_a_configuration_hash(config: PipelineConfig) -> None:
+    for name in STAGES:
+        if name != "predict":
+            assert len(stage_config_hash(config, name)) == 64
+    with pytest.raises(KeyError, match="no configuration hash for stage 'predict'"):
+        stage_config_hash(config, "predict")
 
 
-def test_unbuilt_stage_touches_nothing(unbuilt, config: PipelineConfig, wd: WorkDir) -> None:
-    unbuilt("mock")
-    with pytest.raises(StageNotBuiltError, match="stage 'mock'"):
-        execute_stage("mock", config, wd)
-    assert not wd.manifest.exists()
+def test_resolve_runner_imports_the_stage_function(fake_stage) -> None:
+    def runner(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+        return StageResult("evaluate", outputs=[])
+
+    fake_stage("evaluate", runner)
+    assert resolve_runner("evaluate") is runner
 
 
 def test_unknown_stage(config: PipelineConfig, wd: WorkDir) -> None:
@@ -203,7 +228,7 @@ def test_missing_input_names_the_producer(fake_mock_and_catalog, config: Pipelin
 
 
 def test_missing_declared_output_is_an_error(fake_stage, config: PipelineConfig, wd: WorkDir) -> None:
-    fake_stage("catalog", lambda config, workdir: StageResult("catalog", outputs=[]))
+    fake_stage("catalog", lambda config, workdir, progress: StageResult("catalog", outputs=[]))
     write_text_atomic(wd.stars, "objID\n")
     with pytest.raises(WorkdirError, match=r"stage 'catalog' finished without writing .*sample\.parquet"):
         execute_stage("catalog", config, wd)
@@ -211,7 +236,7 @@ def test_missing_declared_output_is_an_error(fake_stage, config: PipelineConfig,
 
 
 def test_interrupted_stage_is_redone(fake_stage, config: PipelineConfig, wd: WorkDir, calls: Calls) -> None:
-    def crashing_mock(config: PipelineConfig, workdir: WorkDir) -> StageResult:
+    def crashing_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool) -> StageResult:
         calls.names.append("mock")
         write_text_atomic(workdir.stars, "half of the survey\n")
         if calls.count("mock") == 1:
@@ -227,43 +252,47 @@ def test_interrupted_stage_is_redone(fake_stage, config: PipelineConfig, wd: Wor
     assert calls.count("mock") == 2
 
 
-def test_run_pipeline_runs_built_stages_and_lists_unbuilt(
-    fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
+def test_run_pipeline_runs_every_stage_and_skips_them_when_current(
+    fake_mock_and_catalog, fake_pipeline: list[str], calls: Calls, config: PipelineConfig, wd: WorkDir
 ) -> None:
     summary = run_pipeline(config, wd, progress=False)
     assert [o.stage for o in summary.outcomes] == list(RUN_ORDER)
-    assert summary.stages("ran") == ["mock", "catalog"]
-    assert summary.not_built == ["preprocess", "train-cnn", "extract", "train-gbm", "evaluate"]
+    assert summary.stages("ran") == list(RUN_ORDER)
+    assert fake_pipeline == list(RUN_ORDER[2:])
     assert summary.outcomes[0].seconds > 0
+    assert all(o.cpu_seconds >= 0 for o in summary.outcomes)
     again = run_pipeline(config, wd, progress=False)
-    assert again.stages("skipped") == ["mock", "catalog"]
+    assert again.stages("skipped") == list(RUN_ORDER)
     assert calls.names == ["mock", "catalog"]
     forced = run_pipeline(config, wd, force=True, progress=False)
-    assert forced.stages("ran") == ["mock", "catalog"]
+    assert forced.stages("ran") == list(RUN_ORDER)
 
 
-def test_run_pipeline_stops_at_first_unbuilt_stage(
-    fake_stage, unbuilt, config: PipelineConfig, wd: WorkDir
+def test_manifest_records_times_and_summary(
+    fake_mock_and_catalog, config: PipelineConfig, wd: WorkDir
 ) -> None:
-    ran: list[str] = []
-    fake_stage("mock", lambda config, workdir: ran.append("mock") or _write_raw(workdir))
-    unbuilt("catalog")
-    fake_stage("preprocess", lambda config, workdir: ran.append("preprocess"))
+    result = execute_stage("mock", config, wd)
+    assert result.cpu_seconds >= 0
+    record = load_manifest(wd)["stages"]["mock"]
+    assert record["summary"] == {"n_galaxies": config.mock.n_galaxies}
+    assert record["cpu_seconds"] == pytest.approx(result.cpu_seconds, abs=1e-3)
+
+
+def test_a_changed_evaluate_input_redoes_evaluate(
+    fake_mock_and_catalog, fake_pipeline: list[str], config: PipelineConfig, wd: WorkDir
+) -> None:
+    run_pipeline(config, wd, progress=False)
+    write_text_atomic(wd.gbm_cv_search, "{}")  # train-gbm's cross-validation, read by evaluate
     summary = run_pipeline(config, wd, progress=False)
-    assert ran == ["mock"]
-    assert summary.outcomes[1].status == "not built"
-    assert all(o.status in ("not built", "not reached") for o in summary.outcomes[1:])
-
-
-def _write_raw(workdir: WorkDir) -> StageResult:
-    write_text_atomic(workdir.stars, "objID\n")
-    return StageResult("mock", outputs=["raw"])
+    assert summary.stages("ran") == ["bundle", "evaluate"]
 
 
 def test_run_pipeline_does_not_mock_over_real_data(
     fake_mock_and_catalog, calls: Calls, config: PipelineConfig, wd: WorkDir
 ) -> None:
     write_text_atomic(wd.hyperleda, "pgc|objname\n7|real\n")  # raw/ filled by someone else (fetch)
+    write_text_atomic(wd.stars, "objID,ra,dec,type,psfMag_g\n")
+    write_text_atomic(wd.raw_images / "g" / "7.fits", "image")
     summary = run_pipeline(config, wd, progress=False)
     assert summary.outcomes[0].status == "not needed"
     assert calls.names == ["catalog"]
@@ -276,5 +305,5 @@ def test_run_pipeline_redoes_mock_after_mock_config_change(
     run_pipeline(config, wd, progress=False)
     reseeded = load_config("tiny", overrides={"mock": {"seed": 99}})
     summary = run_pipeline(reseeded, wd, progress=False)
-    assert summary.stages("ran") == ["mock", "catalog"]
+    assert summary.stages("ran") == list(RUN_ORDER)  # a new sample: every later stage is redone
     assert "galaxy-99" in wd.sample.read_text()

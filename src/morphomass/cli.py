@@ -1,15 +1,16 @@
 """The ``morphomass`` command line (DESIGN §1): one subcommand per stage, plus ``run`` and ``predict``.
 
 Exit status: 0 on success; 2 for bad input or configuration (one line on stderr naming the file or field);
-1 for any other morphomass error, including a stage that is not built yet. Only this module configures
-logging. Heavy libraries (torch, lightgbm) are imported by the stages themselves, so ``--help`` stays fast.
+1 for any other morphomass error. Only this module configures logging. Heavy libraries (torch, lightgbm) are
+imported by the stages themselves, so ``--help`` stays fast. After ``morphomass run`` a table gives each
+stage's status, wall-clock and CPU time and key figures; the full stage summaries are in ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from morphomass.pipeline import (
 )
 from morphomass.workdir import StageResult, WorkDir, load_manifest
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "key_figures", "main", "summary_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ def _report_stage(result: StageResult) -> None:
         click.echo(f"{result.stage}: up to date, skipped (use --force to redo it)")
         return
     outputs = ", ".join(result.outputs) or "-"
-    click.echo(f"{result.stage}: done in {result.seconds:.1f} s; outputs: {outputs}")
+    click.echo(
+        f"{result.stage}: done in {result.seconds:.1f} s ({result.cpu_seconds:.1f} CPU-s); outputs: {outputs}"
+    )
     for key, value in result.summary.items():
         click.echo(f"  {key}: {value}")
 
@@ -233,8 +236,15 @@ def extract(workdir: Path, preset: str, config_path: Path | None, force: bool) -
 @cli.command("train-gbm")
 @_common_options
 def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
-    """-> models/gbm/ (the main g-band + morphology model and its bundle)."""
+    """-> models/gbm/ (every GBM experiment, its predictions and importances)."""
     _run_stage("train-gbm", load_config(preset, config_path), workdir, force)
+
+
+@cli.command()
+@_common_options
+def bundle(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+    """-> models/bundle.json (the prediction bundle of the trained models, for 'morphomass predict')."""
+    _run_stage("bundle", load_config(preset, config_path), workdir, force)
 
 
 @cli.command()
@@ -263,17 +273,86 @@ _SUMMARY_EXPERIMENTS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _split(counts: Mapping[str, Any]) -> str:
+    return "/".join(str(counts[name]) for name in ("train", "val", "test"))
+
+
+def _net_losses(nets: Mapping[str, Any]) -> str:
+    return "val loss " + ", ".join(f"{name} {net['best_val_loss']:.3g}" for name, net in nets.items())
+
+
+def _net_status(nets: Mapping[str, Any]) -> str:
+    trained = [name for name, net in nets.items() if net["status"] == "trained"]
+    kept = [name for name in nets if name not in trained]
+    return f"{len(trained)} trained" + (f", {len(kept)} kept" if kept else "")
+
+
+#: Key figures of each stage's summary (:attr:`StageResult.summary`) in the run summary; a figure whose keys
+#: a summary lacks is left out. The full summaries are in the manifest.
+_FIGURES: dict[str, tuple[Callable[[Mapping[str, Any]], str], ...]] = {
+    "mock": (
+        lambda s: f"{s['galaxies_with_images']} galaxies with images",
+        lambda s: f"{s['gswlc_rows']} GSWLC rows",
+        lambda s: f"{s['stars_catalogued']} stars",
+    ),
+    "fetch": (
+        lambda s: f"{s['targets']} targets",
+        lambda s: f"{s['images_written'] + s['images_kept']} images",
+        lambda s: f"{s['failures']} failures",
+    ),
+    "catalog": (
+        lambda s: f"sample {s['sample']}",
+        lambda s: f"train/val/test {_split(s['split'])}",
+        lambda s: f"GZ2 matched {100 * s['gz2_match_fraction']:.0f} %",
+    ),
+    "preprocess": (
+        lambda s: f"{s['preprocessed']} ok, {s['failed']} failed",
+        lambda s: f"median a {s['median_scaling_a']:.3g}",
+    ),
+    "train-cnn": (lambda s: _net_status(s["nets"]), lambda s: _net_losses(s["nets"])),
+    "extract": (
+        lambda s: f"{s['n_galaxies']} galaxies",
+        lambda s: f"{s['n_features']} features ({s['n_dropped']} dead dropped)",
+    ),
+    "train-gbm": (
+        lambda s: f"{s['experiments']} experiments",
+        lambda s: f"train/val/test {_split(s['galaxies'])}",
+        lambda s: f"g_morph val loss {s['g_morph_val_loss']:.3g}",
+    ),
+    "bundle": (
+        lambda s: "models " + ", ".join(s["models"]),
+        lambda s: f"{s['files']} files",
+        lambda s: f"{s['n_train']} training galaxies",
+    ),
+    "evaluate": (
+        lambda s: f"{s['test_galaxies']} test galaxies",
+        lambda s: f"g_morph L1~ {s['l1_g_morph']:.2f}",
+        lambda s: f"reference L1~ {s['l1_reference_lg_z']:.2f}",
+    ),
+}
+
+
+def key_figures(stage: str, summary: Mapping[str, Any]) -> str:
+    """Return the two or three key figures of a stage's summary, comma-separated (see :data:`_FIGURES`)."""
+    figures = []
+    for figure in _FIGURES.get(stage, ()):
+        try:
+            figures.append(figure(summary))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return ", ".join(figures)
+
+
 def _key_results(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
     """Lines with the main test metrics, the report and the bundle, when the evaluate stage is up to date."""
     evaluate = next((o for o in summary.outcomes if o.stage == "evaluate"), None)
     if evaluate is None or evaluate.status not in ("ran", "skipped"):
         return []
     lines = []
-    metrics_path = workdir.results / "metrics.json"
     try:
-        experiments = json.loads(metrics_path.read_text(encoding="utf-8"))["experiments"]
+        experiments = json.loads(workdir.metrics.read_text(encoding="utf-8"))["experiments"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        logger.warning("cannot quote the metrics of %s (%s)", metrics_path, err)
+        logger.warning("cannot quote the metrics of %s (%s)", workdir.metrics, err)
         experiments = {}
     quoted = [(label, experiments[name]) for label, name in _SUMMARY_EXPERIMENTS if name in experiments]
     if quoted:
@@ -287,44 +366,62 @@ def _key_results(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
                 f"{100 * main['frac_within_015dex']:.1f} % within 0.15 dex"
             )
     for label, path in (
-        ("metrics", metrics_path),
-        ("report", workdir.results / "report.html"),
-        ("prediction bundle", workdir.models / "bundle.json"),
+        ("metrics", workdir.metrics),
+        ("report", workdir.report),
+        ("prediction bundle", workdir.bundle_manifest),
     ):
         if path.exists():
             lines.append(f"{label}: {path}")
     return lines
 
 
-def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _seconds(value: float | None, *, recorded: bool) -> str:
+    if value is None:
+        return "-"
+    return f"({value:.1f})" if recorded else f"{value:.1f}"
 
+
+def summary_table(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
+    """Return the lines of the run summary: per stage its status, wall and CPU seconds and key figures.
+
+    A skipped stage shows, in parentheses, the times of the run that made its outputs, and the key figures of
+    that run, as the manifest recorded them.
+    """
     recorded = load_manifest(workdir)["stages"] if workdir.manifest.exists() else {}
-    table = Table(title="morphomass run")
-    table.add_column("stage")
-    table.add_column("status")
-    table.add_column("seconds", justify="right")
-    table.add_column("summary")
+    rows = [("stage", "status", "wall s", "CPU s", "key figures")]
     for outcome in summary.outcomes:
+        record = recorded.get(outcome.stage, {})
         if outcome.status == "ran":
-            seconds = f"{outcome.seconds:.1f}"
-        elif outcome.status == "skipped" and "seconds" in recorded.get(outcome.stage, {}):
-            seconds = f"({recorded[outcome.stage]['seconds']:.1f})"  # the run that made the outputs
+            wall, cpu, details = f"{outcome.seconds:.1f}", f"{outcome.cpu_seconds:.1f}", outcome.summary
+        elif outcome.status == "skipped":
+            wall = _seconds(record.get("seconds"), recorded=True)
+            cpu = _seconds(record.get("cpu_seconds"), recorded=True)
+            details = record.get("summary") or {}
         else:
-            seconds = "-"
-        details = ", ".join(f"{k}={v}" for k, v in outcome.summary.items())
-        table.add_row(outcome.stage, outcome.status, seconds, details)
-    Console().print(table)
-    click.echo(f"total: {summary.seconds:.1f} s (in parentheses: skipped stages' time when they ran)")
+            wall, cpu, details = "-", "-", {}
+        rows.append((outcome.stage, outcome.status, wall, cpu, key_figures(outcome.stage, details)))
+    rows.append(("total", "", f"{summary.seconds:.1f}", f"{summary.cpu_seconds:.1f}", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        cells = [
+            row[0].ljust(widths[0]),
+            row[1].ljust(widths[1]),
+            *(c.rjust(w) for c, w in zip(row[2:4], widths[2:4], strict=True)),
+        ]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    return lines
+
+
+def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
+    for line in summary_table(summary, workdir):
+        click.echo(line)
+    click.echo(
+        "CPU s: user + system time of morphomass and of the worker processes it waited for; "
+        "in parentheses: the run that made a skipped stage's outputs"
+    )
     for line in _key_results(summary, workdir):
         click.echo(line)
-    if summary.not_built:
-        click.echo(
-            f"not built yet in morphomass {__version__}: {', '.join(summary.not_built)} (see the open issues)"
-        )
-    else:
-        click.echo("every stage is built")
 
 
 @cli.command()
@@ -394,7 +491,6 @@ def predict(
     config = load_config(preset, config_path)
     result = execute_predict(
         config,
-        WorkDir(workdir),
         model_dir=model_dir,
         images_dir=images_dir,
         catalog_path=catalog_path,

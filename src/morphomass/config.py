@@ -1,8 +1,9 @@
 """Typed, validated configuration of the whole pipeline.
 
-A configuration is a :class:`PipelineConfig`: one section per stage plus the cosmology. The class defaults are the
-``paper`` preset (SPEC.md exactly); the ``quick`` and ``tiny`` presets override a few values so that the pipeline runs
-in minutes on a laptop or in about a minute in the tests. A TOML file can override any value of a preset::
+A configuration is a :class:`PipelineConfig`: one section per stage plus the cosmology. The class defaults are
+the ``paper`` preset (SPEC.md exactly); the ``quick`` and ``tiny`` presets override a few values so that the
+pipeline runs in minutes on a laptop or in about a minute in the tests. A TOML file can override any value of
+a preset::
 
     [mock]
     n_galaxies = 500
@@ -11,6 +12,10 @@ in minutes on a laptop or in about a minute in the tests. A TOML file can overri
     d25_min_arcmin = 0.5
 
 Validation errors name the field (``mock.n_galaxies``), the bad value and what was expected.
+
+Fields marked :data:`RUNTIME` change how a stage runs (parallelism, retries, devices), not what it writes;
+they are left out of :func:`stage_config_hash`, the hash the work-directory manifest records per stage. Which
+sections each stage's outputs depend on is :data:`STAGE_CONFIG`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import copy
 import hashlib
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +34,8 @@ from morphomass.errors import ConfigError
 
 __all__ = [
     "PRESETS",
+    "RUNTIME",
+    "STAGE_CONFIG",
     "CatalogConfig",
     "CnnConfig",
     "CosmologyConfig",
@@ -37,12 +45,19 @@ __all__ = [
     "MockConfig",
     "PipelineConfig",
     "PreprocessConfig",
+    "StageConfig",
     "load_config",
+    "runtime_fields",
     "section_hash",
+    "stage_config_hash",
+    "without_runtime_fields",
 ]
 
 SDSS_BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 PresetName = Literal["paper", "quick", "tiny"]
+#: ``json_schema_extra`` of the fields that change how a stage runs, not what it writes (see
+#: :func:`runtime_fields`): ``Field(..., json_schema_extra=RUNTIME)``.
+RUNTIME: dict[str, Any] = {"runtime": True}
 
 
 class _Section(BaseModel):
@@ -66,8 +81,8 @@ class CosmologyConfig(_Section):
     """Distances for luminosities and physical pixel sizes (SPEC D7).
 
     ``convention="astropy"`` uses ``FlatLambdaCDM(H0, Om0)``: luminosity distance for luminosities and
-    angular-diameter distance for pixel sizes. ``convention="paper"`` reproduces Dobbels' own choice, D = c z / H0
-    with c = 3e5 km/s for both.
+    angular-diameter distance for pixel sizes. ``convention="paper"`` reproduces Dobbels' own choice,
+    D = c z / H0 with c = 3e5 km/s for both.
     """
 
     convention: Literal["astropy", "paper"] = "astropy"
@@ -106,7 +121,9 @@ class MockConfig(_Section):
     gz2_r_mag_limit: float = Field(17.0, gt=0, description="GZ2 main sample limit (Petrosian r)")
     gz2_coverage: float = Field(0.88, ge=0, le=1, description="fraction of the footprint GZ2 classified")
     gz2_classifiers: int = Field(44, ge=1, le=1000, description="median number of volunteers per galaxy")
-    workers: int | None = Field(None, ge=1, le=1024, description="rendering processes (default: all cores)")
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="rendering processes (default: all cores)", json_schema_extra=RUNTIME
+    )
 
     _bands = field_validator("image_bands")(classmethod(lambda cls, v: _check_bands(tuple(v))))
 
@@ -114,10 +131,10 @@ class MockConfig(_Section):
 class FetchConfig(_Section):
     """Download of the real archives (``morphomass fetch``; reference/data_formats.md, README "Real data").
 
-    The image targets are the GSWLC-2 galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
-    ``hyperleda_radius_arcsec`` whose D25 exceeds ``image_d25_min_arcmin`` (the paper's cuts, SPEC D1-D3); keep
-    these no stricter than the ``catalog`` section's. Every base URL may be a mirror, a ``file://`` URL or a local
-    folder holding a copy of the archive.
+    The image targets are the GSWLC-2 galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match
+    within ``hyperleda_radius_arcsec`` whose D25 exceeds ``image_d25_min_arcmin`` (the paper's cuts, SPEC
+    D1-D3); keep these no stricter than the ``catalog`` section's. Every base URL may be a mirror, a
+    ``file://`` URL or a local folder holding a copy of the archive.
     """
 
     limit: int | None = Field(None, ge=1, description="download at most this many galaxies (for trials)")
@@ -160,21 +177,29 @@ class FetchConfig(_Section):
     mosaic_url: str = "https://dr12.sdss.org/mosaics/script"
     frames_url: str = "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames"
     cache_dir: Path | None = Field(
-        None, description="download cache (default: <workdir>/cache); share it freely"
+        None,
+        description="download cache (default: <workdir>/cache); share it freely",
+        json_schema_extra=RUNTIME,
     )
     frame_cache_max_gb: float | None = Field(
-        None, gt=0, description="prune least recently used frames above this"
+        None, gt=0, description="prune least recently used frames above this", json_schema_extra=RUNTIME
     )
     checksums: dict[str, str] = Field(
         default_factory=dict, description="file name -> SHA-256 of the download"
     )
-    timeout_s: float = Field(60.0, gt=0, le=3600)
-    retries: int = Field(5, ge=0, le=100)
-    backoff_s: float = Field(2.0, ge=0, le=600, description="first retry delay; doubles per attempt")
-    max_backoff_s: float = Field(120.0, ge=0, le=3600)
-    requests_per_second: float = Field(2.0, gt=0, description="per server")
-    workers: int = Field(4, ge=1, le=64, description="galaxies fetched at the same time")
-    max_consecutive_failures: int = Field(25, ge=1, description="abort when this many galaxies fail in a row")
+    timeout_s: float = Field(60.0, gt=0, le=3600, json_schema_extra=RUNTIME)
+    retries: int = Field(5, ge=0, le=100, json_schema_extra=RUNTIME)
+    backoff_s: float = Field(
+        2.0, ge=0, le=600, description="first retry delay; doubles per attempt", json_schema_extra=RUNTIME
+    )
+    max_backoff_s: float = Field(120.0, ge=0, le=3600, json_schema_extra=RUNTIME)
+    requests_per_second: float = Field(2.0, gt=0, description="per server", json_schema_extra=RUNTIME)
+    workers: int = Field(
+        4, ge=1, le=64, description="galaxies fetched at the same time", json_schema_extra=RUNTIME
+    )
+    max_consecutive_failures: int = Field(
+        25, ge=1, description="abort when this many galaxies fail in a row", json_schema_extra=RUNTIME
+    )
 
     _bands = field_validator("bands")(classmethod(lambda cls, v: _check_bands(tuple(v))))
 
@@ -185,7 +210,10 @@ class FetchConfig(_Section):
             return None
         ra1, ra2, dec1, dec2 = region
         if not (0 <= ra1 <= 360 and 0 <= ra2 <= 360 and -90 <= dec1 < dec2 <= 90) or ra1 == ra2:
-            msg = f"region must be RA1 RA2 DEC1 DEC2 with RA in [0, 360], RA1 != RA2 and DEC1 < DEC2, got {region}"
+            msg = (
+                "region must be RA1 RA2 DEC1 DEC2 with RA in [0, 360], RA1 != RA2 and DEC1 < DEC2, "
+                f"got {region}"
+            )
             raise ValueError(msg)
         return region
 
@@ -249,9 +277,11 @@ class PreprocessConfig(_Section):
     nucleus_exclusion_arcsec: float = Field(3.0, ge=0)
     image_dtype: Literal["float32", "float16"] = "float32"
     chunk_images: int = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
-    workers: int | None = Field(None, ge=1, le=1024)
+    workers: int | None = Field(None, ge=1, le=1024, json_schema_extra=RUNTIME)
     scheduler: str | None = Field(
-        None, description="address of a running Dask scheduler (default: a LocalCluster)"
+        None,
+        description="address of a running Dask scheduler (default: a LocalCluster)",
+        json_schema_extra=RUNTIME,
     )
 
 
@@ -288,15 +318,23 @@ class CnnConfig(_Section):
     pretrained_weights: dict[str, Path] = Field(
         default_factory=dict, description="net name -> local ImageNet weight file of its timm backbone"
     )
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = "auto"
-    strategy: str = Field("auto", description="Lightning strategy ('ddp' for several GPUs or nodes)")
-    num_nodes: int = Field(1, ge=1)
+    accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", json_schema_extra=RUNTIME)
+    devices: int | Literal["auto"] = Field("auto", json_schema_extra=RUNTIME)
+    strategy: str = Field(
+        "auto", description="Lightning strategy ('ddp' for several GPUs or nodes)", json_schema_extra=RUNTIME
+    )
+    num_nodes: int = Field(1, ge=1, json_schema_extra=RUNTIME)
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     deterministic: bool = Field(
         True, description="deterministic algorithms (reproducible on a CPU; on a GPU, warns where none exist)"
     )
-    inference_batch_size: int = Field(256, ge=1, le=65536, description="batch of validation and extraction")
+    inference_batch_size: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="batch of validation and extraction",
+        json_schema_extra=RUNTIME,
+    )
     seed: int = Field(0, ge=0)
 
     @field_validator("augment_zoom")
@@ -376,7 +414,9 @@ class GbmConfig(_Section):
     cv_search: bool = True
     cv_grid: dict[str, list[int | float]] = Field(
         default_factory=lambda: {"num_leaves": [20, 40, 80], "min_data_in_leaf": [50, 150, 300]},
-        description="parameter -> candidates, searched by k-fold CV per kind of model (gbm.experiments.cv_group)",
+        description=(
+            "parameter -> candidates, searched by k-fold CV per kind of model (gbm.experiments.cv_group)"
+        ),
     )
     top_k: int = Field(50, ge=1)
     permutation_repeats: int = Field(5, ge=1)
@@ -567,4 +607,86 @@ def section_hash(config: PipelineConfig, *sections: str) -> str:
     dumped = config.model_dump(mode="json")
     chosen = {name: dumped[name] for name in sections} if sections else dumped
     canonical = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def runtime_fields(section: type[BaseModel]) -> tuple[str, ...]:
+    """Return the names of a section's fields marked :data:`RUNTIME`, in declaration order."""
+    return tuple(
+        name
+        for name, info in section.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("runtime") is True
+    )
+
+
+def without_runtime_fields(config: PipelineConfig) -> PipelineConfig:
+    """Return a copy of ``config`` with every :data:`RUNTIME` field at its default (``config`` unchanged)."""
+    neutral = config.model_copy(deep=True)
+    for section_name in PipelineConfig.model_fields:
+        section = getattr(neutral, section_name)
+        if not isinstance(section, BaseModel):
+            continue
+        for field_name in runtime_fields(type(section)):
+            default = type(section).model_fields[field_name].get_default(call_default_factory=True)
+            setattr(section, field_name, default)
+    return neutral
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """The configuration a stage's outputs depend on.
+
+    Attributes
+    ----------
+    sections : tuple of str
+        Sections of :class:`PipelineConfig` (``"catalog"``, ``"cosmology"``, ...).
+    derived : tuple of str
+        Properties of :class:`PipelineConfig` hashed too, for a dependence on a few fields of another stage's
+        section (the preprocess stage makes images at the networks' input sizes).
+    """
+
+    sections: tuple[str, ...]
+    derived: tuple[str, ...] = ()
+
+
+#: Stage name -> the configuration its outputs depend on (hashed into the work-directory manifest).
+STAGE_CONFIG: dict[str, StageConfig] = {
+    "mock": StageConfig(("mock",)),
+    "fetch": StageConfig(("fetch",)),
+    "catalog": StageConfig(("catalog", "cosmology")),
+    "preprocess": StageConfig(("preprocess",), derived=("image_sizes",)),
+    "train-cnn": StageConfig(("cnn",)),
+    "extract": StageConfig(("cnn",)),
+    "train-gbm": StageConfig(("gbm",)),
+    # the bundle records the whole configuration; these sections define what its models compute
+    "bundle": StageConfig(("cosmology", "catalog", "preprocess", "cnn", "gbm")),
+    "evaluate": StageConfig(("evaluate", "gbm")),
+}
+
+
+def stage_config_hash(config: PipelineConfig, stage: str) -> str:
+    """SHA-256 (hex) of the configuration a stage depends on (:data:`STAGE_CONFIG`), runtime fields left out.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+    stage : str
+        A key of :data:`STAGE_CONFIG`.
+
+    Raises
+    ------
+    KeyError
+        If the stage has no entry in :data:`STAGE_CONFIG`.
+    """
+    try:
+        needs = STAGE_CONFIG[stage]
+    except KeyError:
+        msg = f"no configuration hash for stage {stage!r}; expected one of {list(STAGE_CONFIG)}"
+        raise KeyError(msg) from None
+    neutral = without_runtime_fields(config)
+    hashed = section_hash(neutral, *needs.sections)
+    if not needs.derived:
+        return hashed
+    derived = {name: getattr(neutral, name) for name in needs.derived}
+    canonical = json.dumps({"sections": hashed, "derived": derived}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

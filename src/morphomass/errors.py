@@ -1,7 +1,8 @@
 """Exceptions and warnings raised by morphomass.
 
-Every error a user can provoke derives from :class:`MorphomassError`; the CLI turns it into one line on stderr and a
-non-zero exit status. Messages name the file, row, field or parameter, what was expected and what was found.
+Every error a user can provoke derives from :class:`MorphomassError`; the CLI turns it into one line on stderr
+and a non-zero exit status. Messages name the file, row, field or parameter, what was expected and what was
+found.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ __all__ = [
     "InputDataError",
     "MorphomassError",
     "MorphomassWarning",
-    "StageNotBuiltError",
     "WorkdirError",
 ]
 
@@ -37,10 +37,6 @@ class WorkdirError(MorphomassError):
     """The work directory is missing a declared input or is otherwise unusable."""
 
 
-class StageNotBuiltError(MorphomassError, NotImplementedError):
-    """A pipeline stage named in the design is not implemented in this version."""
-
-
 class MorphomassWarning(UserWarning):
     """Base class of the warnings morphomass emits."""
 
@@ -59,7 +55,8 @@ class GalaxyImageError(InputDataError):
     Parameters
     ----------
     kind : str
-        One of :data:`morphomass.preprocess.fits_image.FAILURE_KINDS` (the per-galaxy failure report's column).
+        One of :data:`morphomass.preprocess.fits_image.FAILURE_KINDS` (the column of the per-galaxy failure
+        report).
     message : str
         What is wrong, naming the file.
     """

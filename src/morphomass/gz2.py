@@ -1,10 +1,11 @@
 """The Galaxy Zoo 2 decision tree: one source of truth for questions, answers and their parents.
 
-Willett et al. (2013) Table 1 and Hart et al. (2016) column names (reference/gz2_tree.json). Answers are listed in the
-Hart+16 column order, which is also the order of the 37 network outputs. The parent of a question is the answer whose
-probability gates it (the probability that the question was asked). Task 06 ("anything odd?") is asked after every
-classification that did not end at "star or artifact", so its gate is ``1 - p(a03)`` (see the discrepancy notes of
-reference/gz2_tree.json); it is represented by ``parent=None`` with ``asked_unless="a03"``.
+Willett et al. (2013) Table 1 and Hart et al. (2016) column names (reference/gz2_tree.json). Answers are
+listed in the Hart+16 column order, which is also the order of the 37 network outputs. The parent of a
+question is the answer whose probability gates it (the probability that the question was asked). Task 06
+("anything odd?") is asked after every classification that did not end at "star or artifact", so its gate is
+``1 - p(a03)`` (see the discrepancy notes of reference/gz2_tree.json); it is represented by ``parent=None``
+with ``asked_unless="a03"``.
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ def hart16_columns() -> list[str]:
 def unconditional_probabilities(conditional: NDArray[np.floating]) -> NDArray[np.float64]:
     """Convert per-question (conditional) vote fractions into unconditional answer probabilities.
 
-    Each answer's fraction is multiplied by the probability that its question was asked, i.e. the unconditional
-    probability of the gating answer (task 06: ``1 - p(a03)``), walking the tree from the root.
+    Each answer's fraction is multiplied by the probability that its question was asked, i.e. the
+    unconditional probability of the gating answer (task 06: ``1 - p(a03)``), walking the tree from the root.
 
     Parameters
     ----------
@@ -201,9 +202,10 @@ def unconditional_probabilities(conditional: NDArray[np.floating]) -> NDArray[np
 
 # --- Checks that answer vectors obey the tree, and making CNN targets from Hart+16 fractions ---------------
 #
-# Conditional fractions (Hart+16): within each question the answers sum to 1, or are all zero/NaN when nobody was
-# asked. Unconditional probabilities (CNN targets, SPEC D8/N1): within each question they sum to the probability
-# that the question was asked (its gating answer; 1 - p(a03) for t06, 1 for t01). Any leading batch shape.
+# Conditional fractions (Hart+16): within each question the answers sum to 1, or are all zero/NaN when nobody
+# was asked. Unconditional probabilities (CNN targets, SPEC D8/N1): within each question they sum to the
+# probability that the question was asked (its gating answer; 1 - p(a03) for t06, 1 for t01). Any leading
+# batch shape.
 
 
 #: Default tolerance on the per-question sums of tabulated conditional fractions (Hart+16 rounds to 1e-3).

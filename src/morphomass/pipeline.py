@@ -1,26 +1,23 @@
 """The pipeline's stages, their order, and running them with resume (the only module that knows the order).
 
-Every stage is a function ``run_<stage>(config, workdir) -> StageResult`` in its own sub-package (it may also
-take a keyword-only ``progress`` flag). :data:`STAGES` names each one's function by a dotted path, the
-configuration sections its outputs depend on, and its declared inputs and outputs (paths relative to the work
-directory). A stage whose module or function does not exist yet is *not built*: running it raises
-:class:`~morphomass.errors.StageNotBuiltError`.
+Every stage is a function ``run_<stage>(config, workdir, *, progress) -> StageResult`` in its own sub-package.
+:data:`STAGES` names each one's function by a dotted path and its declared inputs and outputs, as names of
+:class:`~morphomass.workdir.WorkDir` properties (the one source of artefact paths); the configuration each
+stage depends on is :data:`morphomass.config.STAGE_CONFIG`.
 
 :func:`execute_stage` skips a stage when ``manifest.json`` shows it finished with the same configuration hash
-and the same input hashes and its outputs are still there; otherwise it runs the stage, times and records it.
-:func:`run_pipeline` makes the mock survey when ``raw/`` is empty, then runs every stage of :data:`RUN_ORDER`
-until the first one that is not built.
+and the same input hashes and its outputs are still there; otherwise it runs the stage, times it (wall clock
+and CPU) and records it. :func:`run_pipeline` makes the mock survey when ``raw/`` is empty, then runs every
+stage of :data:`RUN_ORDER`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib
-import importlib.util
-import inspect
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from morphomass import __version__
-from morphomass.config import PipelineConfig, section_hash
-from morphomass.errors import StageNotBuiltError, WorkdirError
+from morphomass.config import STAGE_CONFIG, PipelineConfig, stage_config_hash
+from morphomass.errors import WorkdirError
 from morphomass.workdir import (
     StageResult,
     WorkDir,
@@ -41,15 +38,14 @@ from morphomass.workdir import (
 )
 
 __all__ = [
-    "RUNTIME_FIELDS",
     "RUN_ORDER",
     "STAGES",
     "PipelineSummary",
     "Stage",
     "StageOutcome",
+    "cpu_seconds",
     "execute_predict",
     "execute_stage",
-    "is_built",
     "make_mock_preview",
     "resolve_runner",
     "run_pipeline",
@@ -69,23 +65,17 @@ class Stage:
         Name of the stage and of its CLI subcommand (``"train-cnn"``).
     target : str
         ``"module:function"`` of its runner (``"morphomass.cnn:run_train_cnn"``).
-    sections : tuple of str
-        Configuration sections its outputs depend on (hashed into the manifest).
     inputs : tuple of str
-        Files or folders it reads, relative to the work directory.
+        What it reads: names of :class:`~morphomass.workdir.WorkDir` properties (``"sample"``,
+        ``"cnn_models"``), files or folders.
     outputs : tuple of str
-        Files or folders it writes, relative to the work directory.
-    derived : tuple of str
-        Properties of :class:`~morphomass.config.PipelineConfig` its outputs also depend on (hashed too), for
-        a dependence on a few fields of another stage's section.
+        What it writes, the same way.
     """
 
     name: str
     target: str
-    sections: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
-    derived: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -97,48 +87,72 @@ class Stage:
         """Name of the runner function."""
         return self.target.partition(":")[2]
 
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Configuration sections its outputs depend on (:data:`morphomass.config.STAGE_CONFIG`)."""
+        needs = STAGE_CONFIG.get(self.name)
+        return needs.sections if needs else ()
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """Properties of :class:`~morphomass.config.PipelineConfig` its outputs also depend on."""
+        needs = STAGE_CONFIG.get(self.name)
+        return needs.derived if needs else ()
+
+    def input_paths(self, workdir: WorkDir) -> dict[str, Path]:
+        """Return the declared inputs in ``workdir``: path relative to the root -> path."""
+        return _paths(workdir, self.inputs)
+
+    def output_paths(self, workdir: WorkDir) -> dict[str, Path]:
+        """Return the declared outputs in ``workdir``: path relative to the root -> path."""
+        return _paths(workdir, self.outputs)
+
+
+def _paths(workdir: WorkDir, names: tuple[str, ...]) -> dict[str, Path]:
+    paths = (getattr(workdir, name) for name in names)
+    return {workdir.relative(path): path for path in paths}
+
 
 _STAGE_LIST: tuple[Stage, ...] = (
-    Stage("mock", "morphomass.mock:run_mock", ("mock",), (), ("raw",)),
-    Stage("fetch", "morphomass.fetch:run_fetch", ("fetch",), (), ("raw",)),
+    Stage("mock", "morphomass.mock:run_mock", (), ("raw",)),
+    Stage("fetch", "morphomass.fetch:run_fetch", (), ("raw",)),
     Stage(
-        "catalog", "morphomass.catalog:run_catalog", ("catalog", "cosmology"), ("raw",), ("sample.parquet",)
+        "catalog", "morphomass.catalog:run_catalog", ("raw",), ("sample", "sample_summary", "chi2_rejected")
     ),
     Stage(
         "preprocess",
         "morphomass.preprocess:run_preprocess",
-        ("preprocess",),
-        ("sample.parquet", "raw/images", "raw/stars.csv"),
-        ("images.zarr", "features/photometric.parquet"),
-        derived=("image_sizes",),  # the sizes of images.zarr are the networks' input sizes
+        ("sample", "raw_images", "stars"),
+        ("images_zarr", "photometric_features"),
     ),
+    Stage("train-cnn", "morphomass.cnn:run_train_cnn", ("sample", "images_zarr"), ("cnn_models",)),
     Stage(
-        "train-cnn",
-        "morphomass.cnn:run_train_cnn",
-        ("cnn",),
-        ("sample.parquet", "images.zarr"),
-        ("models/cnn",),
-    ),
-    Stage(
-        "extract",
-        "morphomass.cnn:run_extract",
-        ("cnn",),
-        ("sample.parquet", "images.zarr", "models/cnn"),
-        ("features/cnn.parquet",),
+        "extract", "morphomass.cnn:run_extract", ("sample", "images_zarr", "cnn_models"), ("cnn_features",)
     ),
     Stage(
         "train-gbm",
         "morphomass.gbm:run_train_gbm",
-        ("gbm",),
-        ("sample.parquet", "features/photometric.parquet", "features/cnn.parquet"),
-        ("models/gbm", "models/bundle.json"),
+        ("sample", "photometric_features", "cnn_features"),
+        ("gbm_models",),
+    ),
+    Stage(
+        "bundle",
+        "morphomass.predict:run_bundle",
+        ("sample", "photometric_features", "cnn_features", "cnn_models", "gbm_models"),
+        ("bundle_manifest",),
     ),
     Stage(
         "evaluate",
         "morphomass.evaluate:run_evaluate",
-        ("evaluate", "gbm"),
-        ("sample.parquet", "features/photometric.parquet", "features/cnn.parquet", "models/gbm"),
-        ("results/metrics.json", "results/report.html"),
+        (
+            "sample",
+            "sample_summary",
+            "chi2_rejected",
+            "photometric_features",
+            "cnn_features",
+            "gbm_models",  # the models' cards, predictions.parquet, importance.json, cv_search.json
+        ),
+        ("metrics", "report"),
     ),
     Stage("predict", "morphomass.predict:run_predict"),
 )
@@ -153,27 +167,9 @@ RUN_ORDER: tuple[str, ...] = (
     "train-cnn",
     "extract",
     "train-gbm",
+    "bundle",
     "evaluate",
 )
-#: Fields that change how a stage runs (parallelism), not what it writes: left out of its configuration hash.
-RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
-    "mock": ("workers",),
-    "preprocess": ("workers", "scheduler"),
-    "cnn": ("accelerator", "devices", "strategy", "num_nodes", "inference_batch_size"),
-    "fetch": (
-        "workers",
-        "timeout_s",
-        "retries",
-        "backoff_s",
-        "max_backoff_s",
-        "requests_per_second",
-        "cache_dir",
-        "frame_cache_max_gb",
-        "max_consecutive_failures",
-    ),
-}
-
-_MOCK_PREVIEW_TARGET = "morphomass.mock.preview:make_preview"
 
 
 def _get_stage(name: str) -> Stage:
@@ -184,82 +180,32 @@ def _get_stage(name: str) -> Stage:
         raise KeyError(msg) from None
 
 
-def _not_built(what: str) -> StageNotBuiltError:
-    return StageNotBuiltError(f"{what} is not built yet in morphomass {__version__} (see the open issues)")
-
-
-def _resolve(target: str, what: str) -> Callable[..., Any]:
-    module_name, _, function_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        # Only the stage's own module missing means "not built"; a dependency missing inside it is an error.
-        if err.name is not None and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise _not_built(what) from err
-        raise
-    runner = getattr(module, function_name, None)
-    if runner is None:
-        raise _not_built(what)
-    return runner
-
-
 def resolve_runner(name: str) -> Callable[..., Any]:
-    """Import and return the ``run_<stage>`` function of a stage.
-
-    Raises
-    ------
-    StageNotBuiltError
-        If the stage's module or function does not exist in this version.
-    """
+    """Import and return the ``run_<stage>`` function of a stage."""
     stage = _get_stage(name)
-    return _resolve(stage.target, f"stage {name!r}")
+    return getattr(importlib.import_module(stage.module), stage.function)
 
 
-def is_built(name: str) -> bool:
-    """Tell whether the module of a stage exists (found without importing it: no heavy library is loaded)."""
-    module_name = _get_stage(name).module
-    try:
-        return importlib.util.find_spec(module_name) is not None
-    except (ImportError, ValueError):
-        return False
+def cpu_seconds() -> float:
+    """Return the CPU time (user + system, s) of this process and of its child processes waited for so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
-def stage_config_hash(config: PipelineConfig, name: str) -> str:
-    """Hash the configuration sections a stage depends on, with :data:`RUNTIME_FIELDS` at their defaults.
-
-    A stage with ``derived`` properties hashes them together with its sections.
-    """
-    stage = _get_stage(name)
-    neutral = config.model_copy(deep=True)
-    for section_name, field_names in RUNTIME_FIELDS.items():
-        section = getattr(neutral, section_name)
-        for field_name in field_names:
-            setattr(
-                section,
-                field_name,
-                type(section).model_fields[field_name].get_default(call_default_factory=True),
-            )
-    hashed = section_hash(neutral, *stage.sections)
-    if not stage.derived:
-        return hashed
-    derived = {name: getattr(neutral, name) for name in stage.derived}
-    canonical = json.dumps({"sections": hashed, "derived": derived}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _producers(path: str) -> list[str]:
-    """List the stages whose declared outputs contain ``path`` (``raw/images`` comes with ``raw``)."""
+def _producers(rel: str, workdir: WorkDir) -> list[str]:
+    """List the stages whose declared outputs contain ``rel`` (``raw/images`` comes with ``raw``)."""
     return [
-        s.name for s in _STAGE_LIST if any(path == out or path.startswith(out + "/") for out in s.outputs)
+        s.name
+        for s in _STAGE_LIST
+        if any(rel == out or rel.startswith(out + "/") for out in s.output_paths(workdir))
     ]
 
 
 def _input_hashes(stage: Stage, workdir: WorkDir) -> dict[str, str]:
     hashes = {}
-    for rel in stage.inputs:
-        path = workdir.root / rel
+    for rel, path in stage.input_paths(workdir).items():
         if not path.exists() or (path.is_dir() and not any(p.is_file() for p in path.rglob("*"))):
-            makers = " or ".join(f"'morphomass {p}'" for p in _producers(rel)) or "an earlier stage"
+            makers = " or ".join(f"'morphomass {p}'" for p in _producers(rel, workdir)) or "an earlier stage"
             msg = (
                 f"stage {stage.name!r} needs {rel} in {workdir.root}, which is missing or empty; "
                 f"run {makers} first"
@@ -267,6 +213,15 @@ def _input_hashes(stage: Stage, workdir: WorkDir) -> dict[str, str]:
             raise WorkdirError(msg)
         hashes[rel] = tree_sha256(path)
     return hashes
+
+
+def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return ``summary`` in plain JSON values (numpy scalars and arrays as numbers and lists, else text)."""
+
+    def plain(value: Any) -> Any:
+        return value.tolist() if hasattr(value, "tolist") else str(value)
+
+    return json.loads(json.dumps(summary, default=plain))
 
 
 def _mark_started(workdir: WorkDir, name: str) -> None:
@@ -277,16 +232,6 @@ def _mark_started(workdir: WorkDir, name: str) -> None:
         "version": __version__,
     }
     write_json_atomic(workdir.manifest, manifest)
-
-
-def _call(runner: Callable[..., Any], *args: Any, progress: bool, **kwargs: Any) -> Any:
-    try:
-        accepts_progress = "progress" in inspect.signature(runner).parameters
-    except (TypeError, ValueError):
-        accepts_progress = False
-    if accepts_progress:
-        kwargs["progress"] = progress
-    return runner(*args, **kwargs)
 
 
 def execute_stage(
@@ -308,17 +253,16 @@ def execute_stage(
     force : bool
         Run even if the stage is up to date.
     progress : bool
-        Show progress bars (passed to runners that accept it).
+        Show progress bars.
 
     Returns
     -------
     StageResult
-        With ``skipped=True`` and the recorded outputs when nothing was run.
+        With ``skipped=True`` and the recorded outputs when nothing was run; otherwise with its wall-clock
+        and CPU time.
 
     Raises
     ------
-    StageNotBuiltError
-        If the stage is not implemented in this version.
     WorkdirError
         If a declared input is missing, or the stage did not write a declared output.
     """
@@ -337,18 +281,18 @@ def execute_stage(
 
     logger.info("%s: running", name)
     _mark_started(workdir, name)
-    start = time.perf_counter()
-    result = _call(runner, config, workdir, progress=progress)
-    seconds = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    result = runner(config, workdir, progress=progress)
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     if not isinstance(result, StageResult):
         msg = f"stage {name!r} returned {type(result).__name__}, expected StageResult"
         raise TypeError(msg)
-    missing = [rel for rel in stage.outputs if not (workdir.root / rel).exists()]
+    missing = [rel for rel, path in stage.output_paths(workdir).items() if not path.exists()]
     if missing:
         msg = f"stage {name!r} finished without writing its declared outputs {missing} in {workdir.root}"
         raise WorkdirError(msg)
-    result.seconds = seconds
-    outputs = sorted(set(result.outputs) | set(stage.outputs))
+    result.seconds, result.cpu_seconds = seconds, cpu
+    outputs = sorted(set(result.outputs) | set(stage.output_paths(workdir)))
     record_stage(
         workdir,
         name,
@@ -356,15 +300,16 @@ def execute_stage(
         inputs=inputs,
         outputs=outputs,
         seconds=seconds,
+        cpu_seconds=cpu,
+        summary=_jsonable(result.summary),
         version=__version__,
     )
-    logger.info("%s: done in %.1f s", name, seconds)
+    logger.info("%s: done in %.1f s (%.1f CPU-s)", name, seconds, cpu)
     return result
 
 
 def execute_predict(
     config: PipelineConfig,
-    workdir: WorkDir,
     *,
     model_dir: Path,
     images_dir: Path,
@@ -373,77 +318,62 @@ def execute_predict(
     stars_path: Path | None = None,
     progress: bool = True,
 ) -> StageResult:
-    """Apply a saved model bundle to new galaxies (``morphomass predict``; no manifest, always runs).
+    """Apply a saved model bundle to new galaxies (``morphomass predict``; no work directory, always runs).
 
     ``stars_path`` is an optional star catalogue for the star subtraction.
-
-    Raises
-    ------
-    StageNotBuiltError
-        If prediction is not implemented in this version.
     """
     runner = resolve_runner("predict")
-    start = time.perf_counter()
-    result = _call(
-        runner,
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    result = runner(
         config,
-        workdir,
-        progress=progress,
         model_dir=Path(model_dir),
         images_dir=Path(images_dir),
         catalog_path=Path(catalog_path),
         out_path=Path(out_path),
         stars_path=None if stars_path is None else Path(stars_path),
+        progress=progress,
     )
-    result.seconds = time.perf_counter() - start
+    result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     return result
 
 
 def make_mock_preview(config: PipelineConfig, workdir: WorkDir) -> Path:
-    """Write the preview figure of the mock survey and return its path.
+    """Write the preview figure of the mock survey and return its path."""
+    from morphomass.mock.preview import make_preview
 
-    Raises
-    ------
-    StageNotBuiltError
-        If the preview is not implemented in this version.
-    """
-    make_preview = _resolve(_MOCK_PREVIEW_TARGET, "the mock preview")
     return Path(make_preview(config, workdir))
 
 
-Status = Literal["ran", "skipped", "not needed", "not built", "not reached"]
+Status = Literal["ran", "skipped", "not needed"]
 
 
 @dataclass(frozen=True)
 class StageOutcome:
     """What happened to one stage during :func:`run_pipeline`.
 
-    ``status`` is ``"ran"``, ``"skipped"`` (up to date), ``"not needed"`` (the mock when ``raw/`` already
-    holds data from elsewhere), ``"not built"`` (not implemented in this version) or ``"not reached"`` (built,
-    but an earlier stage is not).
+    ``status`` is ``"ran"``, ``"skipped"`` (up to date) or ``"not needed"`` (the mock when ``raw/`` already
+    holds data from elsewhere). ``seconds`` and ``cpu_seconds`` are the wall-clock and CPU time of this run
+    (zero when the stage did not run); ``summary`` is the stage's :attr:`StageResult.summary`.
     """
 
     stage: str
     status: Status
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PipelineSummary:
-    """The outcome of every stage of :data:`RUN_ORDER`, in order, and the total wall-clock time in seconds."""
+    """The outcome of every stage of :data:`RUN_ORDER`, in order, and the total wall-clock and CPU seconds."""
 
     outcomes: tuple[StageOutcome, ...]
     seconds: float
+    cpu_seconds: float = 0.0
 
     def stages(self, status: Status) -> list[str]:
-        """Names of the stages with the given status, in pipeline order."""
+        """Return the names of the stages with the given status, in pipeline order."""
         return [o.stage for o in self.outcomes if o.status == status]
-
-    @property
-    def not_built(self) -> list[str]:
-        """Stages not implemented in this version."""
-        return self.stages("not built")
 
 
 def _needs_mock(workdir: WorkDir) -> bool:
@@ -461,11 +391,11 @@ def run_pipeline(
     force: bool = False,
     progress: bool = True,
 ) -> PipelineSummary:
-    """Run the whole pipeline as far as it is built.
+    """Run the whole pipeline.
 
     The mock survey is made first when ``raw/`` is empty (or was made by an earlier mock run, so a changed
-    mock configuration or an interrupted mock is redone); then every stage of :data:`RUN_ORDER` runs (or is
-    skipped when up to date) until the first one that is not built.
+    mock configuration or an interrupted mock is redone); then every stage of :data:`RUN_ORDER` runs, or is
+    skipped when up to date.
 
     Parameters
     ----------
@@ -480,26 +410,15 @@ def run_pipeline(
     -------
     PipelineSummary
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     workdir.ensure()
     outcomes: list[StageOutcome] = []
-    blocked = False
     for name in RUN_ORDER:
-        if blocked:
-            outcomes.append(StageOutcome(name, "not reached" if is_built(name) else "not built"))
-            continue
         if name == "mock" and not _needs_mock(workdir):
             logger.info("mock: raw/ already holds data, not making the mock survey")
             outcomes.append(StageOutcome(name, "not needed"))
             continue
-        try:
-            result = execute_stage(name, config, workdir, force=force, progress=progress)
-        except StageNotBuiltError as err:
-            logger.info("%s", err)
-            outcomes.append(StageOutcome(name, "not built"))
-            blocked = True
-            continue
-        outcomes.append(
-            StageOutcome(name, "skipped" if result.skipped else "ran", result.seconds, dict(result.summary))
-        )
-    return PipelineSummary(tuple(outcomes), time.perf_counter() - start)
+        result = execute_stage(name, config, workdir, force=force, progress=progress)
+        status: Status = "skipped" if result.skipped else "ran"
+        outcomes.append(StageOutcome(name, status, result.seconds, result.cpu_seconds, dict(result.summary)))
+    return PipelineSummary(tuple(outcomes), time.perf_counter() - start, cpu_seconds() - cpu_start)

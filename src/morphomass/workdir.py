@@ -4,10 +4,11 @@ Layout (DESIGN §2)::
 
     raw/  sample.parquet  images.zarr  features/  models/  results/{figures,tables}/  manifest.json
 
-Every output is written under a temporary hidden name in the same folder and renamed into place, so an interrupted
-write never leaves a partial file under the real name. ``manifest.json`` records, per stage, the hash of the
-configuration sections the stage depends on, the package version, the input hashes and the outputs; a stage whose
-record still matches is skipped by ``morphomass run``.
+Every output is written under a temporary hidden name in the same folder and renamed into place, so an
+interrupted write never leaves a partial file under the real name. ``manifest.json`` records, per stage, the
+hash of the configuration sections the stage depends on, the package version, the input hashes and the
+outputs; a stage whose record still matches is skipped by ``morphomass run``. :class:`WorkDir` is the one
+source of every artefact's path.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ class WorkDir:
 
     @property
     def raw(self) -> Path:
+        """``raw/``: the survey as distributed (mock or fetch)."""
         return self.root / "raw"
 
     @property
     def raw_images(self) -> Path:
+        """``raw/images/``: one FITS image per galaxy and band, ``<band>/<objid>.fits``."""
         return self.raw / "images"
 
     def raw_image(self, band: str, objid: int) -> Path:
@@ -70,58 +73,72 @@ class WorkDir:
 
     @property
     def gswlc_dir(self) -> Path:
+        """``raw/gswlc/``: the GSWLC-2 catalogues."""
         return self.raw / "gswlc"
 
     @property
     def hyperleda(self) -> Path:
+        """``raw/hyperleda.csv``: the HyperLeda export."""
         return self.raw / "hyperleda.csv"
 
     @property
     def gz2(self) -> Path:
+        """``raw/gz2_hart16.csv``: the Galaxy Zoo 2 table of Hart et al. (2016)."""
         return self.raw / "gz2_hart16.csv"
 
     @property
     def photometry(self) -> Path:
+        """``raw/sdss_photometry.csv``: SDSS model magnitudes."""
         return self.raw / "sdss_photometry.csv"
 
     @property
     def stars(self) -> Path:
+        """``raw/stars.csv``: the point-source catalogue for the star subtraction."""
         return self.raw / "stars.csv"
 
     @property
     def mock_truth(self) -> Path:
+        """``mock_truth.parquet``: the mock survey's true parameters (mock)."""
         return self.root / "mock_truth.parquet"
 
     @property
     def sample(self) -> Path:
+        """``sample.parquet``: one row per selected galaxy (catalog)."""
         return self.root / "sample.parquet"
 
     @property
     def images_zarr(self) -> Path:
+        """``images.zarr``: the scaled, resized images per input size (preprocess)."""
         return self.root / "images.zarr"
 
     @property
     def features(self) -> Path:
+        """``features/``: the feature tables."""
         return self.root / "features"
 
     @property
     def models(self) -> Path:
+        """``models/``: the networks, the GBMs and the prediction bundle."""
         return self.root / "models"
 
     @property
     def results(self) -> Path:
+        """``results/``: metrics, figures, tables and the report."""
         return self.root / "results"
 
     @property
     def figures(self) -> Path:
+        """``results/figures/``."""
         return self.results / "figures"
 
     @property
     def tables(self) -> Path:
+        """``results/tables/``."""
         return self.results / "tables"
 
     @property
     def manifest(self) -> Path:
+        """``manifest.json``: what each stage ran with and wrote."""
         return self.root / MANIFEST_NAME
 
     # ---------------------------------------------------------------- artefacts that pass between stages
@@ -172,7 +189,7 @@ class WorkDir:
 
     @property
     def chi2_rejected(self) -> Path:
-        """``results/tables/sample_chi2_rejected.parquet``: galaxies cut by chi2 (catalog; evaluated by evaluate)."""
+        """``results/tables/sample_chi2_rejected.parquet``: the galaxies cut by chi2 (catalog)."""
         return self.tables / "sample_chi2_rejected.parquet"
 
     @property
@@ -221,7 +238,7 @@ class WorkDir:
         return self
 
     def raw_is_empty(self) -> bool:
-        """True when ``raw/`` holds no file (so ``morphomass run`` makes the mock survey first)."""
+        """Tell whether ``raw/`` holds no file (then ``morphomass run`` makes the mock survey first)."""
         return not self.raw.exists() or not any(p.is_file() for p in self.raw.rglob("*"))
 
 
@@ -237,6 +254,8 @@ class StageResult:
         Output paths relative to the work directory (recorded in the manifest).
     seconds : float
         Wall-clock duration of the stage.
+    cpu_seconds : float
+        CPU time of the stage (user + system, of this process and of the child processes it waited for).
     summary : dict
         A few key numbers for the final summary and the logs (counts, fractions), JSON-serialisable.
     skipped : bool
@@ -248,6 +267,7 @@ class StageResult:
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
+    cpu_seconds: float = 0.0
 
 
 def _temp_name(path: Path) -> Path:
@@ -259,8 +279,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
     Use it with writers that want a file name (``astropy.io.fits.writeto``, ``DataFrame.to_parquet``, a zarr
-    store). A temporary directory is renamed the same way. On any exception the temporary is removed and ``path``
-    is left as it was.
+    store). A temporary directory is renamed the same way. On any exception the temporary is removed and
+    ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +317,7 @@ def atomic_write(path: str | Path, mode: Literal["w"]) -> contextlib.AbstractCon
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file for writing; on success flush, fsync and rename it onto ``path``.
+    r"""Open a temporary file for writing; on success flush, fsync and rename it onto ``path``.
 
     Parameters
     ----------
@@ -344,7 +364,7 @@ def file_sha256(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
 
 
 def tree_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, or of a directory's relative file names and contents (hidden files skipped)."""
+    """Hash a file, or a directory's relative file names and contents (hidden files skipped): SHA-256 hex."""
     path = Path(path)
     if path.is_file():
         return file_sha256(path)
@@ -382,7 +402,7 @@ def load_manifest(workdir: WorkDir) -> dict[str, Any]:
 
 
 def stage_is_current(workdir: WorkDir, stage: str, config_hash: str, inputs: dict[str, str]) -> bool:
-    """True when ``stage`` finished with the same configuration and inputs and its outputs are still there."""
+    """Tell whether ``stage`` finished with the same configuration and inputs, its outputs still there."""
     record = load_manifest(workdir)["stages"].get(stage)
     if not record or record.get("config_hash") != config_hash or record.get("inputs") != inputs:
         return False
@@ -398,6 +418,8 @@ def record_stage(
     outputs: list[str],
     seconds: float,
     version: str,
+    cpu_seconds: float | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> None:
     """Record a finished stage in the manifest (atomically).
 
@@ -406,7 +428,7 @@ def record_stage(
     stage : str
         Stage name (``"mock"``, ``"catalog"``, ...).
     config_hash : str
-        :func:`morphomass.config.section_hash` of the sections the stage depends on.
+        :func:`morphomass.config.stage_config_hash` of the configuration the stage depends on.
     inputs : dict
         Input path (relative to the work directory) -> :func:`tree_sha256`.
     outputs : list of str
@@ -415,6 +437,10 @@ def record_stage(
         Wall-clock duration.
     version : str
         Package version that produced the outputs.
+    cpu_seconds : float, optional
+        CPU time (recorded when given).
+    summary : dict, optional
+        The stage's :attr:`StageResult.summary`, JSON-serialisable (recorded when given).
     """
     manifest = load_manifest(workdir)
     manifest["stages"][stage] = {
@@ -425,4 +451,8 @@ def record_stage(
         "version": version,
         "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if cpu_seconds is not None:
+        manifest["stages"][stage]["cpu_seconds"] = round(cpu_seconds, 3)
+    if summary is not None:
+        manifest["stages"][stage]["summary"] = summary
     write_json_atomic(workdir.manifest, manifest)

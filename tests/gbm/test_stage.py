@@ -98,14 +98,14 @@ def test_feature_selection_and_training_subsets(trained) -> None:
         assert info["best_iteration"] <= info["rounds"] and info["cpu_seconds"] >= 0
 
 
-def test_importances_and_no_bundle_without_networks(trained) -> None:
+def test_importances_and_no_bundle(trained) -> None:
     wd, _, _ = trained
     imp = json.loads((wd.models / "gbm" / "importance.json").read_text())["importance"]
     assert set(imp) == {"g_morph", "ablation_no_cnn4"}
     values = [r["importance"] for r in imp["g_morph"]]
     assert values == sorted(values, reverse=True)
     assert {r["feature"] for r in imp["g_morph"]} <= set(_info(wd, "g_morph")["features"])
-    # The bundle (tests/predict) needs the CNN weights, which a GBM-only work directory does not have.
+    # The bundle is the next stage's work (morphomass.predict.writer), never train-gbm's.
     assert not (wd.models / "bundle.json").exists()
 
 

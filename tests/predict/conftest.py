@@ -13,13 +13,13 @@ from morphomass.workdir import WorkDir
 
 @pytest.fixture(name="trained_workdir", scope="session")
 def fixture_trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> WorkDir:
-    """A work directory with raw/, sample.parquet, images.zarr, feature tables, models/cnn and models/gbm."""
+    """Make a work directory: raw/, sample.parquet, images.zarr, feature tables, models/cnn, models/gbm."""
     return make_trained_workdir(tmp_path_factory.mktemp("trained") / "work")
 
 
 @pytest.fixture(name="bundle_dir")
 def fixture_bundle_dir(trained_workdir: WorkDir, tmp_path: Path) -> Path:
-    """A fresh copy of the trained work directory's models/ with a full bundle.json (free to tamper with)."""
+    """Copy the trained work directory's models/ with a full bundle.json (a copy free to tamper with)."""
     from morphomass.predict import write_bundle
 
     write_bundle(small_config(), trained_workdir)

@@ -23,7 +23,7 @@ N_GALAXIES = 24
 
 
 def small_config() -> PipelineConfig:
-    """The tiny preset with CNN1 as a custom (Dieleman) network at 69 px, CNN4 on top, and 24 galaxies."""
+    """Return the tiny preset with CNN1 a custom (Dieleman) network at 69 px, CNN4 on top, 24 galaxies."""
     config = load_config("tiny", overrides={"mock": {"n_galaxies": N_GALAXIES, "seed": 11}})
     config.cnn.nets = {"cnn1": NetConfig(backbone="dieleman", input_size=69)}
     return config
@@ -99,7 +99,7 @@ def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
 
 
 def predict_catalog_of(workdir: WorkDir, *, magnitudes: tuple[str, ...] = ("g", "i")) -> pd.DataFrame:
-    """A work directory's sample as a prediction catalogue: objid, ra, dec, z, d25_arcmin, modelMag_<band>."""
+    """Return a work directory's sample as a prediction catalogue (objid, ra, dec, z, d25_arcmin, mags)."""
     sample = pd.read_parquet(workdir.sample, columns=["objid", "ra", "dec", "z", "d25_arcmin"])
     phot = pd.read_csv(workdir.photometry).rename(columns={"objID": "objid"})
     columns = ["objid", *(f"modelMag_{b}" for b in magnitudes)]

@@ -144,7 +144,7 @@ def test_a_library_that_is_not_installed_is_refused(
     from morphomass.predict import bundle as bundle_module
 
     recorded = read_bundle_json(bundle_dir)["versions"]["lightgbm"]
-    monkeypatch.setattr(bundle_module, "_library_versions", lambda: {"lightgbm": None})
+    monkeypatch.setattr(bundle_module, "library_versions", lambda: {"lightgbm": None})
     with pytest.raises(BundleError, match=rf"made with lightgbm {recorded}, which is not installed here"):
         load_bundle(bundle_dir)
 

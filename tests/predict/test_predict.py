@@ -209,7 +209,6 @@ def test_unusable_options_and_settings_are_errors(predicted, trained_workdir, tm
     with pytest.raises(InputDataError, match=r"out\.txt: expected a \.csv, \.parquet, \.fits file name"):
         run_predict(
             load_config("tiny"),
-            WorkDir(tmp_path),
             model_dir=bundle_dir,
             images_dir=trained_workdir.raw_images,
             catalog_path=tmp_path / "c.csv",

@@ -1,7 +1,7 @@
 """Gradient boosting (SPEC G1-G2, E2-E7, E10-E11): LightGBM on the image, CNN and catalogue features.
 
 ``run_train_gbm`` trains every experiment of :func:`~morphomass.gbm.experiments.make_experiments` and writes
-``models/gbm/`` and ``models/bundle.json``. lightgbm is imported only when a model is trained or loaded.
+``models/gbm/``. lightgbm is imported only when a model is trained or loaded.
 """
 
 from morphomass.gbm.experiments import Experiment, build_features, make_experiments

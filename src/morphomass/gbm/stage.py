@@ -1,4 +1,4 @@
-"""The ``train-gbm`` stage: every GBM experiment, its predictions, permutation importances and the bundle.
+"""The ``train-gbm`` stage: every GBM experiment, its predictions and permutation importances.
 
 Reads ``sample.parquet``, ``features/photometric.parquet`` and ``features/cnn.parquet``; writes into
 ``models/gbm/``:
@@ -9,9 +9,9 @@ Reads ``sample.parquet``, ``features/photometric.parquet`` and ``features/cnn.pa
   fingerprint of everything it depends on (a rerun reloads an unchanged experiment instead of retraining it);
 * ``predictions.parquet``: ``objid``, ``split`` and ``pred_<experiment>`` (M/L, solar units) for every galaxy;
 * ``importance.json``: permutation importances on the validation split (``g_morph``, ``ablation_no_cnn4``);
-* ``cv_search.json``: the cross-validated grid (when ``gbm.cv_search``);
+* ``cv_search.json``: the cross-validated grid (when ``gbm.cv_search``).
 
-and ``models/bundle.json``, the manifest of the main g-band + morphology model for ``morphomass predict``.
+The prediction bundle of the main models (``models/bundle.json``) is the next stage's work.
 """
 
 from __future__ import annotations
@@ -81,10 +81,13 @@ def _drop_constant(frame: pd.DataFrame, train: np.ndarray) -> list[str]:
     return [c for c, k in zip(frame.columns, keep, strict=True) if k]
 
 
-def _remove_stale(out_dir: Path, names: set[str]) -> None:
-    """Delete the models of experiments this configuration does not have (e.g. a band set left out)."""
+def _remove_stale(out_dir: Path, names: set[str], keep: set[str]) -> None:
+    """Delete the models of experiments this configuration does not have (e.g. a band set left out).
+
+    ``keep`` names the other files of ``out_dir`` (``importance.json``, ``cv_search.json``).
+    """
     for path in sorted([*out_dir.glob("*.txt"), *out_dir.glob("*.json")]):
-        if path.stem not in names and path.stem not in ("importance", "cv_search"):
+        if path.stem not in names and path.name not in keep:
             logger.info("train-gbm: removing %s (not an experiment of this configuration)", path.name)
             path.unlink()
 
@@ -327,21 +330,6 @@ def _importances(
     return out
 
 
-def _write_bundle(config: PipelineConfig, workdir: WorkDir) -> list[str]:
-    """Write the prediction bundle (``morphomass.predict.write_bundle``) when the CNN weights exist.
-
-    Without trained networks (a GBM run on feature tables made elsewhere) there is nothing ``predict`` could
-    apply to images, so no bundle is written; that is logged.
-    """
-    if not any((workdir.models / "cnn").glob("*.safetensors")):
-        logger.warning("train-gbm: no CNN weights in %s, so no prediction bundle", workdir.models / "cnn")
-        return []
-    from morphomass.predict import write_bundle  # the bundle format lives with its loader
-
-    write_bundle(config, workdir)
-    return ["models/bundle.json"]
-
-
 def _cross_validate(
     table: FeatureTable, gcfg: GbmConfig, experiments: list[Experiment], path: Path, inputs_hash: str
 ) -> dict[str, dict[str, Any]]:
@@ -406,7 +394,7 @@ def _cross_validate(
 
 
 def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
-    """Train every GBM experiment; write ``models/gbm/`` and ``models/bundle.json`` (module docstring).
+    """Train every GBM experiment; write ``models/gbm/`` (module docstring).
 
     Parameters
     ----------
@@ -428,7 +416,7 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     """
     start = time.perf_counter()
     gcfg = config.gbm
-    inputs = (workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet")
+    inputs = (workdir.sample, workdir.photometric_features, workdir.cnn_features)
     table = load_feature_table(*inputs)
     logger.info(
         "train-gbm: %d galaxies (train %d, val %d, test %d), %d image/CNN features",
@@ -438,14 +426,14 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
         table.counts["test"],
         table.features.shape[1],
     )
-    out_dir = workdir.models / "gbm"
+    out_dir = workdir.gbm_models
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs_hash = _fingerprint([file_sha256(p) for p in inputs])
     experiments = make_experiments(gcfg.band_sequence, available_bands="".join(table.available_bands))
 
     overrides: dict[str, dict[str, Any]] = {}
     if gcfg.cv_search:
-        overrides = _cross_validate(table, gcfg, experiments, out_dir / "cv_search.json", inputs_hash)
+        overrides = _cross_validate(table, gcfg, experiments, workdir.gbm_cv_search, inputs_hash)
 
     keep = {e.features_from for e in experiments if e.features_from} | set(IMPORTANCE_EXPERIMENTS)
     trainer = _Trainer(table, gcfg, out_dir, inputs_hash, overrides, keep={k for k in keep if k})
@@ -454,28 +442,28 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
             trainer.run(exp)
             advance(1)
 
-    _remove_stale(out_dir, {e.name for e in experiments})
+    _remove_stale(
+        out_dir, {e.name for e in experiments}, keep={workdir.gbm_importance.name, workdir.gbm_cv_search.name}
+    )
     predictions = pd.DataFrame(
         {"objid": table.meta["objid"].to_numpy(), "split": table.meta["split"].to_numpy()}
     )
     for exp in experiments:
         predictions[f"pred_{exp.name}"] = trainer.predictions[exp.name]
-    with atomic_path(out_dir / "predictions.parquet") as tmp:
+    with atomic_path(workdir.gbm_predictions) as tmp:
         predictions.to_parquet(tmp, index=False)
     _importances(
         trainer,
         IMPORTANCE_EXPERIMENTS,
         repeats=gcfg.permutation_repeats,
         seed=gcfg.seed,
-        path=out_dir / "importance.json",
+        path=workdir.gbm_importance,
         progress=progress,
     )
-    bundle_outputs = _write_bundle(config, workdir)
-
     main_info = trainer.info[MAIN_EXPERIMENT]
     return StageResult(
         stage="train-gbm",
-        outputs=["models/gbm", *bundle_outputs],
+        outputs=[workdir.relative(out_dir)],
         seconds=time.perf_counter() - start,
         summary={
             "galaxies": {s: table.counts[s] for s in ("train", "val", "test")},

@@ -337,10 +337,11 @@ def prefilter_features(
 
     The screening model has the same tree parameters except that every tree may split on every feature
     (``feature_fraction`` 1: with the G1 fraction of 0.4 each feature would be offered to only 40 % of the
-    screen's few trees, and the ranking becomes a lottery), four times the learning rate and ``rounds`` rounds,
-    and sees a random ``row_fraction`` of the rows (at least ``min_rows``). Features it never splits on rank
-    last. On the 60 000 x 2195 benchmark matrix (bench/README.md) this keeps the full model within 0.2-0.6 % of
-    the validation L1~ of all features, against 0.9-1.4 % with the G1 fraction, for ~2 CPU-s more.
+    screen's few trees, and the ranking becomes a lottery), four times the learning rate and ``rounds``
+    rounds, and sees a random ``row_fraction`` of the rows (at least ``min_rows``). Features it never splits
+    on rank last. On the 60 000 x 2195 benchmark matrix (bench/README.md) this keeps the full model within
+    0.2-0.6 % of the validation L1~ of all features, against 0.9-1.4 % with the G1 fraction, for ~2 CPU-s
+    more.
 
     Parameters
     ----------

@@ -66,7 +66,8 @@ FLAGS: dict[str, str] = {
     "pixel_scale_mismatch": "the image's pixel scale differs by more than 2 % from the training images'",
 }
 #: Failure kinds of the preprocessing (morphomass.preprocess.fits_image.FAILURE_KINDS) -> flag; the other
-#: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked before.
+#: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked
+#: before.
 _KIND_FLAGS = {"missing_fits": "missing_image"}
 _RANGE_FLAGS = {
     "z": "z_outside_training",
@@ -100,7 +101,7 @@ class _Galaxy:
 
 
 def range_flags(values: Mapping[str, float], ranges: Mapping[str, list[float]]) -> list[tuple[str, str]]:
-    """Flags and notes for the values outside their training range.
+    """Flag the values outside their training range.
 
     Parameters
     ----------
@@ -284,7 +285,7 @@ def _finish(
     models: list[str | None],
     ranges: Mapping[str, list[float]],
 ) -> pd.DataFrame:
-    """The output rows of a batch: L_g, stellar mass, model, range flags, reasons."""
+    """Make the output rows of a batch: L_g, stellar mass, model, range flags, reasons."""
     records = []
     for galaxy, (_, row), ml_pred in zip(galaxies, rows.iterrows(), ml, strict=True):
         lum_g, source = float(row.get("lum_g", math.nan)), "modelMag"

@@ -11,7 +11,7 @@ import pandas as pd
 from morphomass.config import PipelineConfig
 from morphomass.errors import InputDataError
 from morphomass.predict.bundle import load_bundle
-from morphomass.workdir import StageResult, WorkDir, atomic_path
+from morphomass.workdir import StageResult, atomic_path
 
 __all__ = ["OUTPUT_FORMATS", "run_predict", "write_predictions"]
 
@@ -50,7 +50,6 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
 
 def run_predict(
     config: PipelineConfig,
-    workdir: WorkDir,
     *,
     model_dir: Path,
     images_dir: Path,
@@ -66,8 +65,6 @@ def run_predict(
     config : PipelineConfig
         Only the runtime options are used: ``cnn.accelerator`` and ``cnn.inference_batch_size`` (galaxies per
         batch). Everything that defines the prediction comes from the bundle.
-    workdir : WorkDir
-        Not used (a prediction needs no work directory).
     model_dir : Path
         The bundle: ``bundle.json``, its folder (a work directory's ``models/``) or a work directory.
     images_dir : Path
@@ -93,7 +90,6 @@ def run_predict(
     InputDataError
         If the catalogue, star table or output name is unusable.
     """
-    del workdir  # the bundle and the inputs say everything
     start = time.perf_counter()
     if Path(out_path).suffix.lower() not in OUTPUT_FORMATS:
         msg = f"{out_path}: expected a {', '.join(OUTPUT_FORMATS)} file name for the predictions"
