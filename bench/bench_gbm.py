@@ -41,7 +41,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,9 @@ ALL_VARIANTS = (
 
 def make_matrix(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Make the CNN-like feature matrix (float32, dead columns removed), M/L and its error."""
-    from morphomass.gbm.synthetic import make_synthetic_tables
+    # The synthetic tables are the tests' factory (tests/factories/gbm_tables.py), not part of the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from factories.gbm_tables import make_synthetic_tables
 
     sample, phot, cnn = make_synthetic_tables(rows, rng=np.random.default_rng(seed), n_trunk=2048, n_dead=17)
     feats = np.hstack(

@@ -1,4 +1,4 @@
-"""Fixtures of the catalogue tests (helpers in catalog_rawfiles.py)."""
+"""Fixtures of the catalogue tests (raw files from tests/factories/rawfiles.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from catalog_rawfiles import Galaxy, write_survey
 
+from factories.rawfiles import Galaxy, write_survey
 from morphomass.workdir import WorkDir
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from catalog_rawfiles import offset_position
 
+from factories.rawfiles import offset_position
 from morphomass.catalog.crossmatch import match_sky
 
 

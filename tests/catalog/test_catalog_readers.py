@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from catalog_rawfiles import (
+
+from factories.rawfiles import (
     HYPERLEDA_HEADER,
     PHOTOMETRY_HEADER,
     STARS_HEADER,
@@ -17,7 +18,6 @@ from catalog_rawfiles import (
     gz2_row,
     uniform_conditional,
 )
-
 from morphomass import gz2
 from morphomass.errors import InputDataError
 from morphomass.rawformats import (

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.cosmology import FlatLambdaCDM
-from catalog_rawfiles import Galaxy
 
+from factories.rawfiles import Galaxy
 from morphomass import cli, gz2
 from morphomass.catalog import run_catalog
 from morphomass.config import load_config

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories.gbm_tables import make_synthetic_tables
 from morphomass.config import PipelineConfig, load_config
 from morphomass.errors import ConfigError, InputDataError
 from morphomass.evaluate import run_evaluate
 from morphomass.evaluate.baselines import fit_constant
 from morphomass.evaluate.metrics import compute_metrics
 from morphomass.gbm import run_train_gbm
-from morphomass.gbm.synthetic import make_synthetic_tables
 from morphomass.metrics_schema import read_metrics
 from morphomass.workdir import WorkDir, write_json_atomic
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fake_archive import FakeArchive, FakeSky, build_sky
+
+from factories.archive import FakeArchive, FakeSky, build_sky
 
 
 @pytest.fixture(scope="module", name="sky")

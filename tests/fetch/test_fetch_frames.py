@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_archive import DATA, FRAME_A, FRAME_B, SAS_PREFIX, FakeSky, make_mosaic_script
 
+from factories.archive import DATA, FRAME_A, FRAME_B, SAS_PREFIX, FakeSky, make_mosaic_script
 from morphomass.errors import FetchError, InputDataError
 from morphomass.fetch.frames import (
     FrameId,

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-from fake_archive import FRAME_A, FRAME_B, SAS_PREFIX, FakeArchive, FakeSky
 
+from factories.archive import FRAME_A, FRAME_B, SAS_PREFIX, FakeArchive, FakeSky
 from morphomass import cli
 from morphomass.config import load_config
 from morphomass.errors import FetchError, FetchFallbackWarning, InputDataError

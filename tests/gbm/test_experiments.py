@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
+from factories.gbm_tables import make_synthetic_tables
 from morphomass.errors import InputDataError
 from morphomass.gbm.experiments import Experiment, build_features, cv_group, make_experiments
-from morphomass.gbm.synthetic import make_synthetic_tables
 from morphomass.gbm.table import join_tables
 
 DESIGN_NAMES = {

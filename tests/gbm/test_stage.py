@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories.gbm_tables import make_synthetic_tables
 from morphomass.config import PipelineConfig, load_config
 from morphomass.errors import InputDataError
 from morphomass.gbm import run_train_gbm
 from morphomass.gbm.experiments import build_features, make_experiments
-from morphomass.gbm.synthetic import make_synthetic_tables
 from morphomass.gbm.table import join_tables
 from morphomass.workdir import WorkDir
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories.gbm_tables import make_synthetic_tables
 from morphomass.errors import InputDataError
-from morphomass.gbm.synthetic import make_synthetic_tables
 from morphomass.gbm.table import (
     MPC_CM,
     band_features,

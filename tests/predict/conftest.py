@@ -1,4 +1,4 @@
-"""Fixtures of the prediction tests (see predict_helpers.py for how the trained work directory is made)."""
+"""Fixtures of the prediction tests (tests/factories/trained.py makes the trained work directory)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from predict_helpers import make_trained_workdir, small_config
 
+from factories.trained import make_trained_workdir, small_config
 from morphomass.workdir import WorkDir
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from predict_helpers import read_bundle_json, small_config
 
+from factories.trained import read_bundle_json, small_config
 from morphomass.config import NetConfig
 from morphomass.errors import WorkdirError
 from morphomass.predict import BundleError, BundleVersionWarning, load_bundle, write_bundle

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from predict_helpers import predict_catalog_of, small_config
 
+from factories.trained import predict_catalog_of, small_config
 from morphomass import cli
 from morphomass.config import load_config
 from morphomass.errors import InputDataError

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from preprocess_scenes import galaxy
 
+from factories.scenes import galaxy
 from morphomass.errors import InputDataError
 from morphomass.preprocess.resize import crop_square, resize_image
 

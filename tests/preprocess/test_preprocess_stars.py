@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from preprocess_scenes import galaxy, moffat
 
+from factories.scenes import galaxy, moffat
 from morphomass.errors import InputDataError
 from morphomass.preprocess.stars import subtract_stars
 

@@ -12,12 +12,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-# Re-exported for predict/bundle.py until it imports them from morphomass.photometry (to be removed then).
-from morphomass.photometry import PAPER_PIXEL_ARCSEC, SDSS_PIXEL_ARCSEC
-
 __all__ = [
-    "PAPER_PIXEL_ARCSEC",
-    "SDSS_PIXEL_ARCSEC",
     "compute_ml",
     "make_split",
 ]

@@ -154,7 +154,7 @@ def _preprocess(
 ) -> None:
     """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
     from morphomass.errors import GalaxyImageError
-    from morphomass.preprocess.features import luminosity_per_nanomaggy
+    from morphomass.photometry import luminosity_per_nanomaggy
     from morphomass.preprocess.fits_image import load_fits_image, pixel_scale_arcsec
     from morphomass.preprocess.tasks import preprocess_job
 

@@ -22,6 +22,7 @@ from morphomass import __version__
 from morphomass.cnn.columns import CNN4, CNN4_BASE, cnn4_columns, probability_columns, trunk_columns
 from morphomass.config import PipelineConfig, PreprocessConfig, runtime_fields, stage_config_hash
 from morphomass.errors import WorkdirError
+from morphomass.photometry import compute_image_m_sun, resolve_pixel_scale_arcsec
 from morphomass.predict.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -222,19 +223,17 @@ def _check_manifest(config: PipelineConfig, workdir: WorkDir) -> None:
 
 
 def _preprocessing(config: PipelineConfig, networks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from morphomass.catalog.targets import PAPER_PIXEL_ARCSEC, SDSS_PIXEL_ARCSEC
-
     band = config.preprocess.band
     catalog = config.catalog
-    pixel_scale = catalog.pixel_scale_arcsec or (
-        PAPER_PIXEL_ARCSEC if config.cosmology.convention == "paper" else SDSS_PIXEL_ARCSEC
+    pixel_scale = resolve_pixel_scale_arcsec(
+        catalog.pixel_scale_arcsec, convention=config.cosmology.convention
     )
     return {
         "band": band,
         "settings": config.preprocess.model_dump(mode="json", exclude=set(runtime_fields(PreprocessConfig))),
         "sizes": sorted({net["input_size"] for net in networks.values()}),
         # the images are SDSS nanomaggies: the Sun's magnitude on their system, as in the preprocess stage
-        "m_sun_image_band": float(catalog.m_sun_ab[band] - catalog.ab_offset_mag[band]),
+        "m_sun_image_band": compute_image_m_sun(catalog.m_sun_ab, catalog.ab_offset_mag, band=band),
         "m_sun_ab": dict(catalog.m_sun_ab),
         "ab_offset_mag": dict(catalog.ab_offset_mag),
         "pixel_scale_arcsec": float(pixel_scale),

@@ -16,16 +16,12 @@ import numpy as np
 
 from morphomass.errors import InputDataError
 
-# Re-exported for predict/predictor.py until it imports it from morphomass.photometry (to be removed then).
-from morphomass.photometry import luminosity_per_nanomaggy
-
 __all__ = [
     "FEATURE_COLUMNS",
     "IMAGE_FEATURES",
     "LUMINOSITY_FEATURES",
     "METADATA_FEATURES",
     "compute_photometric_features",
-    "luminosity_per_nanomaggy",
 ]
 
 LUMINOSITY_FEATURES: tuple[str, ...] = (
