@@ -46,15 +46,16 @@ SDSS_MAG_MINUS_AB: dict[str, float] = {"u": 0.04, "g": 0.0, "r": 0.0, "i": 0.0, 
 #: Attenuation in each band relative to g for a screen (Cardelli-like); discs grey with inclination (see
 #: dust).
 DUST_RATIO: dict[str, float] = {"u": 1.30, "g": 1.0, "r": 0.76, "i": 0.57, "z": 0.43}
-#: Per-pixel sky noise (1 sigma, nanomaggies) of background-subtracted SDSS mosaics at 0.396"/px; r measured
-#: on the real frames in shared/fixtures/sdss_real (0.024-0.030), the others scaled by SDSS sky brightness and
-#: QE.
-SKY_NOISE_NMGY: dict[str, float] = {"u": 0.045, "g": 0.021, "r": 0.027, "i": 0.036, "z": 0.11}
+#: Per-pixel sky noise (1 sigma, nanomaggies) of single-epoch SDSS frames at 0.396"/px: sqrt of the sky's
+#: photo-electrons (sky u 22.1, g 21.85, r 20.86, i 20.15, z 18.95 mag/arcsec^2; gains 1.6/3.9/4.7/5.0/4.7
+#: e-/DN; 0.0098/0.0038/0.0050/0.0066/0.0235 nMgy/DN), docs/mock.md row 9; r agrees with the 0.024-0.030
+#: measured on the real frames in tests/data/sdss_real.
+SKY_NOISE_NMGY: dict[str, float] = {"u": 0.048, "g": 0.017, "r": 0.028, "i": 0.042, "z": 0.14}
 #: Photo-electrons per nanomaggy (gain ~4.7 e-/DN and ~200 DN/nMgy), for the source Poisson noise.
 ELECTRONS_PER_NMGY: float = 900.0
 SDSS_SPECTRO_LIMIT_R: float = 17.77
-#: Isophote of the mock's HyperLeda D25 (B mag/arcsec^2); see docs/mock.md (calibrated on the paper's median
-#: z).
+#: Isophote of the mock's HyperLeda D25 (B mag/arcsec^2): 1 mag below the nominal RC3 25, which gives a median
+#: sample redshift of 0.037 where the paper's is ~0.05 (26 gives 0.049; docs/mock.md row 11).
 D25_ISOPHOTE_B_MAG_ARCSEC2: float = 26.0
 DISK_THICKNESS: float = 0.12
 #: Age scale of the colours' saturation (colours ~ 1 - exp(-age / scale)); see _stellar_populations.
@@ -68,6 +69,32 @@ _MASS_FUNCTION = {
     "merger": (10.7, -0.9),
 }
 _LOG_MASS_RANGE = (8.3, 11.9)
+
+# Structure-population relations pinned in docs/mock.md (rows 1-8), before they were measured.
+#: Bulge half-light radius over the disc's: r_e/h = 0.22 (MacArthur, Courteau & Holtzman 2003) / 1.678, and
+#: its lognormal scatter (0.09 / 0.22 of r_e/h, in dex).
+BULGE_TO_DISC_HLR: float = 0.22 / 1.678
+BULGE_TO_DISC_HLR_SCATTER_DEX: float = 0.17
+#: Bulge Sersic index: log10 n = a + b B/T + N(0, scatter) (anchored on Balcells+03, Fisher & Drory 2008).
+BULGE_SERSIC_LOG_N: tuple[float, float, float] = (0.06, 1.0, 0.12)
+#: Disc B/T ~ Beta(mu k, (1 - mu) k), mu = clip(a + b (log M - 10), lo, hi) (Weinzirl+09, Gadotti+09).
+DISC_BT_MEAN: tuple[float, float, float, float] = (0.12, 0.10, 0.05, 0.5)
+DISC_BT_CONCENTRATION: float = 8.0
+#: Mean disc B/T of the earlier mass-independent Beta(1.6, 3.2): disc ages are tied to B/T relative to mu(M).
+_DISC_BT_MEAN_BEFORE: float = 1.6 / (1.6 + 3.2)
+#: Elliptical Sersic index: log10 n = slope (log M - 11) + zero + N(0, scatter) (Graham & Guzman 2003).
+ELLIPTICAL_SERSIC_LOG_N: tuple[float, float, float] = (0.266, 0.657, 0.12)
+#: Early types at fixed mass: d age / d log R_e (from d log t / d log Sigma = 0.3) and d metallicity /
+#: d log R_e (from d[Z/H] / d log Phi = 0.35 at 0.16 dex per metallicity unit); McDermid+15, Barone+18.
+EARLY_TYPE_AGE_PER_DEX_RE: float = -0.6
+EARLY_TYPE_METALLICITY_PER_DEX_RE: float = -0.35 / 0.16
+#: Bar probability of discs: clip(a + b ((g-r)_rest - pivot), lo, hi) for B/T > min (Masters et al. 2011).
+BAR_PROBABILITY: tuple[float, float, float, float, float] = (0.20, 0.86, 0.45, 0.10, 0.60)
+BAR_MIN_BULGE_FRACTION: float = 0.02
+#: Visible (type 1 AGN-like) nuclei: probability below / above log M = pivot, and the lognormal flux fraction
+#: (median, dex, min, max) (Hao et al. 2005, Ho 2008; a chosen form, docs/mock.md row 8).
+NUCLEUS_PROBABILITY: tuple[float, float, float] = (0.01, 0.02, 10.5)
+NUCLEUS_FLUX_FRACTION: tuple[float, float, float, float] = (0.08, 0.3, 0.02, 0.5)
 _Z_RANGE = (0.01, 0.3)
 
 
@@ -139,6 +166,105 @@ def _draw_mass_redshift(
     return cls_index.astype(np.int64), log_mstar, z
 
 
+def _quantise(values: Array, *, step: float, lo: float, hi: float) -> Array:
+    """Round to a multiple of ``step`` within [lo, hi] (GalSim caches one Sersic table per index)."""
+    return np.clip(np.round(values / step) * step, lo, hi)
+
+
+def mean_disc_bulge_fraction(log_mstar: Array) -> Array:
+    """Return the mean g-band B/T of disc galaxies at each stellar mass (docs/mock.md row 3)."""
+    intercept, slope, lo, hi = DISC_BT_MEAN
+    return np.clip(intercept + slope * (np.asarray(log_mstar) - 10.0), lo, hi)
+
+
+def draw_disc_bulge_fraction(log_mstar: Array, rng: np.random.Generator) -> Array:
+    """Draw the g-band B/T of discs: a Beta distribution whose mean rises with stellar mass (row 3).
+
+    Parameters
+    ----------
+    log_mstar : (N,) ndarray
+        log10 M*/M_sun.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (N,) ndarray
+        B/T in (0, 1).
+    """
+    mean = mean_disc_bulge_fraction(log_mstar)
+    return rng.beta(mean * DISC_BT_CONCENTRATION, (1 - mean) * DISC_BT_CONCENTRATION)
+
+
+def draw_bulge_sersic_n(bulge_fraction: Array, rng: np.random.Generator) -> Array:
+    """Draw the Sersic index of disc bulges, rising with B/T (row 2), quantised to 0.5 in [1, 4.5]."""
+    intercept, slope, scatter = BULGE_SERSIC_LOG_N
+    log_n = intercept + slope * np.asarray(bulge_fraction) + rng.normal(0, scatter, np.size(bulge_fraction))
+    return _quantise(10**log_n, step=0.5, lo=1.0, hi=4.5)
+
+
+def draw_elliptical_sersic_n(log_mstar: Array, rng: np.random.Generator) -> Array:
+    """Draw the Sersic index of ellipticals, rising with stellar mass (row 4), quantised to 0.5 in [2, 6]."""
+    slope, zero, scatter = ELLIPTICAL_SERSIC_LOG_N
+    log_n = zero + slope * (np.asarray(log_mstar) - 11.0) + rng.normal(0, scatter, np.size(log_mstar))
+    return _quantise(10**log_n, step=0.5, lo=2.0, hi=6.0)
+
+
+def draw_bulge_to_disc_hlr(n: int, rng: np.random.Generator) -> Array:
+    """Draw the bulge-to-disc half-light radius ratio (row 1): lognormal around 0.131, within [0.04, 0.5]."""
+    ratio = BULGE_TO_DISC_HLR * 10 ** rng.normal(0, BULGE_TO_DISC_HLR_SCATTER_DEX, n)
+    return np.clip(ratio, 0.04, 0.5)
+
+
+def early_type_residuals(delta_log_hlr: Array) -> tuple[Array, Array]:
+    """Age and metallicity offsets of an early type at fixed mass from its size offset (row 5).
+
+    Parameters
+    ----------
+    delta_log_hlr : (N,) ndarray
+        log10 half-light radius minus the size-mass relation at the galaxy's mass (dex).
+
+    Returns
+    -------
+    delta_age, delta_metallicity : (N,) ndarray
+        Compact (negative offset) galaxies are older and more metal-rich.
+    """
+    delta = np.asarray(delta_log_hlr, dtype=float)
+    return EARLY_TYPE_AGE_PER_DEX_RE * delta, EARLY_TYPE_METALLICITY_PER_DEX_RE * delta
+
+
+def rest_colours(age: Array, metallicity: Array, burst: Array) -> dict[str, Array]:
+    """Return the dust-free rest-frame colours m_band - m_g of a stellar population (no scatter).
+
+    Age reddens the colours along a saturating curve, (1 - exp(-age / scale)) / (1 - exp(-1 / scale)), while
+    log M/L keeps rising linearly with age: the colour-M/L relation curves, as in SPS models.
+    """
+    age, met, burst = (np.asarray(x, dtype=float) for x in (age, metallicity, burst))
+    colour_age = (1 - np.exp(-age / COLOUR_AGE_SCALE)) / (1 - np.exp(-1 / COLOUR_AGE_SCALE))
+    return {
+        "u": 0.85 + 1.05 * colour_age + 0.08 * met - 0.60 * burst,
+        "g": np.zeros_like(age),
+        "r": -(0.20 + 0.55 * colour_age + 0.030 * met - 0.30 * burst),
+        "i": -(0.38 + 0.80 * colour_age + 0.050 * met - 0.50 * burst),
+        "z": -(0.43 + 1.00 * colour_age + 0.070 * met - 0.60 * burst),
+    }
+
+
+def bar_probability(rest_g_minus_r: Array) -> Array:
+    """Return the probability that a disc is barred, rising with its rest-frame g-r colour (row 6)."""
+    base, slope, pivot, lo, hi = BAR_PROBABILITY
+    return np.clip(base + slope * (np.asarray(rest_g_minus_r) - pivot), lo, hi)
+
+
+def draw_nucleus_flux_fraction(log_mstar: Array, rng: np.random.Generator) -> Array:
+    """Draw the fraction of a galaxy's light in a visible point nucleus (row 8); 0 for most galaxies."""
+    p_low, p_high, pivot = NUCLEUS_PROBABILITY
+    median, dex, lo, hi = NUCLEUS_FLUX_FRACTION
+    log_mstar = np.asarray(log_mstar, dtype=float)
+    has = rng.uniform(0, 1, log_mstar.size) < np.where(log_mstar >= pivot, p_high, p_low)
+    fraction = np.clip(median * 10 ** rng.normal(0, dex, log_mstar.size), lo, hi)
+    return np.where(has, fraction, 0.0)
+
+
 def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | None = None) -> pd.DataFrame:
     """Draw the intrinsic properties of ``n`` candidate galaxies of the parent population.
 
@@ -168,11 +294,16 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
 
     bt = np.select(
         [is_e, is_d, is_i, is_m],
-        [rng.uniform(0.85, 1.0, n), rng.beta(1.6, 3.2, n), np.zeros(n), rng.uniform(0.3, 0.8, n)],
+        [
+            rng.uniform(0.85, 1.0, n),
+            draw_disc_bulge_fraction(log_mstar, rng),
+            np.zeros(n),
+            rng.uniform(0.3, 0.8, n),
+        ],
     )
-    sersic_choices = np.select(
+    sersic_n = np.select(
         [is_e, is_d],
-        [rng.choice([3.0, 3.5, 4.0, 4.5, 5.0], n), rng.choice([1.5, 2.0, 2.5, 3.0, 4.0], n)],
+        [draw_elliptical_sersic_n(log_mstar, rng), draw_bulge_sersic_n(bt, rng)],
         default=rng.choice([1.0, 1.5, 2.0], n),
     )
     cos_incl = np.where(is_d | is_i, rng.uniform(0, 1, n), 1.0)
@@ -186,31 +317,41 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
         default=rng.uniform(0.4, 0.9, n),
     )
 
+    scatter = {"elliptical": 0.12, "disk": 0.13, "irregular": 0.15, "merger": 0.13}
+    log_hlr = np.empty(n)
+    delta_log_hlr = np.empty(n)
+    for k, name in enumerate(CLASSES):
+        slope, pivot, intercept = _HLR_KPC_RELATION[name]
+        sel = cls_index == k
+        delta_log_hlr[sel] = rng.normal(0, scatter[name], sel.sum())
+        log_hlr[sel] = slope * (log_mstar[sel] - pivot) + intercept + delta_log_hlr[sel]
+    disk_hlr_kpc = 10**log_hlr
+    bulge_hlr_kpc = np.where(is_e, disk_hlr_kpc, disk_hlr_kpc * draw_bulge_to_disc_hlr(n, rng))
+
+    # Disc ages follow B/T measured from the mean B/T at the galaxy's mass (docs/mock.md row 7); early types
+    # are older and more metal-rich when compact for their mass (row 5).
+    early_age, early_met = early_type_residuals(np.where(is_e, delta_log_hlr, 0.0))
+    disc_bt_offset = bt - mean_disc_bulge_fraction(log_mstar)
     age = np.select(
         [is_e, is_d, is_i, is_m],
         [
-            rng.beta(9, 2, n),
-            np.clip(0.18 + 0.55 * bt + rng.normal(0, 0.12, n), 0.02, 0.98),
+            rng.beta(9, 2, n) + early_age,
+            np.clip(
+                0.18 + 0.55 * (_DISC_BT_MEAN_BEFORE + disc_bt_offset) + rng.normal(0, 0.12, n), 0.02, 0.98
+            ),
             rng.beta(1.5, 6, n),
             rng.beta(4, 4, n),
         ],
     )
     age = np.clip(age + 0.12 * (log_mstar - 10.3), 0.0, 1.0)
-    metallicity = 0.6 * (log_mstar - 10.3) + rng.normal(0, 0.8, n)
+    metallicity = 0.6 * (log_mstar - 10.3) + rng.normal(0, 0.8, n) + early_met
     burst = np.select(
         [is_i, is_m, is_d],
         [rng.beta(2, 3, n), rng.beta(2, 4, n), rng.beta(0.6, 12, n)],
         default=rng.beta(0.5, 40, n),
     )
-
-    scatter = {"elliptical": 0.12, "disk": 0.13, "irregular": 0.15, "merger": 0.13}
-    log_hlr = np.empty(n)
-    for k, name in enumerate(CLASSES):
-        slope, pivot, intercept = _HLR_KPC_RELATION[name]
-        sel = cls_index == k
-        log_hlr[sel] = slope * (log_mstar[sel] - pivot) + intercept + rng.normal(0, scatter[name], sel.sum())
-    disk_hlr_kpc = 10**log_hlr
-    bulge_hlr_kpc = np.where(is_e, disk_hlr_kpc, disk_hlr_kpc * rng.uniform(0.15, 0.35, n))
+    rest_g_minus_r = -rest_colours(age, metallicity, burst)["r"]
+    has_bar = is_d & (bt > BAR_MIN_BULGE_FRACTION) & (rng.uniform(0, 1, n) < bar_probability(rest_g_minus_r))
 
     n_arms = np.where(is_d & (bt < 0.7) & (rng.uniform(0, 1, n) < 0.85), rng.choice([2, 2, 2, 3, 4], n), 0)
     frame = pd.DataFrame(
@@ -219,7 +360,7 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
             "z": z,
             "log_mstar": log_mstar,
             "bulge_fraction": bt,
-            "sersic_n": sersic_choices,
+            "sersic_n": sersic_n,
             "cos_incl": cos_incl,
             "axis_ratio": np.clip(axis_ratio, 0.1, 1.0),
             "pa_deg": rng.uniform(0, 180, n),
@@ -228,7 +369,7 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
             "burst": burst,
             "disk_hlr_kpc": disk_hlr_kpc,
             "bulge_hlr_kpc": bulge_hlr_kpc,
-            "has_bar": is_d & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.3),
+            "has_bar": has_bar,
             "n_arms": n_arms.astype(np.int64),
             "arm_pitch_deg": rng.uniform(8, 35, n),
             "arm_strength": np.where(n_arms > 0, rng.uniform(0.15, 0.45, n) * (1 - bt), 0.0),
@@ -244,6 +385,7 @@ def draw_galaxies(n: int, rng: np.random.Generator, *, d25_min_arcmin: float | N
             ),
             "companion_flux_ratio": np.where(is_m, rng.uniform(0.3, 1.0, n), 0.0),
             "companion_sep_kpc": np.where(is_m, rng.uniform(3, 15, n), 0.0),
+            "nucleus_flux_fraction": draw_nucleus_flux_fraction(log_mstar, rng),
         }
     )
     frame["has_dust_lane"] = (frame["cls"] == "disk") & (frame["cos_incl"] < 0.35)
@@ -275,16 +417,7 @@ def _stellar_populations(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
         + np.log10(1 - 0.65 * burst)
         + rng.normal(0, 0.025, n)
     )
-    # Colours redden quickly while a population is young and slowly once it is old, whereas log M/L keeps
-    # growing linearly with age: the colour-M/L relation curves (steeper at the red end), as in SPS models.
-    colour_age = (1 - np.exp(-age / COLOUR_AGE_SCALE)) / (1 - np.exp(-1 / COLOUR_AGE_SCALE))
-    colour = {  # rest-frame, dust-free colours relative to g: m_band - m_g
-        "u": 0.85 + 1.05 * colour_age + 0.08 * met - 0.60 * burst,
-        "g": np.zeros(n),
-        "r": -(0.20 + 0.55 * colour_age + 0.030 * met - 0.30 * burst),
-        "i": -(0.38 + 0.80 * colour_age + 0.050 * met - 0.50 * burst),
-        "z": -(0.43 + 1.00 * colour_age + 0.070 * met - 0.60 * burst),
-    }
+    colour = rest_colours(age, met, burst)  # rest-frame, dust-free colours relative to g: m_band - m_g
     colour_noise = rng.normal(0, 0.015, (n, len(BANDS)))
     face_on_av = np.where(
         is_d,
