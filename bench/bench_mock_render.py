@@ -57,12 +57,13 @@ def _jobs(
 
 
 def _single_band(spec: GalaxyImageSpec, k: int) -> GalaxyImageSpec:
-    """Restrict a spec to its k-th band (fluxes of the galaxy and of every star)."""
+    """Restrict a spec to its k-th band (fluxes of the galaxy, of every star and of every neighbour)."""
     return dataclasses.replace(
         spec,
         bands=(spec.bands[k],),
         flux_nmgy=(spec.flux_nmgy[k],),
         star_flux_nmgy=tuple((fluxes[k],) for fluxes in spec.star_flux_nmgy),
+        neighbours=tuple(dataclasses.replace(n, flux_nmgy=(n.flux_nmgy[k],)) for n in spec.neighbours),
     )
 
 

@@ -5,7 +5,9 @@ The light of a galaxy is split into an *old* group (Sérsic bulge or spheroid, b
 arc), each rendered once with GalSim and convolved with the galaxy's Moffat PSF. A band's image is the sum of
 the two groups with that band's flux in each (bulges are redder than discs), an edge-on dust lane, catalogue
 stars and noise. Drawing two groups instead of one image per band keeps the cost independent of the number of
-bands.
+bands. A galaxy may have a point nucleus (the PSF at its centre, a fixed fraction of its light in every band,
+taken out of the rest of its light), and its image holds neighbouring galaxies (Sérsic profiles convolved with
+the same PSF, each drawn once on a small stamp and scaled to its flux in each band).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from numpy.typing import NDArray
 
 from morphomass.mock.physics import DUST_RATIO, ELECTRONS_PER_NMGY, SKY_NOISE_NMGY
 
-__all__ = ["GalaxyImageSpec", "render_galaxy"]
+__all__ = ["GalaxyImageSpec", "NeighbourSpec", "render_galaxy"]
 
 _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, maximum_fft_size=8192)
 #: Colour of the old group relative to the young one, m_old - m_young per band minus that in g (mag).
@@ -28,6 +30,31 @@ _KNOTS_PER_ARM = 15
 _MIN_TRUNC_HLR = 4.0
 _MAX_TRUNC_HLR = 64.0
 _OLD_MINUS_YOUNG_MAG = {"u": 0.45, "g": 0.0, "r": -0.15, "i": -0.25, "z": -0.30}
+#: A neighbour's de Vaucouleurs (n = 4) profile is truncated at this many half-light radii (its flux is that
+#: of the truncated profile); a fixed ratio keeps GalSim's Sérsic table cached. Its stamp reaches this far
+#: (an exponential: 6 hlr, beyond which it has 0.05 % of its light) plus a margin for the PSF's wings.
+_NEIGHBOUR_TRUNC_HLR = 8.0
+_NEIGHBOUR_EXP_STAMP_HLR = 6.0
+#: PSF margin of a neighbour's stamp, in PSF FWHM: a Moffat (beta = 3) has 0.3 % of its light beyond 4 FWHM.
+_NEIGHBOUR_STAMP_PSF_FWHM = 4.0
+
+
+@dataclass(frozen=True)
+class NeighbourSpec:
+    """A neighbouring galaxy on the image: position, shape and flux per band.
+
+    ``x_pix``/``y_pix`` are zero-based pixel positions, ``hlr_arcsec`` the half-light radius of the
+    circularised profile, ``sersic_n`` 1 (exponential) or another Sérsic index, ``pa_deg`` the position angle
+    from the image's +x axis towards +y, and ``flux_nmgy`` the flux in each of the spec's bands (nanomaggies).
+    """
+
+    x_pix: float
+    y_pix: float
+    hlr_arcsec: float
+    sersic_n: float
+    axis_ratio: float
+    pa_deg: float
+    flux_nmgy: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -35,7 +62,9 @@ class GalaxyImageSpec:
     """Everything needed to render one galaxy; angles in degrees, sizes in arcsec, fluxes in nanomaggies.
 
     ``star_x_pix``/``star_y_pix`` are zero-based pixel positions of the field stars and ``star_flux_nmgy``
-    their fluxes per band (shape (n_stars, n_bands)).
+    their fluxes per band (shape (n_stars, n_bands)). ``nucleus_flux_fraction`` (0 to 0.5) of the galaxy's
+    flux ``flux_nmgy`` is in a point nucleus at its centre, in every band; ``neighbours`` are the neighbouring
+    galaxies on the image.
     """
 
     seed: int
@@ -67,6 +96,8 @@ class GalaxyImageSpec:
     star_y_pix: tuple[float, ...] = ()
     star_flux_nmgy: tuple[tuple[float, ...], ...] = ()
     background_offset_nmgy: float = 0.0
+    nucleus_flux_fraction: float = 0.0
+    neighbours: tuple[NeighbourSpec, ...] = ()
 
 
 def _in_disk_plane(profile: galsim.GSObject, cos_incl: float, pa_deg: float) -> galsim.GSObject:
@@ -281,6 +312,47 @@ def _star_image(
     return image.array
 
 
+def _neighbour_stamp(
+    neighbour: NeighbourSpec, psf: galsim.GSObject, spec: GalaxyImageSpec
+) -> tuple[slice, slice, NDArray[np.float64]] | None:
+    """Draw a unit-flux neighbour on a small stamp; return the image slices it covers and the stamp.
+
+    None when the stamp lies wholly off the image. Light that falls off the image is lost, as on the sky.
+    """
+    hlr = neighbour.hlr_arcsec
+    if neighbour.sersic_n == 1.0:
+        profile = galsim.Exponential(half_light_radius=hlr, gsparams=_GSPARAMS)
+        extent = _NEIGHBOUR_EXP_STAMP_HLR * hlr
+    else:
+        profile = galsim.Sersic(
+            n=neighbour.sersic_n,
+            half_light_radius=hlr,
+            trunc=_NEIGHBOUR_TRUNC_HLR * hlr,
+            flux_untruncated=False,
+            gsparams=_GSPARAMS,
+        )
+        extent = _NEIGHBOUR_TRUNC_HLR * hlr
+    profile = profile.shear(q=neighbour.axis_ratio, beta=neighbour.pa_deg * galsim.degrees)
+    half = int(
+        math.ceil((extent + _NEIGHBOUR_STAMP_PSF_FWHM * spec.psf_fwhm_arcsec) / spec.pixel_scale_arcsec)
+    )
+    ix, iy = int(round(neighbour.x_pix)), int(round(neighbour.y_pix))
+    # GalSim bounds are 1-based and inclusive
+    bounds = galsim.BoundsI(ix + 1 - half, ix + 1 + half, iy + 1 - half, iy + 1 + half) & galsim.BoundsI(
+        1, spec.nx, 1, spec.nx
+    )
+    if not bounds.isDefined():
+        return None
+    stamp = galsim.ImageD(bounds, scale=spec.pixel_scale_arcsec)
+    galsim.Convolve(profile, psf).drawImage(
+        image=stamp,
+        offset=(neighbour.x_pix + 1 - stamp.true_center.x, neighbour.y_pix + 1 - stamp.true_center.y),
+    )
+    rows = slice(bounds.ymin - 1, bounds.ymax)
+    cols = slice(bounds.xmin - 1, bounds.xmax)
+    return rows, cols, stamp.array
+
+
 def render_galaxy(spec: GalaxyImageSpec) -> dict[str, NDArray[np.float32]]:
     """Render the galaxy's image in each band.
 
@@ -303,18 +375,29 @@ def render_galaxy(spec: GalaxyImageSpec) -> dict[str, NDArray[np.float32]]:
     lane = _dust_lane_transmission(spec, (spec.nx, spec.nx)) if spec.has_dust_lane else None
 
     stars = [_star_image(psf, x, y, spec) for x, y in zip(spec.star_x_pix, spec.star_y_pix, strict=True)]
+    nucleus_fraction = spec.nucleus_flux_fraction
+    centre = (spec.nx - 1) / 2
+    nucleus = _star_image(psf, centre, centre, spec) if nucleus_fraction > 0 else None
+    neighbours = [(n, _neighbour_stamp(n, psf, spec)) for n in spec.neighbours]
 
     images: dict[str, NDArray[np.float32]] = {}
     for k, band in enumerate(spec.bands):
         # old_img and young_img carry their g-band flux fractions; reweight the old group by its colour.
         colour_weight = 10 ** (-0.4 * _OLD_MINUS_YOUNG_MAG[band])
         img = spec.flux_nmgy[k] * (colour_weight * old_img + young_img) / (colour_weight * old_g + young_g)
+        if nucleus is not None:
+            # the nucleus's light is taken out of the rest of the galaxy: the total flux stays flux_nmgy
+            img = (1.0 - nucleus_fraction) * img + nucleus_fraction * spec.flux_nmgy[k] * nucleus
         if lane is not None:
             # The lane redistributes light; its integrated attenuation is already in the catalogue's A_band.
             laned = img * lane ** DUST_RATIO[band]
             img = laned * (img.sum() / laned.sum())
         for stamp, fluxes in zip(stars, spec.star_flux_nmgy, strict=True):
             img = img + fluxes[k] * stamp
+        for neighbour, drawn in neighbours:
+            if drawn is not None:
+                rows, cols, stamp = drawn
+                img[rows, cols] += neighbour.flux_nmgy[k] * stamp
         sky = SKY_NOISE_NMGY[band]
         sigma = np.sqrt(sky**2 + np.clip(img, 0, None) / ELECTRONS_PER_NMGY)
         img = (

@@ -13,8 +13,8 @@ from astropy.io import fits
 
 from morphomass.config import MockConfig, PipelineConfig
 from morphomass.mock.physics import BANDS
-from morphomass.mock.render import GalaxyImageSpec, render_galaxy
-from morphomass.mock.survey import Survey, image_wcs, make_survey
+from morphomass.mock.render import GalaxyImageSpec, NeighbourSpec, render_galaxy
+from morphomass.mock.survey import NEIGHBOUR_COLUMNS, Survey, image_wcs, make_survey
 from morphomass.progress import progress_bar
 from morphomass.rawformats import (
     gswlc_file_name,
@@ -32,14 +32,37 @@ __all__ = ["galaxy_specs", "render_and_write", "run_mock", "write_catalogues"]
 logger = logging.getLogger(__name__)
 
 
+def _neighbour_specs(table: np.ndarray, bands: tuple[str, ...]) -> tuple[NeighbourSpec, ...]:
+    """Turn a galaxy's rows of :attr:`Survey.neighbours` into :class:`NeighbourSpec` (fluxes in ``bands``)."""
+    column = {name: k for k, name in enumerate(NEIGHBOUR_COLUMNS)}
+    flux_columns = [column[f"flux_{b}_nmgy"] for b in bands]
+    return tuple(
+        NeighbourSpec(
+            x_pix=float(row[column["x_pix"]]),
+            y_pix=float(row[column["y_pix"]]),
+            hlr_arcsec=float(row[column["hlr_arcsec"]]),
+            sersic_n=float(row[column["sersic_n"]]),
+            axis_ratio=float(row[column["axis_ratio"]]),
+            pa_deg=float(row[column["pa_deg"]]),
+            flux_nmgy=tuple(float(row[c]) for c in flux_columns),
+        )
+        for row in table
+    )
+
+
 def galaxy_specs(survey: Survey, config: MockConfig) -> list[GalaxyImageSpec]:
-    """One :class:`GalaxyImageSpec` per galaxy with an image, in catalogue order."""
+    """One :class:`GalaxyImageSpec` per galaxy with an image, in catalogue order.
+
+    A truth table without ``nucleus_flux_fraction`` (older surveys) gives galaxies without a nucleus.
+    """
     bands = tuple(config.image_bands)
     band_index = [BANDS.index(b) for b in bands]
     rows = survey.truth[survey.truth["has_image"]]
+    no_neighbours = np.empty((0, len(NEIGHBOUR_COLUMNS)))
     specs = []
     for row in rows.itertuples(index=False):
         stars = survey.star_pixels.get(int(row.objid), np.empty((0, 2 + len(BANDS))))
+        neighbours = survey.neighbours.get(int(row.objid), no_neighbours)
         kpc_per_arcsec = row.kpc_per_arcsec
         specs.append(
             GalaxyImageSpec(
@@ -72,6 +95,8 @@ def galaxy_specs(survey: Survey, config: MockConfig) -> list[GalaxyImageSpec]:
                 star_y_pix=tuple(stars[:, 1]),
                 star_flux_nmgy=tuple(tuple(float(f) for f in s[2 + np.array(band_index)]) for s in stars),
                 background_offset_nmgy=float(row.background_offset_nmgy),
+                nucleus_flux_fraction=float(getattr(row, "nucleus_flux_fraction", 0.0)),
+                neighbours=_neighbour_specs(neighbours, bands),
             )
         )
     return specs
@@ -190,6 +215,7 @@ def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True)
         "bands": list(mock.image_bands),
         "gz2_rows": int(len(survey.gz2)),
         "stars_catalogued": int(len(survey.stars)),
+        "neighbours": int(truth["n_neighbours"].sum()),
         "hyperleda_rows": int(len(survey.hyperleda)),
     }
     logger.info("mock survey written to %s in %.1f s: %s", workdir.raw, seconds, summary)

@@ -8,7 +8,7 @@ formats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from astropy.wcs import WCS
 
 from morphomass import gz2
 from morphomass.config import MockConfig
+from morphomass.mock.neighbours import NEIGHBOUR_BANDS, draw_neighbours
 from morphomass.mock.physics import (
     BANDS,
     ELECTRONS_PER_NMGY,
@@ -28,16 +29,34 @@ from morphomass.mock.physics import (
 from morphomass.mock.votes import conditional_answer_probabilities, simulate_votes
 from morphomass.photometry import asinh_mag, degrees_to_hours
 
-__all__ = ["Survey", "image_wcs", "make_survey"]
+__all__ = ["NEIGHBOUR_COLUMNS", "Survey", "image_wcs", "make_survey"]
 
 _OBJID_BASE = 1_237_645_000_000_000_000  # SDSS DR8+ photometric object ids (> 2**53: int64 only)
 _DR7_OBJID_BASE = 587_722_000_000_000_000
 _GLXID_BASE = 6_375_000_000_000_000_000
+#: Columns of the arrays in :attr:`Survey.neighbours`: zero-based pixel position, half-light radius (arcsec),
+#: Sérsic index, axis ratio, position angle (degrees from the image's +x axis towards +y), then the flux in
+#: nanomaggies in each of ``BANDS``.
+NEIGHBOUR_COLUMNS: tuple[str, ...] = (
+    "x_pix",
+    "y_pix",
+    "hlr_arcsec",
+    "sersic_n",
+    "axis_ratio",
+    "pa_deg",
+    *(f"flux_{b}_nmgy" for b in BANDS),
+)
 
 
 @dataclass
 class Survey:
-    """The mock survey's tables (one row per object, in the order they are written)."""
+    """The mock survey's tables (one row per object, in the order they are written).
+
+    ``star_pixels`` and ``neighbours`` are keyed by the objid of the galaxy whose image they lie on; they
+    are for rendering only. ``star_pixels[objid]`` is (n_stars, 2 + 5): x, y (zero-based pixels) and the
+    flux in each band; ``neighbours[objid]`` is (n_neighbours, len(NEIGHBOUR_COLUMNS)). Neighbouring
+    galaxies are in no catalogue.
+    """
 
     truth: pd.DataFrame
     gswlc: pd.DataFrame
@@ -46,6 +65,7 @@ class Survey:
     photometry: pd.DataFrame
     stars: pd.DataFrame
     star_pixels: dict[int, np.ndarray]
+    neighbours: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def image_wcs(ra_deg: float, dec_deg: float, nx: int, pixel_scale_arcsec: float) -> WCS:
@@ -293,6 +313,30 @@ def _stars(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator):
     return stars, pixels
 
 
+def _neighbours(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Neighbouring galaxies on each image (:func:`morphomass.mock.neighbours.draw_neighbours`), in pixels."""
+    nx = gal["image_nx"].to_numpy(dtype=np.float64)
+    scale = config.pixel_scale_arcsec
+    drawn = draw_neighbours(nx * scale, rng)
+    centre = (nx[drawn.image_index] - 1.0) / 2.0
+    table = np.column_stack(
+        [
+            centre + drawn.dx_arcsec / scale,
+            centre + drawn.dy_arcsec / scale,
+            drawn.hlr_arcsec,
+            drawn.sersic_n,
+            drawn.axis_ratio,
+            drawn.pa_deg,
+            *(10 ** (-0.4 * (drawn.mag[:, NEIGHBOUR_BANDS.index(b)] - 22.5)) for b in BANDS),
+        ]
+    )
+    starts = np.cumsum(drawn.counts) - drawn.counts
+    return {
+        int(objid): table[start : start + count]
+        for objid, start, count in zip(gal["objid"], starts, drawn.counts, strict=True)
+    }
+
+
 def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
     """Draw the whole mock survey (catalogues only; images are rendered from ``truth`` afterwards).
 
@@ -306,7 +350,9 @@ def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
     -------
     Survey
         ``truth`` has one row per GSWLC galaxy with every true property, ``has_image``, ``image_nx``,
-        ``psf_fwhm_arcsec`` and ``render_seed``; the other tables are the raw catalogues.
+        ``psf_fwhm_arcsec``, ``render_seed`` and ``n_neighbours`` (neighbouring galaxies on its image); the
+        other tables are the raw catalogues. Neighbours are drawn last, from a child generator, so that they
+        leave every other draw unchanged.
     """
     gal = _draw_population(config, rng)
     n = len(gal)
@@ -330,6 +376,8 @@ def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
     gz2_table = _gz2_table(gal, config, rng)
     gal["in_gz2"] = gal.index.isin(gz2_table.index)
     stars, star_pixels = _stars(gal[gal["has_image"]], config, rng)
+    neighbours = _neighbours(gal[gal["has_image"]], config, np.random.default_rng(rng.integers(2**63)))
+    gal["n_neighbours"] = np.array([len(neighbours.get(int(o), ())) for o in gal["objid"]], dtype=np.int64)
     return Survey(
         truth=gal,
         gswlc=gswlc,
@@ -338,4 +386,5 @@ def make_survey(config: MockConfig, rng: np.random.Generator) -> Survey:
         photometry=photometry,
         stars=stars,
         star_pixels=star_pixels,
+        neighbours=neighbours,
     )
