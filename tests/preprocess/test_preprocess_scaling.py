@@ -21,6 +21,7 @@ from morphomass.errors import GalaxyImageError, InputDataError
 from morphomass.preprocess.galaxy import preprocess_galaxy
 from morphomass.preprocess.scaling import (
     DEFAULT_A_MAX,
+    SMALLEST_A,
     compute_noise_level,
     log_scale,
     rescale_linear,
@@ -89,6 +90,9 @@ class TestScalingValue:
         a = solve_scaling_a(noise_level, target=target)
         if noise_level >= target:
             assert a == 0.0
+            return
+        if a == 0.0:  # n is below the target by a rounding step: the solution lies below the smallest a
+            assert math.log1p(SMALLEST_A * noise_level) / math.log1p(SMALLEST_A) >= target
             return
         assert math.isfinite(a) and a > 0
         level = math.log1p(a * noise_level) / math.log1p(a)

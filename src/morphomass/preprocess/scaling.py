@@ -20,6 +20,7 @@ from morphomass.errors import InputDataError
 
 __all__ = [
     "DEFAULT_A_MAX",
+    "SMALLEST_A",
     "compute_noise_level",
     "log_scale",
     "rescale_linear",
@@ -30,7 +31,7 @@ __all__ = [
 #: Cap on the scaling value (reached only when the noise level is ~1e-10 of the image range or zero).
 DEFAULT_A_MAX = 1e12
 #: Smallest scaling value the root finder brackets; below it Eq. 1 is linear to float64 precision.
-_A_MIN = 1e-9
+SMALLEST_A = 1e-9
 
 
 def sigma_clipped_mean_std(
@@ -246,7 +247,7 @@ def solve_scaling_a(noise_level: float, *, target: float = 0.2, a_max: float = D
     if not 0.0 < target < 1.0:
         msg = f"solve_scaling_a: target must be in (0, 1), got {target!r}"
         raise InputDataError(msg)
-    if noise_level >= target or _scaled_level(_A_MIN, noise_level) >= target:
+    if noise_level >= target or _scaled_level(SMALLEST_A, noise_level) >= target:
         return 0.0
     if noise_level <= 0.0 or _scaled_level(a_max, noise_level) <= target:
         return float(a_max)
@@ -254,7 +255,7 @@ def solve_scaling_a(noise_level: float, *, target: float = 0.2, a_max: float = D
 
     log_a = brentq(
         lambda t: _scaled_level(math.exp(t), noise_level) - target,
-        math.log(_A_MIN),
+        math.log(SMALLEST_A),
         math.log(a_max),
         xtol=1e-12,
         rtol=1e-12,
