@@ -436,6 +436,9 @@ class EvaluateConfig(_Section):
 
     experiments: list[str] = Field(default_factory=lambda: ["all"])
     bootstrap_samples: int = Field(100_000, ge=10)
+    interval_resamples: int = Field(
+        1000, ge=10, description="bootstrap resamples of the test galaxies for every metric's SE and 95 % CI"
+    )
     dex_threshold: float = Field(0.15, gt=0, le=2, description="M5 threshold (dex)")
     irregular_min_p: float = Field(0.2, ge=0, le=1, description="E9: irregular if CNN1 P(irregular) above")
     edge_on_min_p: float = Field(0.4, ge=0, le=1, description="E9: else edge-on if CNN1 P(edge-on) above")

@@ -25,6 +25,8 @@ from morphomass.workdir import write_json_atomic
 __all__ = [
     "ClassName",
     "ExperimentMetrics",
+    "MetricIntervals",
+    "MetricStandardErrors",
     "Importance",
     "ImportanceModel",
     "MetricsFile",
@@ -34,8 +36,10 @@ __all__ = [
     "write_metrics",
 ]
 
-#: Keys of ``significance`` (SPEC E8).
-SignificanceName = Literal["gi_morph_vs_gi_gbm", "g_morph_vs_reference_lg_z"]
+#: Keys of ``significance``: the paper's two (SPEC E8), then the report's other findings (B2).
+SignificanceName = Literal[
+    "gi_morph_vs_gi_gbm", "g_morph_vs_reference_lg_z", "gi_gbm_vs_gi_powerlaw", "g_morph_vs_ablation_no_cnn"
+]
 #: Keys of ``per_class`` (SPEC E9, CNN1's classes).
 ClassName = Literal["irregular", "edge_on", "disk", "elliptical"]
 #: Models compared per class in ``per_class``.
@@ -48,8 +52,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+#: A 95 % interval ``[lo, hi]``.
+Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class MetricStandardErrors(_Strict):
+    """Bootstrap standard error of each metric (B2); None where too few resamples hold a usable galaxy."""
+
+    l1: float | None
+    l2: float | None
+    rmsle: float | None
+    median_l1: float | None
+    frac_within_015dex: float | None
+    frac_over_015dex: float | None
+    frac_under_015dex: float | None
+
+
+class MetricIntervals(_Strict):
+    """Bootstrap 95 % percentile interval ``[lo, hi]`` of each metric (B2); None as in the standard errors."""
+
+    l1: Interval | None
+    l2: Interval | None
+    rmsle: Interval | None
+    median_l1: Interval | None
+    frac_within_015dex: Interval | None
+    frac_over_015dex: Interval | None
+    frac_under_015dex: Interval | None
+
+
 class ExperimentMetrics(_Strict):
-    """One entry of ``experiments``: M1-M5 on the test split and the counts."""
+    """One entry of ``experiments``: M1-M5 on the test split, the counts, M1-M5's bootstrap SE and interval.
+
+    ``se`` and ``ci95`` come from resampling the test galaxies (the same resamples for every experiment).
+    """
 
     l1: float
     l2: float
@@ -60,14 +95,21 @@ class ExperimentMetrics(_Strict):
     frac_under_015dex: float
     n_test: int
     n_features: int
+    se: MetricStandardErrors
+    ci95: MetricIntervals
 
 
 class Significance(_Strict):
-    """One E8 comparison: one-sided KS p-value, bootstrap [mean, std] of the mean L1~ per model, paired p."""
+    """One comparison: one-sided KS p, bootstrap [mean, std] of the mean L1~ per model, paired p, verdict.
+
+    ``resolved`` is true when the one-sided paired bootstrap p-value is below 0.01 (the report's verdict
+    "resolved"; otherwise "not resolved at this sample size").
+    """
 
     ks_pvalue: float
     bootstrap_mean_l1: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]  # [mean, std]
     paired_bootstrap_pvalue: Annotated[float, Field(gt=0, le=1)]
+    resolved: bool
 
 
 class Importance(_Strict):

@@ -19,7 +19,7 @@ from morphomass.config import PipelineConfig, load_config
 from morphomass.errors import ConfigError, InputDataError
 from morphomass.evaluate import run_evaluate
 from morphomass.evaluate.baselines import fit_constant
-from morphomass.evaluate.metrics import compute_metrics
+from morphomass.evaluate.metrics import METRIC_KEYS, compute_metrics
 from morphomass.gbm import run_train_gbm
 from morphomass.metrics_schema import read_metrics
 from morphomass.workdir import WorkDir, write_json_atomic
@@ -97,11 +97,23 @@ def test_metrics_json_follows_the_contract(evaluated) -> None:
         *(f"loss_{m}_{k}" for m in ("g_morph", "gi_powerlaw", "gi_morph") for k in ("l1", "l2", "rmsle")),
     }
     assert set(metrics.experiments) == expected
-    assert set(metrics.significance) == {"gi_morph_vs_gi_gbm", "g_morph_vs_reference_lg_z"}
+    assert set(metrics.significance) == {
+        "gi_morph_vs_gi_gbm",
+        "g_morph_vs_reference_lg_z",
+        "gi_gbm_vs_gi_powerlaw",
+        "g_morph_vs_ablation_no_cnn",
+    }
+    for sig in metrics.significance.values():
+        assert sig.resolved == (sig.paired_bootstrap_pvalue < 0.01)
     assert set(metrics.per_class) == {"irregular", "edge_on", "disk", "elliptical"}
     assert metrics.importance["g_morph"] and metrics.importance["ablation_no_cnn4"]
     for m in metrics.experiments.values():
         assert m.frac_within_015dex + m.frac_over_015dex + m.frac_under_015dex == pytest.approx(1.0)
+        for key in METRIC_KEYS:  # B2: every metric has a bootstrap SE and a 95 % interval around it
+            lo, hi = getattr(m.ci95, key)
+            assert getattr(m.se, key) >= 0 and lo <= hi
+            if key in ("l1", "l2", "rmsle"):
+                assert lo < getattr(m, key) < hi
     assert metrics.experiments["loss_g_morph_l1"] == metrics.experiments["g_morph"]
     assert metrics.experiments["constant"].n_features == 0
 
@@ -115,7 +127,7 @@ def test_the_synthetic_universe_rewards_morphology_and_colour(evaluated) -> None
     assert exp["ablation_no_cnn"]["l1"] > exp["g_morph"]["l1"]
     sig = json.loads((wd.results / "metrics.json").read_text())["significance"]["g_morph_vs_reference_lg_z"]
     assert sig["ks_pvalue"] < 0.01
-    assert sig["paired_bootstrap_pvalue"] < 0.01
+    assert sig["paired_bootstrap_pvalue"] < 0.01 and sig["resolved"] is True
     assert sig["bootstrap_mean_l1"]["g_morph"][0] == pytest.approx(exp["g_morph"]["l1"], rel=0.05)
 
 
@@ -168,6 +180,9 @@ def test_report_is_self_contained(evaluated) -> None:
     assert not re.search(r"(src|href)\s*=\s*[\"']?https?:", text)  # (URLs inside the config text are fine)
     assert "url(" not in text and "@import" not in text
     assert "Findings checked against the paper" in text and "2.29" in text and "Table B.1" in text
+    findings = text[text.index("Findings checked against the paper") : text.index("<h2>Sample")]
+    assert "paired bootstrap p (one-sided)" in findings and " ± " in findings
+    assert ">resolved<" in findings  # g_morph vs reference_lg_z (p < 0.01 above)
 
 
 # ------------------------------------------------------------------ stage logic with known predictions
@@ -194,15 +209,18 @@ def test_metrics_are_computed_on_the_test_split(tmp_path) -> None:
     assert set(metrics["experiments"]) == {"g_morph", "constant", "gi_powerlaw"}
     test = sample[sample["split"] == "test"]
     expected = compute_metrics(1.2 * test["ml"], test["ml"], test["ml_err"])
-    assert metrics["experiments"]["g_morph"] == pytest.approx(
+    g_morph = metrics["experiments"]["g_morph"]
+    assert {k: v for k, v in g_morph.items() if k not in ("se", "ci95")} == pytest.approx(
         {**expected, "n_test": len(test), "n_features": 7}
     )
+    assert g_morph["ci95"]["l1"][0] < expected["l1"] < g_morph["ci95"]["l1"][1]
     train = sample[sample["split"] == "train"]
     constant = fit_constant(train["ml"], train["ml_err"])
     assert metrics["experiments"]["constant"]["l1"] == pytest.approx(
         compute_metrics(np.full(len(test), constant), test["ml"], test["ml_err"])["l1"]
     )
     assert metrics["experiments"]["gi_powerlaw"]["n_test"] == len(test) - 1
+    assert metrics["experiments"]["gi_powerlaw"]["se"]["l1"] > 0
     assert metrics["significance"] == {} and metrics["per_class"]["disk"] == {}
     assert (wd.figures / "fig2_ml_histograms.png").exists()
     assert "chi2_r &gt;= 5 histogram" in (wd.results / "report.html").read_text()  # noted as missing

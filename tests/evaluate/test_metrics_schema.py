@@ -20,6 +20,24 @@ _EXPERIMENT = {
     "frac_under_015dex": 0.2,
     "n_test": 10,
     "n_features": 3,
+    "se": {
+        "l1": 0.2,
+        "l2": 0.3,
+        "rmsle": 0.01,
+        "median_l1": 0.25,
+        "frac_within_015dex": 0.05,
+        "frac_over_015dex": 0.04,
+        "frac_under_015dex": None,
+    },
+    "ci95": {
+        "l1": [2.1, 2.9],
+        "l2": [3.4, 4.6],
+        "rmsle": [0.18, 0.22],
+        "median_l1": [1.0, 2.0],
+        "frac_within_015dex": [0.4, 0.6],
+        "frac_over_015dex": [0.22, 0.38],
+        "frac_under_015dex": None,
+    },
 }
 _FILE = {
     "preset": "tiny",
@@ -30,6 +48,7 @@ _FILE = {
             "ks_pvalue": 0.03,
             "bootstrap_mean_l1": {"gi_morph": [1.1, 0.1], "gi_gbm": [1.3, 0.1]},
             "paired_bootstrap_pvalue": 0.01,
+            "resolved": False,
         }
     },
     "per_class": {"disk": {"gi_gbm": 1.2, "gi_morph": None}, "elliptical": {}},
@@ -54,6 +73,27 @@ def test_the_schema_is_strict() -> None:
         MetricsFile.model_validate({**_FILE, "significance": {"g_morph_vs_constant": {}}})
     with pytest.raises(ValidationError, match="n_test"):
         ExperimentMetrics.model_validate({**_EXPERIMENT, "n_test": "10"})
+
+
+@pytest.mark.parametrize("missing", ["se", "ci95"])
+def test_every_experiment_needs_its_intervals(missing: str) -> None:
+    """B2: a metrics.json without the bootstrap SE or 95 % interval of an experiment is rejected."""
+    incomplete = {k: v for k, v in _EXPERIMENT.items() if k != missing}
+    with pytest.raises(ValidationError, match=rf"experiments\.g_morph\.{missing}\s+Field required"):
+        MetricsFile.model_validate({**_FILE, "experiments": {"g_morph": incomplete}})
+    partial = {**_EXPERIMENT, missing: {k: v for k, v in _EXPERIMENT[missing].items() if k != "rmsle"}}
+    with pytest.raises(ValidationError, match=rf"{missing}\.rmsle\s+Field required"):
+        ExperimentMetrics.model_validate(partial)
+    with pytest.raises(ValidationError, match="ci95.l1"):
+        ExperimentMetrics.model_validate({**_EXPERIMENT, "ci95": {**_EXPERIMENT["ci95"], "l1": [2.1]}})
+
+
+def test_every_comparison_needs_its_paired_test_and_verdict() -> None:
+    sig = _FILE["significance"]["gi_morph_vs_gi_gbm"]
+    for missing in ("paired_bootstrap_pvalue", "resolved"):
+        bad = {"gi_morph_vs_gi_gbm": {k: v for k, v in sig.items() if k != missing}}
+        with pytest.raises(ValidationError, match=rf"{missing}\s+Field required"):
+            MetricsFile.model_validate({**_FILE, "significance": bad})
 
 
 def test_write_validates(tmp_path) -> None:

@@ -30,8 +30,12 @@ from morphomass.evaluate.statistics import (
     MORPHOLOGY_CLASSES,
     assign_classes,
     bootstrap_means,
+    bootstrap_metrics,
+    draw_bootstrap_counts,
     ks_one_sided_pvalue,
     paired_bootstrap_pvalue,
+    summarize_bootstrap,
+    verdict,
 )
 
 __all__ = [
@@ -40,9 +44,11 @@ __all__ = [
     "ZIBETTI09_GI_G",
     "assign_classes",
     "bootstrap_means",
+    "bootstrap_metrics",
     "colour_from_fluxes",
     "compute_metrics",
     "dex_error",
+    "draw_bootstrap_counts",
     "fit_constant",
     "fit_powerlaw",
     "fraction_over",
@@ -57,5 +63,7 @@ __all__ = [
     "predict_powerlaw",
     "rmsle",
     "run_evaluate",
+    "summarize_bootstrap",
+    "verdict",
     "weighted_median",
 ]

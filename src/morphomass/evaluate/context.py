@@ -24,56 +24,67 @@ from morphomass.evaluate.paper import (
     TABLE1_ROWS,
 )
 from morphomass.evaluate.report import fmt
+from morphomass.evaluate.statistics import verdict
 from morphomass.evaluate.tables import LOSS_METHODS
-from morphomass.metrics_schema import MetricsFile
+from morphomass.metrics_schema import ExperimentMetrics, MetricsFile
 
 __all__ = ["make_report_context"]
 
 
+#: The findings the report checks: (candidate, reference, claim); each has an entry in ``significance``.
+_FINDINGS: tuple[tuple[str, str, str], ...] = (
+    ("g_morph", "reference_lg_z", "g-band morphology beats the reference GBM on (L_g, z) (L1~)"),
+    ("gi_morph", "gi_gbm", "gi_morph beats gi_gbm, one-sided KS p < 0.01"),
+    ("gi_gbm", "gi_powerlaw", "the colour GBM beats the g-i power law (L1~)"),
+    ("g_morph", "ablation_no_cnn", "dropping every CNN feature makes it worse (L1~)"),
+)
+
+
+def _with_se(m: ExperimentMetrics, key: str, digits: int = 3) -> str:
+    """Return ``"value ± se"`` of one metric (the value alone where the SE is undefined)."""
+    se = getattr(m.se, key)
+    return f"{fmt(getattr(m, key), digits)} ± {fmt(se, digits)}" if se is not None else fmt(getattr(m, key))
+
+
+def _interval(m: ExperimentMetrics, key: str, digits: int = 3) -> str:
+    """Return the 95 % interval of one metric as ``"[lo, hi]"`` ("" where undefined)."""
+    ci = getattr(m.ci95, key)
+    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]" if ci is not None else ""
+
+
 def _check_rows(results: MetricsFile) -> list[dict[str, Any]]:
-    """Return the paper's main findings, each with this run's numbers and whether it holds here."""
+    """Return the paper's main findings, each with this run's numbers, its paired test and its verdict."""
     experiments, significance = results.experiments, results.significance
     checks = []
-
-    def l1(name: str) -> float:
-        return experiments[name].l1 if name in experiments else float("nan")
-
-    def pair(better: str, worse: str, claim: str) -> None:
-        if better in experiments and worse in experiments:
-            paper_b, paper_w = PAPER_METRICS[better]["l1"], PAPER_METRICS[worse]["l1"]
-            checks.append(
-                {
-                    "claim": claim,
-                    "ours": f"{fmt(l1(better))} vs {fmt(l1(worse))}",
-                    "paper": f"{paper_b:.2f} vs {paper_w:.2f}",
-                    "holds": l1(better) < l1(worse),
-                }
-            )
-
-    pair("g_morph", "reference_lg_z", "g-band morphology beats the reference GBM on (L_g, z) (L1~)")
-    if "gi_morph_vs_gi_gbm" in significance:
-        p = significance["gi_morph_vs_gi_gbm"].ks_pvalue
+    for better, worse, claim in _FINDINGS:
+        if better not in experiments or worse not in experiments:
+            continue
+        b, w = experiments[better], experiments[worse]
+        sig = significance.get(f"{better}_vs_{worse}")  # type: ignore[call-overload]
+        paper = f"{PAPER_METRICS[better]['l1']:.2f} vs {PAPER_METRICS[worse]['l1']:.2f}"
+        holds = b.l1 < w.l1
+        ks = paired = "-"
+        result = "-"
+        if sig is not None:
+            ks, paired = fmt(sig.ks_pvalue), fmt(sig.paired_bootstrap_pvalue)
+            result = verdict(sig.paired_bootstrap_pvalue)
+            if "KS p" in claim:
+                holds = holds and sig.ks_pvalue < 0.01
+        if f"{better}_vs_{worse}" in PAPER_KS_PVALUE:
+            paper += f", p = {PAPER_KS_PVALUE[f'{better}_vs_{worse}']:.1e} (7363 test galaxies)"
         checks.append(
             {
-                "claim": "gi_morph beats gi_gbm, one-sided KS p < 0.01",
-                "ours": f"{fmt(l1('gi_morph'))} vs {fmt(l1('gi_gbm'))}, p = {fmt(p)} "
-                f"({experiments['gi_morph'].n_test} test galaxies)",
-                "paper": "1.12 vs 1.26, p = 7.6e-09 (7363 test galaxies)",
-                "holds": l1("gi_morph") < l1("gi_gbm") and p < 0.01,
+                "claim": claim,
+                "ours": f"{_with_se(b, 'l1', 2)} vs {_with_se(w, 'l1', 2)} "
+                f"({min(b.n_test, w.n_test)} test galaxies)",
+                "ks": ks,
+                "paired": paired,
+                "paper": paper,
+                "holds": holds,
+                "verdict": result,
+                "resolved": sig is not None and sig.resolved,
             }
         )
-        paired = significance["gi_morph_vs_gi_gbm"].paired_bootstrap_pvalue
-        checks.append(
-            {
-                "claim": "the same, paired bootstrap p < 0.01 (both models on the same resampled galaxies; "
-                "more powerful than KS on a small test split; not in the paper)",
-                "ours": f"p = {fmt(paired)}",
-                "paper": "\u2014",
-                "holds": l1("gi_morph") < l1("gi_gbm") and paired < 0.01,
-            }
-        )
-    pair("gi_gbm", "gi_powerlaw", "the colour GBM beats the g-i power law (L1~)")
-    pair("g_morph", "ablation_no_cnn", "dropping every CNN feature makes it worse (L1~)")
     return checks
 
 
@@ -89,13 +100,23 @@ def _metric_tables(results: MetricsFile) -> dict[str, list[dict[str, Any]]]:
                 "n_test": m.n_test,
                 "n_features": m.n_features,
                 "cells": [
-                    {"ours": fmt(getattr(m, k)), "paper": fmt(paper[k]) if k in paper else ""}
+                    {
+                        "ours": _with_se(m, k),
+                        "ci95": _interval(m, k),
+                        "paper": fmt(paper[k]) if k in paper else "",
+                    }
                     for k in METRIC_KEYS
                 ],
             }
         )
     table1 = [
-        {"name": n, "flags": f, "ours": fmt(experiments[n].l1), "paper": fmt(PAPER_METRICS[n]["l1"], 2)}
+        {
+            "name": n,
+            "flags": f,
+            "ours": _with_se(experiments[n], "l1"),
+            "ci95": _interval(experiments[n], "l1"),
+            "paper": fmt(PAPER_METRICS[n]["l1"], 2),
+        }
         for n, f in TABLE1_ROWS.items()
         if n in experiments
     ]
@@ -110,7 +131,7 @@ def _metric_tables(results: MetricsFile) -> dict[str, list[dict[str, Any]]]:
                         "method": method,
                         "loss": loss,
                         "cells": [
-                            {"ours": fmt(getattr(experiments[name], k)), "paper": fmt(paper[k])}
+                            {"ours": _with_se(experiments[name], k), "paper": fmt(paper[k])}
                             for k in ("l1", "l2", "rmsle", "median_l1")
                         ],
                     }
@@ -128,7 +149,17 @@ def _comparison_rows(results: MetricsFile, class_counts: dict[str, int]) -> dict
             paper = f"p = {PAPER_KS_PVALUE[key]:.1e}; " + "; ".join(
                 f"{n} {b[0]:.2f} ± {b[1]:.2f}" for n, b in PAPER_BOOTSTRAP[key].items()
             )
-        sig_rows.append({"name": key, "ks": fmt(value.ks_pvalue), "boot": boot, "paper": paper})
+        sig_rows.append(
+            {
+                "name": key,
+                "ks": fmt(value.ks_pvalue),
+                "boot": boot,
+                "paired": fmt(value.paired_bootstrap_pvalue),
+                "verdict": verdict(value.paired_bootstrap_pvalue),
+                "resolved": value.resolved,
+                "paper": paper,
+            }
+        )
     class_rows = [
         {
             "name": c,

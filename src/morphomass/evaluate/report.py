@@ -37,13 +37,19 @@ pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 </style></head><body>
 <h1>morphomass: morphology-assisted M/L &mdash; reproduction of Dobbels et al. 2019</h1>
 <p>Preset <b>{{ preset }}</b>, morphomass {{ version }}, generated {{ generated }}.
-Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &minus; true| / err.</p>
+Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &minus; true| / err.
+Every number carries &plusmn; its bootstrap standard error (resampling the test galaxies, the same
+resamples for every experiment); the 95 % percentile interval is below it. A comparison is <i>resolved</i>
+when the one-sided paired bootstrap p (both models on the same resampled galaxies) is below 0.01.</p>
 {% if notes %}<div class="note"><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></div>{% endif %}
 
 <h2>Findings checked against the paper</h2>
-<table><tr><th>claim</th><th>this run</th><th>paper</th><th>holds here</th></tr>
-{% for c in checks %}<tr><td>{{ c.claim }}</td><td>{{ c.ours }}</td><td class="paper">{{ c.paper }}</td>
-<td class="{{ 'ok' if c.holds else 'bad' }}">{{ 'yes' if c.holds else 'no' }}</td></tr>{% endfor %}
+<table><tr><th>claim</th><th>this run (L1~ &plusmn; SE)</th><th>KS p (one-sided)</th>
+<th>paired bootstrap p (one-sided)</th><th>paper</th><th>holds here</th><th>verdict</th></tr>
+{% for c in checks %}<tr><td>{{ c.claim }}</td><td>{{ c.ours }}</td><td>{{ c.ks }}</td><td>{{ c.paired }}</td>
+<td class="paper">{{ c.paper }}</td>
+<td class="{{ 'ok' if c.holds else 'bad' }}">{{ 'yes' if c.holds else 'no' }}</td>
+<td class="{{ 'ok' if c.resolved else 'bad' }}">{{ c.verdict }}</td></tr>{% endfor %}
 </table>
 
 <h2>Sample</h2>
@@ -56,7 +62,8 @@ Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &mi
 <th>features</th></tr>
 {% for row in experiment_rows %}<tr><td>{{ row.name }}</td>
 {% for cell in row.cells %}<td>{{ cell.ours }}{% if cell.paper %}
-<span class="paper">({{ cell.paper }})</span>{% endif %}</td>{% endfor %}
+<span class="paper">({{ cell.paper }})</span>{% endif %}{% if cell.ci95 %}<br><small>{{ cell.ci95 }}</small>
+{% endif %}</td>{% endfor %}
 <td>{{ row.n_test }}</td><td>{{ row.n_features }}</td></tr>{% endfor %}
 </table>
 
@@ -65,10 +72,10 @@ Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &mi
 
 <h2>Table 1: ablations</h2>
 <table><tr><th>experiment</th><th>CNN 1-3</th><th>CNN 4</th><th>luminosity</th><th>distance</th>
-<th>test L1~</th><th>paper</th></tr>
+<th>test L1~ &plusmn; SE</th><th>95 % interval</th><th>paper</th></tr>
 {% for r in table1 %}<tr><td>{{ r.name }}</td>
 {% for f in r.flags %}<td>{{ 'X' if f else '' }}</td>{% endfor %}
-<td>{{ r.ours }}</td><td class="paper">{{ r.paper }}</td></tr>{% endfor %}</table>
+<td>{{ r.ours }}</td><td>{{ r.ci95 }}</td><td class="paper">{{ r.paper }}</td></tr>{% endfor %}</table>
 
 <h2>Feature importance (Fig. 5) and the features behind M/L (Fig. 6)</h2>
 {{ figure("fig5_importance") }}
@@ -77,8 +84,9 @@ Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &mi
 <h2>Colour and morphology (Fig. 7, E8, E9)</h2>
 {{ figure("fig7_colour") }}
 <table><tr><th>comparison</th><th>KS p (one-sided)</th><th>bootstrap mean L1~ &plusmn; std</th>
-<th>paper</th></tr>
+<th>paired bootstrap p (one-sided)</th><th>verdict</th><th>paper</th></tr>
 {% for s in significance %}<tr><td>{{ s.name }}</td><td>{{ s.ks }}</td><td>{{ s.boot }}</td>
+<td>{{ s.paired }}</td><td class="{{ 'ok' if s.resolved else 'bad' }}">{{ s.verdict }}</td>
 <td class="paper">{{ s.paper }}</td></tr>{% endfor %}</table>
 <table><tr><th>class (CNN1)</th><th>test galaxies</th><th>gi_gbm</th><th>gi_morph</th><th>paper</th></tr>
 {% for r in per_class %}<tr><td>{{ r.name }}</td><td>{{ r.n }}</td><td>{{ r.without }}</td>
@@ -89,7 +97,8 @@ Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &mi
 {{ figure("fig8_bands") }}
 
 <h2>Table B.1: loss functions</h2>
-<table><tr><th>method</th><th>optimised</th><th>L1~</th><th>L2~</th><th>RMSLE</th><th>median L1~</th></tr>
+<table><tr><th>method</th><th>optimised</th><th>L1~ &plusmn; SE</th><th>L2~ &plusmn; SE</th>
+<th>RMSLE &plusmn; SE</th><th>median L1~ &plusmn; SE</th></tr>
 {% for r in table_b1 %}<tr><td>{{ r.method }}</td><td>{{ r.loss }}</td>
 {% for cell in r.cells %}<td>{{ cell.ours }} <span class="paper">({{ cell.paper }})</span></td>
 {% endfor %}</tr>

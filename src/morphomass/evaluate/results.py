@@ -2,8 +2,13 @@
 
 :func:`compute_predictions` gathers the baselines fitted here (constant, g-i power laws, Zibetti+09) and the
 GBM predictions of ``train-gbm``; :func:`compute_results` turns them into one
-:class:`~morphomass.metrics_schema.MetricsFile` (test metrics, E8 significance, E9 per-class L1~,
-importances).
+:class:`~morphomass.metrics_schema.MetricsFile` (test metrics with their bootstrap standard errors and 95 %
+intervals, E8 significance with the paired bootstrap test and its verdict, E9 per-class L1~, importances).
+
+Randomness: the E8 bootstraps draw from ``default_rng(evaluate.seed)`` in a fixed order; the intervals of
+every metric draw one matrix of resample counts over the test galaxies from an independent stream of the same
+seed (``SeedSequence(seed, spawn_key=(1,))``), shared by every experiment, so that all experiments are scored
+on the same resampled galaxies.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ from morphomass.evaluate.statistics import (
     MORPHOLOGY_CLASSES,
     assign_classes,
     bootstrap_means,
+    bootstrap_metrics,
+    draw_bootstrap_counts,
+    is_resolved,
     ks_one_sided_pvalue,
     paired_bootstrap_pvalue,
+    summarize_bootstrap,
 )
 from morphomass.metrics_schema import MetricsFile
 
@@ -44,6 +53,7 @@ __all__ = [
     "Predictions",
     "compute_baselines",
     "compute_classes",
+    "compute_intervals",
     "compute_predictions",
     "compute_results",
     "count_classes",
@@ -58,10 +68,13 @@ ALIASES: dict[str, str] = {
     "loss_gi_morph_l1": "gi_morph",
     "loss_gi_powerlaw_l1": "gi_powerlaw",
 }
-#: E8 comparisons: (name, candidate with more information, reference).
+#: Comparisons tested (E8, and B2: every finding of the report): (name, candidate, reference). The paper's two
+#: come first, so that their numbers do not depend on the others (one random stream, drawn in this order).
 SIGNIFICANCE_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("gi_morph_vs_gi_gbm", "gi_morph", "gi_gbm"),
     ("g_morph_vs_reference_lg_z", "g_morph", "reference_lg_z"),
+    ("gi_gbm_vs_gi_powerlaw", "gi_gbm", "gi_powerlaw"),
+    ("g_morph_vs_ablation_no_cnn", "g_morph", "ablation_no_cnn"),
 )
 #: Models whose permutation importances go into metrics.json.
 IMPORTANCE_MODELS: tuple[str, ...] = ("g_morph", "ablation_no_cnn4")
@@ -235,15 +248,62 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def compute_intervals(
+    pred: NDArray[np.float64],
+    ml: NDArray[np.float64],
+    err: NDArray[np.float64],
+    counts: NDArray[np.float64],
+    *,
+    threshold_dex: float,
+) -> dict[str, dict[str, Any]]:
+    """Bootstrap standard error and 95 % percentile interval of every metric (M1-M5) of one model (B2).
+
+    Parameters
+    ----------
+    pred, ml, err : (N,) ndarray
+        Predicted M/L (NaN where the model does not apply), true M/L and its error, of the test galaxies.
+    counts : (R, N) ndarray
+        Resample counts of the test galaxies (:func:`~morphomass.evaluate.statistics.draw_bootstrap_counts`),
+        the same for every model. Each resample is scored on the galaxies of it the model applies to.
+    threshold_dex : float
+        The M5 threshold.
+
+    Returns
+    -------
+    dict
+        ``{"se": {metric: float}, "ci95": {metric: [lo, hi]}}`` keyed by
+        :data:`~morphomass.evaluate.metrics.METRIC_KEYS` (NaN where too few resamples hold such a galaxy).
+    """
+    ok = np.isfinite(pred)
+    weights = counts if ok.all() else counts[:, ok]
+    distributions = bootstrap_metrics(pred[ok], ml[ok], err[ok], weights, threshold_dex=threshold_dex)
+    se, ci95 = {}, {}
+    for key, values in distributions.items():
+        se[key], interval = summarize_bootstrap(values, level=0.95)
+        ci95[key] = list(interval)
+    return {"se": se, "ci95": ci95}
+
+
 def _compute_experiments(
-    predictions: Predictions, ml: NDArray, err: NDArray, test: NDArray[np.bool_], threshold_dex: float
+    predictions: Predictions,
+    ml: NDArray,
+    err: NDArray,
+    test: NDArray[np.bool_],
+    threshold_dex: float,
+    counts: NDArray[np.float64],
 ) -> dict[str, dict[str, Any]]:
     experiments = {}
     for name in predictions.names:
         pred = predictions.values[name]
         ok = test & np.isfinite(pred)
         metrics = compute_metrics(pred[ok], ml[ok], err[ok], threshold_dex=threshold_dex)
-        experiments[name] = {**metrics, "n_test": int(ok.sum()), "n_features": predictions.n_features[name]}
+        intervals = compute_intervals(pred[test], ml[test], err[test], counts, threshold_dex=threshold_dex)
+        experiments[name] = {
+            **metrics,
+            "n_test": int(ok.sum()),
+            "n_features": predictions.n_features[name],
+            **intervals,
+        }
     return experiments
 
 
@@ -263,12 +323,12 @@ def _compute_significance(
             ok = test & np.isfinite(preds[cand]) & np.isfinite(preds[ref])
             l1 = {n: l1_tilde_per_galaxy(preds[n][ok], ml[ok], err[ok]) for n in (cand, ref)}
             boots = {n: bootstrap_means(l1[n], n_resamples=n_resamples, rng=rng) for n in (cand, ref)}
+            paired = paired_bootstrap_pvalue(l1[cand], l1[ref], n_resamples=n_resamples, rng=rng)
             significance[key] = {
                 "ks_pvalue": ks_one_sided_pvalue(l1[cand], l1[ref]),
                 "bootstrap_mean_l1": {n: [float(b.mean()), float(b.std())] for n, b in boots.items()},
-                "paired_bootstrap_pvalue": paired_bootstrap_pvalue(
-                    l1[cand], l1[ref], n_resamples=n_resamples, rng=rng
-                ),
+                "paired_bootstrap_pvalue": paired,
+                "resolved": is_resolved(paired),
             }
     return significance
 
@@ -312,7 +372,8 @@ def compute_results(
     preset : str
         The configuration's preset name.
     cfg : EvaluateConfig
-        Uses ``dex_threshold``, ``bootstrap_samples`` and ``seed`` (the bootstrap's only randomness).
+        Uses ``dex_threshold``, ``bootstrap_samples`` (E8), ``interval_resamples`` (the intervals) and
+        ``seed`` (the bootstraps' only randomness; see the module docstring).
 
     Returns
     -------
@@ -323,10 +384,15 @@ def compute_results(
     test = split == "test"
     ml, err = meta["ml"].to_numpy(np.float64), meta["ml_err"].to_numpy(np.float64)
     rng = np.random.default_rng(cfg.seed)
+    counts = draw_bootstrap_counts(
+        max(1, int(test.sum())),
+        n_resamples=cfg.interval_resamples,
+        rng=np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(1,))),
+    )
     data = {
         "preset": preset,
         "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-        "experiments": _compute_experiments(predictions, ml, err, test, cfg.dex_threshold),
+        "experiments": _compute_experiments(predictions, ml, err, test, cfg.dex_threshold, counts),
         "significance": _compute_significance(
             predictions, ml, err, test, n_resamples=cfg.bootstrap_samples, rng=rng
         ),

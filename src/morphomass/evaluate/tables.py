@@ -1,4 +1,9 @@
-"""The CSV tables of results/tables/: the metrics.json result beside the paper's numbers (pure, no I/O)."""
+"""The CSV tables of results/tables/: the metrics.json result beside the paper's numbers (pure, no I/O).
+
+Every metric column ``<key>`` comes with its bootstrap standard error ``<key>_se`` and 95 % interval
+``<key>_ci95_lo``, ``<key>_ci95_hi`` (appended after the paper's columns); ``significance.csv`` has the
+``resolved`` verdict of the paired bootstrap test.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,24 @@ import pandas as pd
 
 from morphomass.evaluate.metrics import METRIC_KEYS
 from morphomass.evaluate.paper import PAPER_METRICS, PAPER_PER_CLASS, TABLE1_ROWS
-from morphomass.metrics_schema import MetricsFile
+from morphomass.metrics_schema import ExperimentMetrics, MetricsFile
 
 __all__ = ["LOSS_METHODS", "make_tables"]
 
 #: Methods of Table B.1 (each trained for L1~, L2~ and RMSLE).
 LOSS_METHODS: tuple[str, ...] = ("g_morph", "gi_powerlaw", "gi_morph")
 _LOSS_METRICS: tuple[str, ...] = ("l1", "l2", "rmsle", "median_l1")
+
+
+def _uncertainty(m: ExperimentMetrics, keys: tuple[str, ...]) -> dict[str, float | None]:
+    """Return the columns ``<key>_se``, ``<key>_ci95_lo`` and ``<key>_ci95_hi`` of one experiment."""
+    columns: dict[str, float | None] = {}
+    for k in keys:
+        ci = getattr(m.ci95, k)
+        columns[f"{k}_se"] = getattr(m.se, k)
+        columns[f"{k}_ci95_lo"] = ci[0] if ci is not None else None
+        columns[f"{k}_ci95_hi"] = ci[1] if ci is not None else None
+    return columns
 
 
 def _experiments_table(results: MetricsFile) -> pd.DataFrame:
@@ -26,6 +42,7 @@ def _experiments_table(results: MetricsFile) -> pd.DataFrame:
                 "n_test": m.n_test,
                 "n_features": m.n_features,
                 **{f"paper_{k}": paper.get(k) for k in METRIC_KEYS},
+                **_uncertainty(m, METRIC_KEYS),
             }
         )
     return pd.DataFrame(rows)
@@ -43,6 +60,7 @@ def _table1(results: MetricsFile) -> pd.DataFrame:
                 "distance": f[3],
                 "l1": experiments[n].l1,
                 "paper_l1": PAPER_METRICS[n]["l1"],
+                **_uncertainty(experiments[n], ("l1",)),
             }
             for n, f in TABLE1_ROWS.items()
             if n in experiments
@@ -63,6 +81,7 @@ def _table_b1(results: MetricsFile) -> pd.DataFrame:
                         "optimised_loss": loss,
                         **{k: getattr(results.experiments[name], k) for k in _LOSS_METRICS},
                         **{f"paper_{k}": paper.get(k) for k in _LOSS_METRICS},
+                        **_uncertainty(results.experiments[name], _LOSS_METRICS),
                     }
                 )
     return pd.DataFrame(rows)
@@ -110,6 +129,7 @@ def make_tables(results: MetricsFile, class_counts: dict[str, int]) -> dict[str,
                 **{f"bootstrap_{n}_mean": b[0] for n, b in v.bootstrap_mean_l1.items()},
                 **{f"bootstrap_{n}_std": b[1] for n, b in v.bootstrap_mean_l1.items()},
                 "paired_bootstrap_pvalue": v.paired_bootstrap_pvalue,
+                "resolved": v.resolved,
             }
             for k, v in results.significance.items()
         ]
