@@ -38,7 +38,13 @@ __all__ = [
 
 #: Keys of ``significance``: the paper's two (SPEC E8), then the report's other findings (B2).
 SignificanceName = Literal[
-    "gi_morph_vs_gi_gbm", "g_morph_vs_reference_lg_z", "gi_gbm_vs_gi_powerlaw", "g_morph_vs_ablation_no_cnn"
+    "gi_morph_vs_gi_gbm",
+    "g_morph_vs_reference_lg_z",
+    "gi_gbm_vs_gi_powerlaw",
+    "g_morph_vs_ablation_no_cnn",
+    "g_classical_vs_reference_lg_z",
+    "g_morph_classical_vs_g_morph",
+    "gi_morph_classical_vs_gi_gbm",
 ]
 #: Keys of ``per_class`` (SPEC E9, CNN1's classes).
 ClassName = Literal["irregular", "edge_on", "disk", "elliptical"]

@@ -26,7 +26,8 @@ from morphomass.workdir import WorkDir, write_json_atomic
 
 EXPERIMENT_NAME = re.compile(
     r"^(constant|reference_lg_z|g_morph|ablation_no_(cnn4|cnn123|luminosity|distance|cnn)|g_morph_(top50|half_train|"
-    r"no_total_luminosity|gz2_truth)|gi_(powerlaw|zibetti09|gbm|morph)|bands_[ugriz]+(_morph)?|"
+    r"no_total_luminosity|gz2_truth|classical)|gi_(powerlaw|zibetti09|gbm|morph|classical|morph_classical)|"
+    r"g_classical|bands_[ugriz]+(_morph)?|"
     r"loss_(g_morph|gi_powerlaw|gi_morph)_(l1|l2|rmsle))$"
 )
 FIGURES = (
@@ -90,6 +91,10 @@ def test_metrics_json_follows_the_contract(evaluated) -> None:
         "gi_zibetti09",
         "gi_gbm",
         "gi_morph",
+        "g_classical",
+        "g_morph_classical",
+        "gi_classical",
+        "gi_morph_classical",
         "bands_g",
         "bands_g_morph",
         "bands_gi",
@@ -102,6 +107,9 @@ def test_metrics_json_follows_the_contract(evaluated) -> None:
         "g_morph_vs_reference_lg_z",
         "gi_gbm_vs_gi_powerlaw",
         "g_morph_vs_ablation_no_cnn",
+        "g_classical_vs_reference_lg_z",
+        "g_morph_classical_vs_g_morph",
+        "gi_morph_classical_vs_gi_gbm",
     }
     for sig in metrics.significance.values():
         assert sig.resolved == (sig.paired_bootstrap_pvalue < 0.01)

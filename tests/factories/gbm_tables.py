@@ -154,4 +154,9 @@ def make_synthetic_tables(
     c4 = np.column_stack([log_ml_physical + rng.normal(0, 0.12, n), rng.normal(size=n)]) @ mix
     for k in range(37):
         cnn[f"cnn4_f{k:02d}"] = np.maximum(c4[:, k], 0).astype(np.float32)
+    # Classical morphology (drawn last, so the other columns are those of earlier versions): concentration and
+    # Gini follow the light concentration, the axis ratio is low for edge-on discs.
+    phot["morph_concentration"] = 2.5 + 8 * concentration + rng.normal(0, 0.2, n)
+    phot["morph_gini"] = 0.4 + concentration + rng.normal(0, 0.03, n)
+    phot["morph_axis_ratio"] = np.where(cls == 2, rng.uniform(0.1, 0.3, n), rng.uniform(0.4, 1.0, n))
     return sample, phot, pd.DataFrame(cnn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -27,6 +28,8 @@ DESIGN_NAMES = {
     "gi_gbm",
     "gi_morph",
 }
+#: Ours beyond the paper: classical morphology alone and beside the CNNs, with g and with g + i.
+CLASSICAL_NAMES = {"g_classical", "g_morph_classical", "gi_classical", "gi_morph_classical"}
 
 
 @pytest.fixture(name="table", scope="module")
@@ -37,7 +40,7 @@ def fixture_table():
 def test_experiment_names_follow_design() -> None:
     exps = make_experiments(["g", "gr", "ugriz"])
     names = [e.name for e in exps]
-    assert DESIGN_NAMES <= set(names)
+    assert DESIGN_NAMES | CLASSICAL_NAMES <= set(names)
     assert {
         "bands_g",
         "bands_g_morph",
@@ -49,7 +52,7 @@ def test_experiment_names_follow_design() -> None:
         "loss_gi_morph_rmsle",
     } <= set(names)
     pattern = re.compile(r"^(bands_[ugriz]+(_morph)?|loss_(g_morph|gi_morph)_(l2|rmsle))$")
-    assert all(n in DESIGN_NAMES or pattern.match(n) for n in names)
+    assert all(n in DESIGN_NAMES | CLASSICAL_NAMES or pattern.match(n) for n in names)
     assert len(set(names)) == len(names)
     for k, exp in enumerate(exps):  # reused feature lists come from earlier experiments
         if exp.features_from is not None:
@@ -63,7 +66,7 @@ def test_missing_bands_leave_experiments_out() -> None:
 
 
 def test_feature_sets(table) -> None:
-    all_features = list(table.features.columns)
+    all_features = [c for c in table.features.columns if not c.startswith("morph_")]  # the paper's F1-F4
     by = {e.name: e for e in make_experiments(["gri"])}
 
     def cols(name: str) -> list[str]:
@@ -116,3 +119,31 @@ def test_cv_groups() -> None:
     assert groups["g_morph"] == groups["ablation_no_distance"] == groups["loss_g_morph_rmsle"] == "morph"
     assert groups["gi_morph"] == groups["bands_gr_morph"] == "colour_morph"
     assert groups["reference_lg_z"] == groups["gi_gbm"] == groups["bands_gr"] == "global"
+
+
+def test_classical_morphology_enters_only_the_experiments_that_ask_for_it(table) -> None:
+    features = table.features.drop(columns=[c for c in table.features.columns if c.startswith("morph_")])
+    with_classical = dataclasses.replace(
+        table, features=features.assign(morph_concentration=3.0, morph_gini=0.5)
+    )
+    by_name = {e.name: e for e in make_experiments(["g"])}
+    for name in ("g_morph", "ablation_no_cnn4", "gi_morph"):
+        columns = build_features(with_classical, by_name[name]).columns
+        assert not any(c.startswith("morph_") for c in columns)
+    both = build_features(with_classical, by_name["g_morph_classical"]).columns
+    assert {"morph_concentration", "morph_gini"} <= set(both)
+    classical_only = build_features(with_classical, by_name["g_classical"]).columns
+    assert {"morph_concentration", "morph_gini"} <= set(classical_only)
+    assert not any(c.startswith(("cnn1_", "cnn2_", "cnn3_", "cnn4_")) for c in classical_only)
+    assert set(build_features(with_classical, by_name["g_morph"]).columns) == set(both) - {
+        "morph_concentration",
+        "morph_gini",
+    }
+
+
+def test_classical_experiments_refuse_a_table_without_classical_features(table) -> None:
+    features = table.features.drop(columns=[c for c in table.features.columns if c.startswith("morph_")])
+    old_table = dataclasses.replace(table, features=features)
+    by_name = {e.name: e for e in make_experiments(["g"])}
+    with pytest.raises(InputDataError, match="morph_.*rerun 'morphomass preprocess --force'"):
+        build_features(old_table, by_name["g_classical"])

@@ -75,6 +75,9 @@ SIGNIFICANCE_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("g_morph_vs_reference_lg_z", "g_morph", "reference_lg_z"),
     ("gi_gbm_vs_gi_powerlaw", "gi_gbm", "gi_powerlaw"),
     ("g_morph_vs_ablation_no_cnn", "g_morph", "ablation_no_cnn"),
+    ("g_classical_vs_reference_lg_z", "g_classical", "reference_lg_z"),
+    ("g_morph_classical_vs_g_morph", "g_morph_classical", "g_morph"),
+    ("gi_morph_classical_vs_gi_gbm", "gi_morph_classical", "gi_gbm"),
 )
 #: Models whose permutation importances go into metrics.json.
 IMPORTANCE_MODELS: tuple[str, ...] = ("g_morph", "ablation_no_cnn4")
@@ -91,10 +94,14 @@ _ORDER: tuple[str, ...] = (
     "g_morph_half_train",
     "g_morph_no_total_luminosity",
     "g_morph_gz2_truth",
+    "g_classical",
+    "g_morph_classical",
     "gi_powerlaw",
     "gi_zibetti09",
     "gi_gbm",
     "gi_morph",
+    "gi_classical",
+    "gi_morph_classical",
 )
 
 

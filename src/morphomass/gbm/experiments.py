@@ -36,6 +36,9 @@ class Experiment:
         DESIGN §4 name (``g_morph``, ``ablation_no_cnn4``, ``bands_gri_morph``, ``loss_g_morph_l2``, ...).
     morphology : bool
         Include the g-band image and CNN features (F1-F4).
+    classical : bool
+        Also include the classical morphology features (``morph_*``: concentration, asymmetry, smoothness,
+        Gini, M20, Sersic index, axis ratio, ...); the paper's experiments leave them out.
     drop_groups : tuple of str
         Feature groups of :func:`~morphomass.gbm.table.feature_groups` to leave out.
     drop_columns : tuple of str
@@ -61,6 +64,7 @@ class Experiment:
 
     name: str
     morphology: bool = True
+    classical: bool = False
     drop_groups: tuple[str, ...] = ()
     drop_columns: tuple[str, ...] = ()
     catalog_bands: str = ""
@@ -119,11 +123,18 @@ def make_experiments(
         Experiment("g_morph_gz2_truth", gz2_truth=True),
         Experiment("loss_g_morph_l2", objective="l2"),
         Experiment("loss_g_morph_rmsle", objective="rmsle"),
+        # Classical morphology beside the CNNs (g + classical, g + both; g + CNN is g_morph).
+        Experiment("g_classical", classical=True, drop_groups=("cnn123", "cnn4")),
+        Experiment("g_morph_classical", classical=True),
     ]
     if "g" in available_bands and "i" in available_bands:
         exps += [
             Experiment("gi_gbm", morphology=False, catalog_bands="gi"),
             Experiment("gi_morph", catalog_bands="gi", top_k=True),
+            Experiment(
+                "gi_classical", catalog_bands="gi", classical=True, drop_groups=("cnn123", "cnn4"), top_k=True
+            ),
+            Experiment("gi_morph_classical", catalog_bands="gi", classical=True, top_k=True),
             Experiment("loss_gi_morph_l2", catalog_bands="gi", objective="l2", features_from="gi_morph"),
             Experiment(
                 "loss_gi_morph_rmsle", catalog_bands="gi", objective="rmsle", features_from="gi_morph"
@@ -161,6 +172,15 @@ def build_features(table: FeatureTable, experiment: Experiment) -> pd.DataFrame:
     if experiment.morphology:
         groups = feature_groups(table.features.columns)
         drop = {c for g in experiment.drop_groups for c in groups[g]} | set(experiment.drop_columns)
+        if not experiment.classical:
+            drop |= set(groups["classical"])
+        elif not groups["classical"]:
+            msg = (
+                f"experiment {experiment.name} needs the classical morphology features (morph_*), which "
+                "features/photometric.parquet lacks: it was written by an older morphomass; rerun "
+                "'morphomass preprocess --force'"
+            )
+            raise InputDataError(msg)
         if experiment.gz2_truth:
             drop |= set(groups["cnn3_probs"])
         if experiment.fluxes:  # the luminosities become fluxes; image size and scaling a do not use D

@@ -40,7 +40,16 @@ BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 #: Columns of sample.parquet this package needs (DESIGN §2).
 SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "z", "lum_g", "ml", "ml_err", "split", "dist_mpc")
 #: Feature groups of the ablations (Table 1), by column name: see :func:`feature_groups`.
-GROUPS: tuple[str, ...] = ("luminosity", "image", "distance", "other", "cnn123", "cnn3_probs", "cnn4")
+GROUPS: tuple[str, ...] = (
+    "luminosity",
+    "image",
+    "distance",
+    "classical",
+    "other",
+    "cnn123",
+    "cnn3_probs",
+    "cnn4",
+)
 #: F1 features that are not luminosities (no flux counterpart in the 'no distance' ablation).
 LUMINOSITY_EXTRA: tuple[str, ...] = ("image_size_pix", "scaling_a")
 #: 1 Mpc in cm: catalogue luminosities computed from fluxes are 4 pi D^2 f in nanomaggy cm^2.
@@ -220,7 +229,8 @@ def feature_groups(columns: list[str] | pd.Index) -> dict[str, list[str]]:
     ``luminosity``: ``lum_*``, ``image_size_pix``, ``scaling_a`` (F1, from the unscaled image); ``image``:
     ``img_*`` (F2); ``distance``: ``redshift``, ``pixel_kpc`` (F3); ``cnn123``: ``cnn1_*``, ``cnn2_*``,
     ``cnn3_*`` (GZ2 probabilities and CNN1's trunk); ``cnn3_probs``: ``cnn3_p_*`` (a subset of ``cnn123``);
-    ``cnn4``: ``cnn4_*``; ``other``: anything else.
+    ``cnn4``: ``cnn4_*``; ``classical``: ``morph_*`` (classical morphology: C, A, S, Gini, M20, Sersic n,
+    axis ratio, ...); ``other``: anything else.
 
     Returns
     -------
@@ -241,6 +251,8 @@ def feature_groups(columns: list[str] | pd.Index) -> dict[str, list[str]]:
                 groups["cnn3_probs"].append(col)
         elif col.startswith("cnn4_"):
             groups["cnn4"].append(col)
+        elif col.startswith("morph_"):
+            groups["classical"].append(col)
         else:
             groups["other"].append(col)
     return groups

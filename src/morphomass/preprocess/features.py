@@ -8,6 +8,8 @@ log-scaled [0, 1] image at its native resolution. Names (DESIGN §2 ``features/p
 - F1 ``lum_sum, lum_mean, lum_max, lum_min, lum_std, lum_center, lum_center5x5, image_size_pix, scaling_a``
 - F2 ``img_sum, img_mean, img_std, img_center, img_center5x5``
 - F3 ``redshift, pixel_kpc``
+- SPEC B1 classical morphology ``morph_*`` (:data:`morphomass.preprocess.morphology.MORPHOLOGY_FEATURES`), on
+  the same star-subtracted, unscaled image
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 from morphomass.errors import InputDataError
+from morphomass.preprocess.morphology import MORPHOLOGY_FEATURES, compute_morphology
 
 __all__ = [
     "FEATURE_COLUMNS",
     "IMAGE_FEATURES",
     "LUMINOSITY_FEATURES",
     "METADATA_FEATURES",
+    "MORPHOLOGY_FEATURES",
     "compute_photometric_features",
 ]
 
@@ -38,7 +42,9 @@ LUMINOSITY_FEATURES: tuple[str, ...] = (
 IMAGE_FEATURES: tuple[str, ...] = ("img_sum", "img_mean", "img_std", "img_center", "img_center5x5")
 METADATA_FEATURES: tuple[str, ...] = ("redshift", "pixel_kpc")
 #: Every feature column of features/photometric.parquet (after ``objid``), in order.
-FEATURE_COLUMNS: tuple[str, ...] = LUMINOSITY_FEATURES + IMAGE_FEATURES + METADATA_FEATURES
+FEATURE_COLUMNS: tuple[str, ...] = (
+    LUMINOSITY_FEATURES + IMAGE_FEATURES + METADATA_FEATURES + MORPHOLOGY_FEATURES
+)
 
 
 def _center_stats(image: np.ndarray, center_xy: tuple[float, float]) -> tuple[float, float]:
@@ -62,8 +68,9 @@ def compute_photometric_features(
     scaling_a: float,
     redshift: float,
     pixel_kpc: float,
+    morphology: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Return the F1-F3 features of one galaxy.
+    """Return the F1-F3 and classical-morphology features of one galaxy.
 
     Parameters
     ----------
@@ -81,6 +88,10 @@ def compute_photometric_features(
         Catalogue redshift.
     pixel_kpc : float
         Pixel size in kpc.
+    morphology : dict of str to float, optional
+        The ``morph_*`` values when already measured
+        (:func:`morphomass.preprocess.morphology.compute_morphology` on ``image_nmgy``); measured
+        here when None.
 
     Returns
     -------
@@ -99,6 +110,8 @@ def compute_photometric_features(
             f"got {image_nmgy.shape} and {image_scaled.shape}"
         )
         raise InputDataError(msg)
+    if morphology is None:
+        morphology = compute_morphology(image_nmgy, center_xy=center_xy, pixel_kpc=pixel_kpc).values
     # every luminosity statistic is linear in the flux: take it on the image, then scale (float64
     # accumulators)
     flux_center, flux_center5 = _center_stats(image_nmgy, center_xy)
@@ -121,4 +134,5 @@ def compute_photometric_features(
         "img_center5x5": img_center5,
         "redshift": float(redshift),
         "pixel_kpc": float(pixel_kpc),
+        **{name: float(morphology[name]) for name in MORPHOLOGY_FEATURES},
     }

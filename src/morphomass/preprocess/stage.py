@@ -13,7 +13,8 @@ fill, and one part file per finished task. A rerun after a crash finds the parts
 processes only the rest (the folder is thrown away when the configuration, the sample or the star catalogue
 changed). When every task is done the parts are assembled into ``features/photometric.parquet``,
 ``results/tables/preprocess_failures.csv`` (objid, kind, reason, path),
-``results/tables/preprocess_galaxies.csv`` (per-galaxy diagnostics) and Fig. 1 of the paper
+``results/tables/preprocess_galaxies.csv`` (per-galaxy diagnostics, ``morph_reason`` for NaN ``morph_*``) and
+Fig. 1 of the paper
 (``results/figures/scaling_demo.png``), and the store becomes ``images.zarr``.
 
 ``images.zarr`` (DESIGN §2) holds one group per image size (``"69"``, ``"128"``, ...), each with ``images``
@@ -422,7 +423,10 @@ def run_preprocess(config: PipelineConfig, workdir: WorkDir, *, progress: bool =
     with atomic_path(workdir.photometric_features) as tmp:
         features.to_parquet(tmp, index=False)
     _write_csv(workdir.preprocess_failures, failed[["objid", "kind", "reason", "path"]])
-    _write_csv(workdir.preprocess_galaxies, table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS]])
+    _write_csv(
+        workdir.preprocess_galaxies,
+        table[["objid", "ok", "kind", "scaling_a", *DIAGNOSTIC_COLUMNS, "morph_reason"]],
+    )
     if len(table) and done.empty:
         shutil.rmtree(partial.root)  # nothing worth resuming: the next run starts afresh
         first = failed.iloc[0]

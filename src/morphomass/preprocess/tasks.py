@@ -31,6 +31,7 @@ from morphomass.preprocess.fits_image import (
     sky_to_pixel,
 )
 from morphomass.preprocess.galaxy import GalaxyProducts, preprocess_galaxy
+from morphomass.preprocess.morphology import MorphologyResult, compute_morphology
 from morphomass.workdir import atomic_path
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "load_sample",
     "load_star_catalogue",
     "make_galaxy_jobs",
+    "measure_job",
     "preprocess_job",
     "process_task",
 ]
@@ -70,6 +72,7 @@ PART_COLUMNS: tuple[str, ...] = (
     "reason",
     *FEATURE_COLUMNS,
     *DIAGNOSTIC_COLUMNS,
+    "morph_reason",
 )
 
 
@@ -236,7 +239,7 @@ def check_job(job: GalaxyJob) -> None:
 def preprocess_job(
     job: GalaxyJob, *, sizes: tuple[int, ...], config: PreprocessConfig, m_sun_ab: float
 ) -> tuple[GalaxyProducts, dict[str, float]]:
-    """Read, preprocess and measure one galaxy.
+    """Read, preprocess and measure one galaxy (:func:`measure_job` without the morphology's reason).
 
     Parameters
     ----------
@@ -251,13 +254,56 @@ def preprocess_job(
     -------
     products : GalaxyProducts
     features : dict of str to float
-        The F1-F3 features (:data:`morphomass.preprocess.features.FEATURE_COLUMNS`).
+        The F1-F3 and ``morph_*`` features (:data:`morphomass.preprocess.features.FEATURE_COLUMNS`).
+
+    Raises
+    ------
+    GalaxyImageError
+        As :func:`measure_job`.
+    """
+    products, features, _ = measure_job(job, sizes=sizes, config=config, m_sun_ab=m_sun_ab)
+    return products, features
+
+
+def _morphology(job: GalaxyJob, products: GalaxyProducts) -> MorphologyResult:
+    """Measure the star-subtracted, unscaled image's morphology; an unexpected error gives NaN + a reason."""
+    try:
+        return compute_morphology(
+            products.star_subtracted, center_xy=products.center_xy, pixel_kpc=job.pixel_kpc
+        )
+    except Exception as err:  # the galaxy keeps its other features; the reason goes to the diagnostics
+        logger.exception("objid %d: classical morphology failed on %s", job.objid, job.path)
+        return MorphologyResult(reason=f"internal_error: {type(err).__name__}: {err}")
+
+
+def measure_job(
+    job: GalaxyJob, *, sizes: tuple[int, ...], config: PreprocessConfig, m_sun_ab: float
+) -> tuple[GalaxyProducts, dict[str, float], str]:
+    """Read, preprocess and measure one galaxy, with the reason for any NaN ``morph_*`` feature.
+
+    Parameters
+    ----------
+    job : GalaxyJob
+    sizes : tuple of int
+        Output image sizes in pixels.
+    config : PreprocessConfig
+    m_sun_ab : float
+        Absolute magnitude of the Sun in the band, on the images' magnitude system.
+
+    Returns
+    -------
+    products : GalaxyProducts
+    features : dict of str to float
+        The F1-F3 and ``morph_*`` features (:data:`morphomass.preprocess.features.FEATURE_COLUMNS`).
+    morph_reason : str
+        Why some ``morph_*`` are NaN (:func:`morphomass.preprocess.morphology.compute_morphology`), else
+        ``""``.
 
     Raises
     ------
     GalaxyImageError
         With the failure kind and reason: bad sample row, missing or corrupt FITS, no usable WCS, a WCS that
-        does not cover the galaxy, an all-NaN image.
+        does not cover the galaxy, an all-NaN image. A failed morphology is not an error.
     """
     check_job(job)
     data, wcs = load_fits_image(job.path)
@@ -282,6 +328,7 @@ def preprocess_job(
         )
     except GalaxyImageError as err:
         raise GalaxyImageError(err.kind, f"{job.path}: {err}") from err
+    morphology = _morphology(job, products)
     features = compute_photometric_features(
         products.star_subtracted,
         products.scaled,
@@ -290,8 +337,9 @@ def preprocess_job(
         scaling_a=products.scaling_a,
         redshift=job.z,
         pixel_kpc=job.pixel_kpc,
+        morphology=morphology.values,
     )
-    return products, features
+    return products, features, morphology.reason
 
 
 def process_task(task: PreprocessTask) -> tuple[int, float]:
@@ -318,7 +366,7 @@ def process_task(task: PreprocessTask) -> tuple[int, float]:
     for i, job in enumerate(task.galaxies):
         row: dict[str, object] = {"objid": job.objid, "row": task.start + i, "path": job.path}
         try:
-            products, features = preprocess_job(
+            products, features, morph_reason = measure_job(
                 job, sizes=task.sizes, config=task.config, m_sun_ab=task.m_sun_ab
             )
         except GalaxyImageError as err:
@@ -329,7 +377,7 @@ def process_task(task: PreprocessTask) -> tuple[int, float]:
         else:
             for size in task.sizes:
                 blocks[size][i] = products.resized[size]
-            row.update(ok=True, kind="", reason="", **features)
+            row.update(ok=True, kind="", reason="", morph_reason=morph_reason, **features)
             row.update({name: getattr(products, name) for name in DIAGNOSTIC_COLUMNS})
         rows.append(row)
     group = zarr.open_group(task.zarr_path, mode="r+")
