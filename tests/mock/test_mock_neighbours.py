@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from factories.specs import make_spec
 from morphomass.config import load_config
 from morphomass.errors import InputDataError
 from morphomass.mock import survey as survey_module
@@ -99,35 +98,8 @@ def test_rejects_bad_field_sizes(fov: np.ndarray) -> None:
 
 
 def _spec(**changes) -> GalaxyImageSpec:
-    """Return a small elliptical galaxy at the centre of a 121-pixel g-band image, no stars, no neighbours."""
-    spec = GalaxyImageSpec(
-        seed=7,
-        nx=121,
-        pixel_scale_arcsec=0.396,
-        bands=("g", "r"),
-        flux_nmgy=(300.0, 500.0),
-        cls="elliptical",
-        bulge_fraction=1.0,
-        sersic_n=3.0,
-        bulge_hlr_arcsec=2.0,
-        disk_hlr_arcsec=2.0,
-        cos_incl=1.0,
-        axis_ratio=0.8,
-        pa_deg=20.0,
-        has_bar=False,
-        n_arms=0,
-        arm_pitch_deg=15.0,
-        arm_strength=0.0,
-        n_clumps=0,
-        clump_fraction=0.0,
-        companion_flux_ratio=0.0,
-        companion_sep_arcsec=0.0,
-        has_dust_lane=False,
-        dust_lane_a_g_mag=0.0,
-        psf_fwhm_arcsec=1.4,
-        psf_beta=3.0,
-    )
-    return dataclasses.replace(spec, **changes)
+    """Return a small elliptical galaxy at the centre of a 121-pixel g+r image, no stars, no neighbours."""
+    return make_spec(bands=("g", "r"), flux_nmgy=(300.0, 500.0), **changes)
 
 
 def test_nucleus_keeps_the_total_flux_and_brightens_the_centre() -> None:

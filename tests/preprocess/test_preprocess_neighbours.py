@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from factories.specs import make_spec
 from morphomass.config import PreprocessConfig
 from morphomass.mock.render import GalaxyImageSpec, NeighbourSpec, render_galaxy
 from morphomass.preprocess.stars import subtract_stars
@@ -30,11 +31,10 @@ EXTENDED = dataclasses.replace(NEIGHBOUR, hlr_arcsec=2.5)
 
 def _spec(*, star: bool, neighbour: NeighbourSpec | None) -> GalaxyImageSpec:
     """Return the scene's spec: a disc galaxy at the centre, with or without the star and the neighbour."""
-    return GalaxyImageSpec(
+    return make_spec(
         seed=11,
         nx=NX,
         pixel_scale_arcsec=SCALE,
-        bands=("g",),
         flux_nmgy=(400.0,),
         cls="disk",
         bulge_fraction=0.2,
@@ -44,18 +44,6 @@ def _spec(*, star: bool, neighbour: NeighbourSpec | None) -> GalaxyImageSpec:
         cos_incl=0.7,
         axis_ratio=0.7,
         pa_deg=30.0,
-        has_bar=False,
-        n_arms=0,
-        arm_pitch_deg=15.0,
-        arm_strength=0.0,
-        n_clumps=0,
-        clump_fraction=0.0,
-        companion_flux_ratio=0.0,
-        companion_sep_arcsec=0.0,
-        has_dust_lane=False,
-        dust_lane_a_g_mag=0.0,
-        psf_fwhm_arcsec=1.4,
-        psf_beta=3.0,
         star_x_pix=(STAR[0],) if star else (),
         star_y_pix=(STAR[1],) if star else (),
         star_flux_nmgy=((STAR[2],),) if star else (),
