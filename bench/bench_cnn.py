@@ -1,6 +1,18 @@
-"""Benchmark of the CNN stage: training and inference throughput (images/s) of each network of a preset.
+"""Benchmark of the CNN stages: train-cnn and extract in worker processes against one thread; per network.
 
-For every network of the preset (CNN1-3 and CNN4, which has CNN1's backbone and input size) it times
+By default: the stage code itself (:func:`morphomass.cnn.run_train_cnn` and
+:func:`morphomass.cnn.run_extract`) on a synthetic work directory of ``--n-galaxies`` random images, with the
+preset's networks and compute budgets scaled by ``--budget-scale``, run twice in the same process: first in
+one process with one torch thread (``cnn.workers = 1``, ``torch.set_num_threads(1)``), the baseline; then
+with the default worker processes (one per core, ``cores // workers`` torch threads each). It prints the
+images processed per wall-clock second (training images seen; galaxies x networks for extract), their ratio
+(target >= 1.6 on 2 cores) and the cores kept busy (CPU time of the process and its children / wall time).
+``--with-threaded-serial`` adds the former default (one process, torch's own threads).
+
+    .venv/bin/python bench/bench_cnn.py --preset quick --n-galaxies 3000 --budget-scale 0.25
+
+``--per-network``: for every network of the preset (CNN1-3 and CNN4, which has CNN1's backbone and input
+size) it times
 
 * training with :func:`morphomass.cnn.training.fit_network` (Lightning, on-device augmentation, NAdam,
   validation after each epoch, best-weight bookkeeping), against a baseline measured in the same run: a bare
@@ -15,8 +27,9 @@ see DESIGN §2), from wall-clock time and from the CPU time of the process. On a
 figures depend on the other load; with ``OMP_NUM_THREADS=1`` the CPU-time figures do not, and give the
 single-core cost.
 
-    .venv/bin/python bench/bench_cnn.py --preset quick --n-train 256
-    .venv/bin/python bench/bench_cnn.py --preset paper --device gpu --n-train 4096 --precision bf16-mixed
+    .venv/bin/python bench/bench_cnn.py --per-network --preset quick --n-train 256
+    .venv/bin/python bench/bench_cnn.py --per-network --preset paper --device gpu --n-train 4096 \
+        --precision bf16-mixed
 """
 
 from __future__ import annotations
@@ -24,16 +37,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
+import shutil
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import zarr
 
+from morphomass.cnn import run_extract, run_train_cnn
 from morphomass.cnn.architectures import build_gz2_net, make_ml_net
 from morphomass.cnn.extract import extract_features
+from morphomass.cnn.parallel import available_cores
 from morphomass.cnn.training import fit_network
-from morphomass.config import load_config
+from morphomass.config import PipelineConfig, load_config
+from morphomass.gz2 import ANSWER_COLUMNS
+from morphomass.workdir import WorkDir
 
 TRAIN_FRACTION = 0.9 * 0.9  # DESIGN §2: 10 % test, then 10 % of the rest validation
 GZ2_FRACTION = 0.8  # SPEC D8: ~80 % of the galaxies have a GZ2 match
@@ -90,9 +113,133 @@ def _baseline_infer(
     return len(images) / (time.perf_counter() - start)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished (joined) children."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+def _make_workdir(root: Path, *, n: int, sizes: tuple[int, ...], seed: int = 0) -> WorkDir:
+    """Write a synthetic sample.parquet and images.zarr (random images, DESIGN §2 split fractions)."""
+    rng = np.random.default_rng(seed)
+    split = rng.choice(np.array(["train", "val", "test"]), n, p=[0.81, 0.09, 0.10])
+    ml = rng.uniform(0.5, 5, n)
+    sample = pd.DataFrame(
+        {
+            "objid": np.arange(n, dtype=np.int64) + 10**15,
+            "split": split,
+            "has_gz2": rng.random(n) < GZ2_FRACTION,
+            "ml": ml,
+            "ml_err": 0.1 * ml,
+        }
+    )
+    probs = rng.dirichlet(np.ones(len(ANSWER_COLUMNS)), n)
+    for j, column in enumerate(ANSWER_COLUMNS):
+        sample[column] = probs[:, j]
+    sample.to_parquet(root / "sample.parquet", index=False)
+    store = zarr.open_group(str(root / "images.zarr"), mode="w")
+    for size in sizes:
+        group = store.create_group(str(size))
+        group.create_array(
+            "images", data=rng.random((n, size, size), dtype=np.float32), chunks=(64, size, size)
+        )
+        group.create_array("objid", data=sample["objid"].to_numpy())
+        group.create_array("scaling_a", data=np.full(n, 78.0, dtype=np.float32))
+    return WorkDir(root).ensure()
+
+
+def _time_stage(config: PipelineConfig, workdir: WorkDir, *, threads: int | None) -> dict[str, float]:
+    """Run train-cnn then extract from scratch; wall and CPU seconds and images of each."""
+    shutil.rmtree(workdir.models / "cnn", ignore_errors=True)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        train = run_train_cnn(config, workdir, progress=False).summary
+        train_wall, train_cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        extract = run_extract(config, workdir, progress=False).summary
+        extract_wall, extract_cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    finally:
+        torch.set_num_threads(before)
+    return {
+        "workers": train["workers"],
+        "train_images": sum(net["images_seen"] for net in train["nets"].values()),
+        "train_wall": train_wall,
+        "train_cpu": train_cpu,
+        "extract_images": extract["n_galaxies"] * len(train["nets"]),
+        "extract_wall": extract_wall,
+        "extract_cpu": extract_cpu,
+    }
+
+
+def bench_stage(args: argparse.Namespace) -> None:
+    """Time train-cnn and extract with worker processes against one process with one thread."""
+    config = load_config(args.preset)
+    cnn = config.cnn
+    cnn.accelerator = "cpu"
+    scale = args.budget_scale
+    for net in cnn.nets.values():
+        if net.train_images_budget is not None:
+            net.train_images_budget = max(1, round(scale * net.train_images_budget))
+    for field in ("train_images_budget", "cnn4_train_images_budget"):
+        if getattr(cnn, field) is not None:
+            setattr(cnn, field, max(1, round(scale * getattr(cnn, field))))
+    sizes = tuple(sorted({net.input_size for net in cnn.nets.values()}))
+    print(
+        f"preset {args.preset} (budgets x {scale}), {args.n_galaxies} galaxies, {available_cores()} cores, "
+        f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}"
+    )
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="bench_cnn_") as tmp:
+        workdir = _make_workdir(Path(tmp), n=args.n_galaxies, sizes=sizes)
+        serial = config.model_copy(deep=True)
+        serial.cnn.workers = 1
+        runs["1 process, 1 thread (baseline)"] = _time_stage(serial, workdir, threads=1)
+        if args.with_threaded_serial:
+            runs[f"1 process, {torch.get_num_threads()} threads"] = _time_stage(serial, workdir, threads=None)
+        parallel = config.model_copy(deep=True)
+        parallel.cnn.workers = args.workers
+        runs["worker processes"] = _time_stage(parallel, workdir, threads=None)
+    base = runs["1 process, 1 thread (baseline)"]
+    print(
+        f"{'run':32} {'workers':>7} {'train img/s':>11} {'ratio':>6} {'cores busy':>10} "
+        f"{'extract img/s':>13} {'ratio':>6} {'cores busy':>10}"
+    )
+    for label, run in runs.items():
+        train_rate = run["train_images"] / run["train_wall"]
+        extract_rate = run["extract_images"] / run["extract_wall"]
+        print(
+            f"{label:32} {run['workers']:>7} {train_rate:>11.1f} "
+            f"{train_rate / (base['train_images'] / base['train_wall']):>6.2f} "
+            f"{run['train_cpu'] / run['train_wall']:>10.2f} {extract_rate:>13.1f} "
+            f"{extract_rate / (base['extract_images'] / base['extract_wall']):>6.2f} "
+            f"{run['extract_cpu'] / run['extract_wall']:>10.2f}"
+        )
+    for label, run in runs.items():
+        print(
+            f"{label}: train-cnn {run['train_images']} images in {run['train_wall']:.1f} s "
+            f"({run['train_cpu']:.1f} CPU-s), extract {run['extract_images']} in {run['extract_wall']:.1f} s "
+            f"({run['extract_cpu']:.1f} CPU-s)"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     """Parse the command line, run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--per-network", action="store_true", help="per-network throughput against bare loops"
+    )
+    parser.add_argument(
+        "--n-galaxies", type=int, default=3000, help="stage mode: galaxies of the work directory"
+    )
+    parser.add_argument("--budget-scale", type=float, default=0.25, help="stage mode: x the preset's budgets")
+    parser.add_argument("--workers", type=int, default=None, help="stage mode: cnn.workers (default: cores)")
+    parser.add_argument("--with-threaded-serial", action="store_true", help="stage mode: also 1 process")
     parser.add_argument("--preset", default="quick", choices=["paper", "quick", "tiny"])
     parser.add_argument("--n-train", type=int, default=256, help="training images per network")
     parser.add_argument("--n-val", type=int, default=64, help="validation images per network")
@@ -103,6 +250,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
+    if not args.per_network:
+        bench_stage(args)
+        return
     config = load_config(args.preset)
     cnn = config.cnn.model_copy(
         update={"accelerator": args.device, "devices": 1, "precision": args.precision}
@@ -115,9 +265,21 @@ def main() -> None:
         f"batch {cnn.batch_size}, precision {args.precision}"
     )
     rng = np.random.default_rng(0)
-    nets = {name: (net.backbone, net.input_size, net.epochs or cnn.epochs) for name, net in cnn.nets.items()}
+    nets = {
+        name: (
+            net.backbone,
+            net.input_size,
+            net.epochs or cnn.epochs,
+            net.train_images_budget or cnn.train_images_budget,
+        )
+        for name, net in cnn.nets.items()
+    }
     if cnn.train_cnn4:
-        nets["cnn4"] = (*nets["cnn1"][:2], cnn.cnn4_epochs or cnn.epochs)
+        nets["cnn4"] = (
+            *nets["cnn1"][:2],
+            cnn.cnn4_epochs or cnn.epochs,
+            cnn.cnn4_train_images_budget or cnn.train_images_budget,
+        )
     header = (
         f"{'net':5} {'backbone':16} {'px':>4} {'train img/s':>12} {'bare loop':>10} {'ratio':>6} "
         f"{'infer img/s':>12} {'bare fwd':>9} {'ratio':>6}"
@@ -125,7 +287,7 @@ def main() -> None:
     print(header)
     projected = projected_cpu = 0.0
     n_train_sample = args.n_sample * TRAIN_FRACTION
-    for name, (backbone, size, epochs) in nets.items():
+    for name, (backbone, size, epochs, budget) in nets.items():
         images = rng.random((args.n_train + args.n_val, size, size), dtype=np.float32)
         torch.manual_seed(0)
         net = build_gz2_net(backbone, dropout=cnn.dropout)
@@ -174,14 +336,15 @@ def main() -> None:
         n_fit = n_train_sample * (1.0 if name == "cnn4" else GZ2_FRACTION)
         # the fit's CPU time covers the validation before training too: charge it all to the training images
         cpu_per_train_image = cpu_train / (args.n_train * args.epochs)
-        projected += n_fit * epochs / ours_train + args.n_sample / ours_infer
-        projected_cpu += n_fit * epochs * cpu_per_train_image + args.n_sample * cpu_infer
+        seen = budget if budget is not None else n_fit * epochs  # the preset's compute budget, if any
+        projected += seen / ours_train + args.n_sample / ours_infer
+        projected_cpu += seen * cpu_per_train_image + args.n_sample * cpu_infer
         print(
             f"      CPU time per image: training {1000 * cpu_per_train_image:.1f} ms, "
             f"inference {1000 * cpu_infer:.1f} ms"
         )
     print(
-        f"projected train-cnn + extract for {args.n_sample} galaxies with the preset's epochs: "
+        f"projected train-cnn + extract for {args.n_sample} galaxies with the preset's epochs or budgets: "
         f"{projected:.0f} s wall ({projected / 60:.1f} min), {projected_cpu:.0f} CPU-s"
     )
 

@@ -169,6 +169,7 @@ def test_runtime_fields_are_marked_on_the_models() -> None:
         "devices",
         "strategy",
         "num_nodes",
+        "workers",
         "inference_batch_size",
     )
     assert set(runtime_fields(FetchConfig)) == {
@@ -199,10 +200,10 @@ QUICK_HASHES = {
     "fetch": "36c7315bf01d0bd328b0d88336be7b7f0cbd1dcf9ca31a17b982dedc4199992d",
     "catalog": "de7553b39bf35a3223ec053f0de21b4e16f9aa83703954529f62feecc2ebda3e",
     "preprocess": "0a852bdbd95aa4d6786661bb3fb475b2d85675295516ec54b0ee9317fd22e0d9",
-    "train-cnn": "325fb456310f544b1600861e6f9d3cdbd39f33369be6f840a164d5798ad16e6e",
-    "extract": "325fb456310f544b1600861e6f9d3cdbd39f33369be6f840a164d5798ad16e6e",
+    "train-cnn": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
+    "extract": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
     "train-gbm": "0f0ad279e92765cf10b5214b0e0166c0913dcf31ad41cb617262d65a60af7f1a",
-    "evaluate": "42f44e014d6fdd2a2d0d18f7c2bf8e87e5eb82bd1b54a0b8cbbe4af46ff02852",
+    "evaluate": "65c7ad47233535c5e71bf1ddbb8ae2b5976f8d6fc4d6525880322f2e766d9b84",
 }
 
 

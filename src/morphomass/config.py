@@ -292,6 +292,9 @@ class NetConfig(_Section):
     input_size: int = Field(ge=16, le=1024)
     epochs: int | None = Field(None, ge=1, le=1000, description="this network's epochs (default: cnn.epochs)")
     learning_rate: float | None = Field(None, gt=0, le=1, description="default: cnn.learning_rate")
+    train_images_budget: int | None = Field(
+        None, ge=1, description="this network's training images (default: cnn.train_images_budget)"
+    )
 
 
 class CnnConfig(_Section):
@@ -307,6 +310,17 @@ class CnnConfig(_Section):
     train_cnn4: bool = Field(True, description="train CNN4 (cnn1's weights, dense-1 output, L1~ on M/L)")
     epochs: int = Field(30, ge=1, le=1000)
     cnn4_epochs: int | None = Field(None, ge=1, le=1000, description="CNN4's epochs (default: epochs)")
+    train_images_budget: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "compute budget: training images each network sees, split into `epochs` rounds each followed "
+            "by a validation, whatever the sample size; None: `epochs` passes over the training set"
+        ),
+    )
+    cnn4_train_images_budget: int | None = Field(
+        None, ge=1, description="CNN4's compute budget (default: train_images_budget)"
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: float = Field(1e-3, gt=0, le=1, description="NAdam learning rate")
     lr_factor: float = Field(0.3, gt=0, lt=1, description="ReduceLROnPlateau factor on the validation loss")
@@ -324,6 +338,16 @@ class CnnConfig(_Section):
         "auto", description="Lightning strategy ('ddp' for several GPUs or nodes)", json_schema_extra=RUNTIME
     )
     num_nodes: int = Field(1, ge=1, json_schema_extra=RUNTIME)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description=(
+            "CPU only: processes that train or extract the networks at the same time (default: all cores); "
+            "1 trains in this process"
+        ),
+        json_schema_extra=RUNTIME,
+    )
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     deterministic: bool = Field(
         True, description="deterministic algorithms (reproducible on a CPU; on a GPU, warns where none exist)"
@@ -480,17 +504,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "mock": {"n_galaxies": 3000},
         "cnn": {
+            # a fixed compute budget (training images per network), whatever the sample size: what 6, 2, 6 and
+            # 3 epochs over the ~1 770 (GZ2) and ~2 110 (CNN4) training galaxies of a 3 000-galaxy mock cost,
+            # rounded to whole batches per validation round (`epochs` rounds each)
             "nets": {
                 "cnn1": {"backbone": "resnet18", "input_size": 64},
-                # Xception costs ~3x ResNet18 per image on a CPU (depthwise convolutions): 2 epochs keep the
-                # stage near 5 min on 2 cores (bench/README.md)
-                "cnn2": {"backbone": "legacy_xception", "input_size": 64, "epochs": 2},
+                # Xception costs ~3x ResNet18 per image on a CPU (depthwise convolutions): 2 rounds and a
+                # third of the images keep it near the cost of CNN1 (bench/README.md)
+                "cnn2": {
+                    "backbone": "legacy_xception",
+                    "input_size": 64,
+                    "epochs": 2,
+                    "train_images_budget": 3_584,
+                },
                 # measured on the quick mock: 3e-4 suits the ResNet18s trained from scratch (CNN1, CNN4), 1e-3
                 # the custom network
                 "cnn3": {"backbone": "dieleman", "input_size": 69, "learning_rate": 1e-3},
             },
             "epochs": 6,
+            "train_images_budget": 10_752,
             "cnn4_epochs": 3,
+            "cnn4_train_images_budget": 6_336,
             "batch_size": 64,
             "learning_rate": 3e-4,
         },

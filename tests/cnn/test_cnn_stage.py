@@ -60,7 +60,7 @@ def test_train_writes_weights_cards_logs_and_figure(trained: tuple[WorkDir, pd.D
         card = json.loads((models / f"{name}.json").read_text(), parse_constant=_reject_nan)  # strict JSON
         assert card["name"] == name and len(card["history"]) == 2  # epoch 0 and the one tiny epoch
         log = pd.read_csv(models / f"{name}.csv")
-        assert list(log.columns) == ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+        assert list(log.columns) == ["epoch", "train_loss", "val_loss", "lr", "images", "seconds"]
         assert log["epoch"].tolist() == [0, 1]
         assert log["train_loss"].isna().tolist() == [True, False]  # no training before epoch 1
         np.testing.assert_allclose(log["val_loss"], [row["val_loss"] for row in card["history"]])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,18 @@ from numpy.typing import NDArray
 from torch import nn
 
 from morphomass.cnn.columns import CNN4_BASE, cnn4_columns, probability_columns, trunk_columns
+from morphomass.cnn.data import ImageGroup
+from morphomass.cnn.weights import load_network
 from morphomass.errors import ConfigError, InputDataError
 from morphomass.progress import progress_bar
 
-__all__ = ["drop_dead_columns", "extract_feature_table", "extract_features", "resolve_device"]
+__all__ = [
+    "drop_dead_columns",
+    "extract_feature_table",
+    "extract_features",
+    "feature_table",
+    "resolve_device",
+]
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -132,13 +141,13 @@ def extract_feature_table(
     InputDataError
         If no images of a network's input size are given.
     """
-    blocks = []
+    outputs = {}
     for name, (net, card) in networks.items():
         size = int(card["input_size"])
         if size not in images:
             msg = f"network {name} needs {size}-pixel images; got sizes {sorted(images)}"
             raise InputDataError(msg)
-        features = extract_features(
+        outputs[name] = extract_features(
             net,
             images[size],
             batch_size=batch_size,
@@ -146,8 +155,30 @@ def extract_feature_table(
             progress=progress,
             description=f"extract {name}",
         )
-        for key, columns in _feature_columns(name, card, features).items():
-            blocks.append(pd.DataFrame(features[key], columns=columns))
+    return feature_table({name: card for name, (_, card) in networks.items()}, outputs)
+
+
+def feature_table(
+    cards: Mapping[str, dict[str, Any]], outputs: Mapping[str, dict[str, NDArray[np.float32]]]
+) -> pd.DataFrame:
+    """Name and order the networks' outputs as the CNN feature columns of SPEC F4 (dead ones kept).
+
+    Parameters
+    ----------
+    cards : mapping of str to dict
+        Network name -> its card, in the column order wanted.
+    outputs : mapping of str to dict of str to ndarray
+        Network name -> :func:`extract_features` of the N galaxies.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`extract_feature_table`.
+    """
+    blocks = []
+    for name, card in cards.items():
+        for key, columns in _feature_columns(name, card, outputs[name]).items():
+            blocks.append(pd.DataFrame(outputs[name][key], columns=columns))
     return pd.concat(blocks, axis=1)
 
 
@@ -180,3 +211,38 @@ def drop_dead_columns(
     values = features.loc[train_mask, candidates].to_numpy()
     dead = [c for c, is_dead in zip(candidates, (values == 0).all(axis=0), strict=True) if is_dead]
     return features.drop(columns=dead), dead
+
+
+#: Networks loaded by an extraction worker, by (models dir, names): loaded once per process.
+_LOADED: dict[tuple[str, tuple[str, ...]], dict[str, tuple[torch.nn.Module, dict[str, Any]]]] = {}
+
+
+def extract_rows(
+    out_dir: Path,
+    names: tuple[str, ...],
+    images_zarr: Path,
+    start: int,
+    stop: int,
+    batch_size: int,
+    *,
+    report: Callable[[int], None],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Compute every network's outputs for rows ``start:stop`` of ``images.zarr`` (a worker process's job).
+
+    The networks are loaded from ``out_dir`` once per process (kept for the next rows); ``report(n)`` counts
+    ``n`` images done per network. No Lightning is imported here, so a worker starts faster.
+
+    Returns
+    -------
+    dict
+        Network name -> its :func:`extract_features` outputs for those rows.
+    """
+    if (str(out_dir), names) not in _LOADED:
+        _LOADED[str(out_dir), names] = {name: load_network(out_dir, name) for name in names}
+    loaded = _LOADED[str(out_dir), names]
+    outputs = {}
+    for name, (net, card) in loaded.items():
+        images = ImageGroup(images_zarr, int(card["input_size"])).images[start:stop]
+        outputs[name] = extract_features(net, images, batch_size=batch_size, device="cpu")
+        report(stop - start)
+    return outputs

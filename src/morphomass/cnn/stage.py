@@ -10,6 +10,10 @@ is kept, so an interrupted stage resumes with the next network. It also draws
 ``extract`` (images.zarr + models/cnn -> features/cnn.parquet): the 2196 features of SPEC F4 (in the paper
 configuration) for every galaxy of the sample, minus the columns that are zero for every training galaxy.
 
+On the CPU both stages keep every core busy with worker processes (:mod:`morphomass.cnn.parallel`): train-cnn
+trains the networks side by side, extract splits the galaxies into slices of whole batches. On a GPU, or
+with ``cnn.workers = 1``, everything runs in this process.
+
 Galaxies that preprocessing left out of ``images.zarr`` are skipped in training and get NaN features.
 """
 
@@ -19,6 +23,8 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,16 @@ from morphomass import __version__
 from morphomass.cnn.architectures import GZ2Net, build_gz2_net, make_ml_net
 from morphomass.cnn.columns import CNN4, CNN4_BASE
 from morphomass.cnn.data import ImageGroup, gz2_targets, load_sample, ml_targets
-from morphomass.cnn.extract import drop_dead_columns, extract_feature_table, resolve_device
+from morphomass.cnn.extract import (
+    drop_dead_columns,
+    extract_feature_table,
+    extract_rows,
+    feature_table,
+    resolve_device,
+)
 from morphomass.cnn.figures import plot_training_curves
-from morphomass.cnn.training import FitResult, fit_network, weighted_median
+from morphomass.cnn.parallel import Job, available_cores, run_jobs, worker_count
+from morphomass.cnn.training import FitResult, epoch_images, fit_network, weighted_median
 from morphomass.cnn.weights import load_card, load_network, save_network
 from morphomass.config import CnnConfig, NetConfig, PipelineConfig, section_hash
 from morphomass.errors import ConfigError, InputDataError, WorkdirError
@@ -91,40 +104,70 @@ def _check_pretrained(cnn: CnnConfig) -> None:
             raise ConfigError(msg)
 
 
+#: Training cost per image relative to a ResNet18 at 64 px on a CPU, per pixel (one thread: ResNet18 9.8 ms,
+#: Xception 31 ms at 64 px, the custom network 4.0 ms at 69 px; ResNet50 from its FLOPs), scaled by the number
+#: of pixels: only used to start the longest training first and to skip workers for tiny jobs.
+RELATIVE_COST: dict[str, float] = {"resnet18": 1.0, "resnet50": 2.3, "legacy_xception": 3.2, "dieleman": 0.35}
+
+
+@dataclass(frozen=True)
+class _TrainJob:
+    """One network to train: what its worker needs (picklable) and what it costs."""
+
+    name: str
+    kind: str
+    backbone: str
+    input_size: int
+    key: str
+    epochs: int
+    train_images: int | None
+    learning_rate: float
+    pretrained: Path | None
+    train: tuple[np.ndarray, ...]
+    val: tuple[np.ndarray, ...]
+    images: int
+    base: str | None = None
+
+    @property
+    def cost(self) -> float:
+        """Expected training cost (relative units): images x cost per image of the backbone at its size."""
+        return self.images * _relative_cost(self.backbone, self.input_size)
+
+
+def _relative_cost(backbone: str, input_size: int) -> float:
+    """Training cost of one image relative to a ResNet18 at 64 px (:data:`RELATIVE_COST`, 1 if unknown)."""
+    return RELATIVE_COST.get(backbone, 1.0) * (input_size / 64) ** 2
+
+
 def _card(
-    name: str,
+    job: _TrainJob,
     *,
-    kind: str,
-    backbone: str,
-    input_size: int,
     net: torch.nn.Module,
     result: FitResult,
-    train_key: str,
     config: PipelineConfig,
-    epochs: int,
-    learning_rate: float,
-    base: str | None = None,
-    pretrained: Path | None = None,
 ) -> dict[str, Any]:
     import lightning
     import timm
 
     return {
-        "name": name,
-        "kind": kind,
-        "backbone": backbone,
-        "input_size": input_size,
+        "name": job.name,
+        "kind": job.kind,
+        "backbone": job.backbone,
+        "input_size": job.input_size,
         "in_channels": 1,
         "dropout": config.cnn.dropout,
-        "base": base,
+        "base": job.base,
         "trunk_features": int(net.trunk.num_features),
-        "n_outputs": 37 if kind == "gz2" else 1,
+        "n_outputs": 37 if job.kind == "gz2" else 1,
         "n_parameters": sum(p.numel() for p in net.parameters()),
-        "pretrained_weights": None if pretrained is None else str(pretrained),
-        "loss": "mse_gz2_unconditional" if kind == "gz2" else "l1_tilde_ml",
-        "epochs": epochs,
+        "pretrained_weights": None if job.pretrained is None else str(job.pretrained),
+        "loss": "mse_gz2_unconditional" if job.kind == "gz2" else "l1_tilde_ml",
+        "epochs": job.epochs,
+        "train_images_budget": job.train_images,
+        "epoch_images": result.epoch_images,
+        "images_seen": result.images_seen,
         "batch_size": config.cnn.batch_size,
-        "learning_rate": learning_rate,
+        "learning_rate": job.learning_rate,
         "seed": config.cnn.seed,
         "history": result.history,
         "best_epoch": result.best_epoch,
@@ -132,8 +175,8 @@ def _card(
         "n_train": result.n_train,
         "n_val": result.n_val,
         "seconds": round(result.seconds, 3),
-        "train_images_per_s": round(result.n_train * epochs / max(result.seconds, 1e-9), 2),
-        "train_key": train_key,
+        "train_images_per_s": round(result.images_seen / max(result.seconds, 1e-9), 2),
+        "train_key": job.key,
         "config_hash": section_hash(config, "cnn"),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": {
@@ -169,7 +212,11 @@ def _with_images(
     return tuple(a[keep] for a in (objid, *arrays))
 
 
-def _train_gz2_net(
+def _planned_images(n_train: int, *, epochs: int, train_images: int | None, batch_size: int) -> int:
+    return epochs * epoch_images(n_train, epochs=epochs, batch_size=batch_size, train_images=train_images)
+
+
+def _plan_gz2_net(
     name: str,
     net_config: NetConfig,
     sample: pd.DataFrame,
@@ -177,10 +224,9 @@ def _train_gz2_net(
     workdir: WorkDir,
     *,
     sample_sha: str,
-    progress: bool,
-) -> tuple[dict[str, Any], str]:
+) -> _TrainJob | dict[str, Any]:
+    """Check a GZ2 network's inputs; return its training job, or its card if it is trained already."""
     cnn = config.cnn
-    out_dir = models_dir(workdir)
     train_id, train_y = gz2_targets(sample, "train")
     val_id, val_y = gz2_targets(sample, "val")
     for split, ids in (("train", train_id), ("val", val_id)):
@@ -195,6 +241,7 @@ def _train_gz2_net(
     val_id, val_y = _with_images(group, "val", val_id, val_y, what=name)
     pretrained = cnn.pretrained_weights.get(name)
     epochs = net_config.epochs or cnn.epochs
+    train_images = net_config.train_images_budget or cnn.train_images_budget
     learning_rate = net_config.learning_rate or cnn.learning_rate
     key = _train_key(
         name=name,
@@ -202,100 +249,82 @@ def _train_gz2_net(
         backbone=net_config.backbone,
         input_size=net_config.input_size,
         epochs=epochs,
+        train_images=train_images,
         learning_rate=learning_rate,
         training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
         pretrained=None if pretrained is None else file_sha256(pretrained),
         sample=sample_sha,
         images=tree_sha256(workdir.images_zarr / str(net_config.input_size)),
     )
-    existing = load_card(out_dir, name)
+    existing = load_card(models_dir(workdir), name)
     if existing is not None and existing["train_key"] == key:
         logger.info("%s: trained earlier with the same configuration and inputs, kept", name)
-        return existing, "kept"
-    if pretrained is None:
-        logger.info(
-            "%s: %s with random initialisation (no cnn.pretrained_weights.%s)",
-            name,
-            net_config.backbone,
-            name,
-        )
-    else:
-        logger.info("%s: %s initialised from %s", name, net_config.backbone, pretrained)
-    L.seed_everything(cnn.seed, workers=True, verbose=False)
-    net = build_gz2_net(net_config.backbone, dropout=cnn.dropout, pretrained_path=pretrained)
-    train_x, val_x = group.read(train_id), group.read(val_id)
-    logger.info(
-        "%s: training on %d galaxies with GZ2 (validation %d), %d epochs",
-        name,
-        len(train_id),
-        len(val_id),
-        epochs,
-    )
-    result = fit_network(
-        net,
-        (train_x, train_y),
-        (val_x, val_y),
-        task="gz2",
-        config=cnn.model_copy(update={"learning_rate": learning_rate}),
-        epochs=epochs,
-        progress=progress,
-    )
-    card = _card(
-        name,
+        return existing
+    return _TrainJob(
+        name=name,
         kind="gz2",
         backbone=net_config.backbone,
         input_size=net_config.input_size,
-        net=net,
-        result=result,
-        train_key=key,
-        config=config,
+        key=key,
         epochs=epochs,
+        train_images=train_images,
         learning_rate=learning_rate,
         pretrained=pretrained,
+        train=(train_id, train_y),
+        val=(val_id, val_y),
+        images=_planned_images(
+            len(train_id), epochs=epochs, train_images=train_images, batch_size=cnn.batch_size
+        ),
     )
-    if _is_rank_zero():
-        save_network(out_dir, name, net, card)
-    _barrier()
-    return card, "trained"
 
 
-def _train_cnn4(
+def _plan_cnn4(
     sample: pd.DataFrame,
     config: PipelineConfig,
     workdir: WorkDir,
     *,
     sample_sha: str,
-    progress: bool,
-) -> tuple[dict[str, Any], str]:
+    base: _TrainJob | dict[str, Any] | None,
+) -> _TrainJob | dict[str, Any]:
+    """Check CNN4's inputs; return its training job, or its card if it is trained already.
+
+    ``base`` is CNN1's job or card when CNN1 is part of this run, None to use the CNN1 saved earlier.
+    """
     cnn = config.cnn
     out_dir = models_dir(workdir)
-    if load_card(out_dir, CNN4_BASE) is None:
-        msg = (
-            f"CNN4 starts from {CNN4_BASE}'s trained weights, but {out_dir}/{CNN4_BASE}.safetensors does not "
-            f"exist; train {CNN4_BASE} first (keep it in cnn.nets or 'morphomass train-cnn --nets "
-            f"{CNN4_BASE},{CNN4}')"
-        )
-        raise WorkdirError(msg)
-    base, base_card = load_network(out_dir, CNN4_BASE)
-    if not isinstance(base, GZ2Net):
-        msg = f"{out_dir}/{CNN4_BASE}.json: CNN4 needs a GZ2 network as base, got kind {base_card['kind']!r}"
-        raise InputDataError(msg)
+    if base is None:
+        base = load_card(out_dir, CNN4_BASE)
+        if base is None:
+            msg = (
+                f"CNN4 starts from {CNN4_BASE}'s trained weights, but {out_dir}/{CNN4_BASE}.safetensors does "
+                f"not exist; train {CNN4_BASE} first (keep it in cnn.nets or 'morphomass train-cnn --nets "
+                f"{CNN4_BASE},{CNN4}')"
+            )
+            raise WorkdirError(msg)
+        if base["kind"] != "gz2":
+            msg = f"{out_dir}/{CNN4_BASE}.json: CNN4 needs a GZ2 network as base, got kind {base['kind']!r}"
+            raise InputDataError(msg)
+    if isinstance(base, _TrainJob):
+        base_key, backbone, size = base.key, base.backbone, base.input_size
+    else:
+        base_key, backbone, size = base["train_key"], base["backbone"], int(base["input_size"])
     epochs = cnn.cnn4_epochs or cnn.epochs
+    train_images = cnn.cnn4_train_images_budget or cnn.train_images_budget
     train_id, train_ml, train_err = ml_targets(sample, "train")
     val_id, val_ml, val_err = ml_targets(sample, "val")
     for split, ids in (("train", train_id), ("val", val_id)):
         if len(ids) == 0:
             msg = f"{workdir.sample}: no {split} galaxy with a finite ml and a positive ml_err for CNN4"
             raise InputDataError(msg)
-    size = int(base_card["input_size"])
     group = ImageGroup(workdir.images_zarr, size)
     train_id, train_ml, train_err = _with_images(group, "train", train_id, train_ml, train_err, what=CNN4)
     val_id, val_ml, val_err = _with_images(group, "val", val_id, val_ml, val_err, what=CNN4)
     key = _train_key(
         name=CNN4,
         kind="ml",
-        base=base_card["train_key"],
+        base=base_key,
         epochs=epochs,
+        train_images=train_images,
         learning_rate=cnn.learning_rate,
         training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
         sample=sample_sha,
@@ -304,46 +333,99 @@ def _train_cnn4(
     existing = load_card(out_dir, CNN4)
     if existing is not None and existing["train_key"] == key:
         logger.info("%s: trained earlier with the same configuration and inputs, kept", CNN4)
-        return existing, "kept"
-    L.seed_everything(cnn.seed, workers=True, verbose=False)
-    net = make_ml_net(base)
-    with torch.no_grad():  # start from the constant that minimises L1~ on the training set
-        net.out.bias.fill_(weighted_median(train_ml, 1.0 / train_err))
-    train_x, val_x = group.read(train_id), group.read(val_id)
+        return existing
+    return _TrainJob(
+        name=CNN4,
+        kind="ml",
+        backbone=backbone,
+        input_size=size,
+        key=key,
+        epochs=epochs,
+        train_images=train_images,
+        learning_rate=cnn.learning_rate,
+        pretrained=None,
+        train=(train_id, train_ml, train_err),
+        val=(val_id, val_ml, val_err),
+        images=_planned_images(
+            len(train_id), epochs=epochs, train_images=train_images, batch_size=cnn.batch_size
+        ),
+        base=CNN4_BASE,
+    )
+
+
+def _train_job(
+    job: _TrainJob,
+    config: PipelineConfig,
+    workdir: WorkDir,
+    *,
+    progress: bool,
+    on_images: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Build, seed and train one network, save it to ``models/cnn``; return its card."""
+    cnn = config.cnn
+    out_dir = models_dir(workdir)
+    if job.kind == "gz2":
+        if job.pretrained is None:
+            logger.info(
+                "%s: %s with random initialisation (no cnn.pretrained_weights.%s)",
+                job.name,
+                job.backbone,
+                job.name,
+            )
+        else:
+            logger.info("%s: %s initialised from %s", job.name, job.backbone, job.pretrained)
+        L.seed_everything(cnn.seed, workers=True, verbose=False)
+        net: torch.nn.Module = build_gz2_net(
+            job.backbone, dropout=cnn.dropout, pretrained_path=job.pretrained
+        )
+        what = "galaxies with GZ2"
+    else:
+        base, base_card = load_network(out_dir, CNN4_BASE)
+        if not isinstance(base, GZ2Net):
+            kind = base_card["kind"]
+            msg = f"{out_dir}/{CNN4_BASE}.json: CNN4 needs a GZ2 network as base, got kind {kind!r}"
+            raise InputDataError(msg)
+        L.seed_everything(cnn.seed, workers=True, verbose=False)
+        net = make_ml_net(base)
+        with torch.no_grad():  # start from the constant that minimises L1~ on the training set
+            net.out.bias.fill_(weighted_median(job.train[1], 1.0 / job.train[2]))
+        what = f"galaxies with an M/L, from {CNN4_BASE}'s weights,"
+    group = ImageGroup(workdir.images_zarr, job.input_size)
+    train_x, val_x = group.read(job.train[0]), group.read(job.val[0])
+    budget = "" if job.train_images is None else f" ({job.images} training images in all)"
     logger.info(
-        "%s: training on the M/L of %d galaxies (validation %d) from %s's weights, %d epochs",
-        CNN4,
-        len(train_id),
-        len(val_id),
-        CNN4_BASE,
-        epochs,
+        "%s: training on %d %s (validation %d), %d epochs%s",
+        job.name,
+        len(job.train[0]),
+        what,
+        len(job.val[0]),
+        job.epochs,
+        budget,
     )
     result = fit_network(
         net,
-        (train_x, train_ml, train_err),
-        (val_x, val_ml, val_err),
-        task="ml",
-        config=cnn,
-        epochs=epochs,
+        (train_x, *job.train[1:]),
+        (val_x, *job.val[1:]),
+        task="gz2" if job.kind == "gz2" else "ml",
+        config=cnn.model_copy(update={"learning_rate": job.learning_rate}),
+        epochs=job.epochs,
+        train_images=job.train_images,
         progress=progress,
+        on_images=on_images,
+        name=job.name,
     )
-    card = _card(
-        CNN4,
-        kind="ml",
-        backbone=base_card["backbone"],
-        input_size=size,
-        net=net,
-        result=result,
-        train_key=key,
-        config=config,
-        epochs=epochs,
-        learning_rate=cnn.learning_rate,
-        base=CNN4_BASE,
-    )
+    card = _card(job, net=net, result=result, config=config)
     if _is_rank_zero():
-        save_network(out_dir, CNN4, net, card)
+        save_network(out_dir, job.name, net, card)
     _barrier()
-    return card, "trained"
+    return card
+
+
+def _train_in_worker(
+    job: _TrainJob, config: PipelineConfig, root: Path, *, report: Callable[[int], None]
+) -> dict[str, Any]:
+    """:func:`_train_job` in a worker process (no progress bar of its own: it reports images)."""
+    return _train_job(job, config, WorkDir(root), progress=False, on_images=report)
 
 
 def _save_figure(cards: dict[str, dict[str, Any]], path: Path) -> None:
@@ -354,6 +436,13 @@ def _save_figure(cards: dict[str, dict[str, Any]], path: Path) -> None:
 
 def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
     """Train CNN1-3 on GZ2 and CNN4 on M/L; write ``models/cnn/`` and the training-curves figure.
+
+    Each network sees ``epochs`` passes over its training galaxies, or, with a compute budget
+    (``cnn.train_images_budget``, per network ``nets.<name>.train_images_budget``, CNN4
+    ``cnn4_train_images_budget``), that many images whatever the sample size. On the CPU the networks train
+    side by side in ``cnn.workers`` processes (default: one per core; CNN4 after CNN1), the most expensive
+    first; on a GPU, or with one worker, one after the other in this process. Either way each network is
+    seeded with ``cnn.seed`` and its result does not depend on the others.
 
     Parameters
     ----------
@@ -368,7 +457,8 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     -------
     StageResult
         ``summary["nets"]``: per network, ``status`` (``trained`` or ``kept``), ``best_val_loss``,
-        ``best_epoch``, ``n_train`` and ``seconds``.
+        ``best_epoch``, ``n_train``, ``images_seen`` and ``seconds``; ``summary["workers"]``: the processes
+        used (1: this process).
 
     Raises
     ------
@@ -388,26 +478,62 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     out_dir.mkdir(parents=True, exist_ok=True)
     sample = load_sample(workdir.sample)
     sample_sha = file_sha256(workdir.sample)
-    cards: dict[str, dict[str, Any]] = {}
-    status: dict[str, str] = {}
-    for name, net_config in cnn.nets.items():
-        cards[name], status[name] = _train_gz2_net(
-            name, net_config, sample, config, workdir, sample_sha=sample_sha, progress=progress
-        )
+    planned: dict[str, _TrainJob | dict[str, Any]] = {
+        name: _plan_gz2_net(name, net_config, sample, config, workdir, sample_sha=sample_sha)
+        for name, net_config in cnn.nets.items()
+    }
     if cnn.train_cnn4:
-        cards[CNN4], status[CNN4] = _train_cnn4(
-            sample, config, workdir, sample_sha=sample_sha, progress=progress
+        planned[CNN4] = _plan_cnn4(
+            sample, config, workdir, sample_sha=sample_sha, base=planned.get(CNN4_BASE)
         )
+    jobs = {name: job for name, job in planned.items() if isinstance(job, _TrainJob)}
+    cards = {name: card for name, card in planned.items() if not isinstance(card, _TrainJob)}
+    workers = worker_count(cnn, len(jobs), cost=sum(job.cost for job in jobs.values()))
+    if workers == 1:
+        for name, job in jobs.items():
+            cards[name] = _train_job(job, config, workdir, progress=progress)
+    else:
+        threads = max(1, available_cores() // workers)
+        logger.info(
+            "training %s in %d worker processes (%d torch thread%s each)",
+            ", ".join(jobs),
+            workers,
+            threads,
+            "" if threads == 1 else "s",
+        )
+        parallel_jobs = {
+            name: Job(
+                label=name,
+                function=_train_in_worker,
+                args=(job, config, workdir.root),
+                cost=job.cost,
+                after=tuple(a for a in (job.base,) if a in jobs),
+                images=job.images,
+            )
+            for name, job in jobs.items()
+        }
+        cards.update(
+            run_jobs(
+                parallel_jobs,
+                workers=workers,
+                threads=threads,
+                title="train-cnn",
+                unit="networks",
+                progress=progress,
+            )
+        )
+    cards = {name: cards[name] for name in planned}  # the configuration's order
     figure = workdir.figures / FIGURE_NAME
     if _is_rank_zero():
         _save_figure(cards, figure)
     _barrier()
     summary = {
         name: {
-            "status": status[name],
+            "status": "trained" if name in jobs else "kept",
             "best_val_loss": card["best_val_loss"],
             "best_epoch": card["best_epoch"],
             "n_train": card["n_train"],
+            "images_seen": card.get("images_seen"),
             "seconds": card["seconds"],
         }
         for name, card in cards.items()
@@ -415,7 +541,7 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     return StageResult(
         stage="train-cnn",
         outputs=[str(out_dir.relative_to(workdir.root)), str(figure.relative_to(workdir.root))],
-        summary={"nets": summary},
+        summary={"nets": summary, "workers": workers},
     )
 
 
@@ -431,6 +557,60 @@ def _check_card(name: str, card: dict[str, Any], cnn: CnnConfig, out_dir: Path) 
             f"asks for {expected.backbone} at {expected.input_size} px; run 'morphomass train-cnn' again"
         )
         raise WorkdirError(msg)
+
+
+def _extract_in_workers(
+    networks: dict[str, tuple[torch.nn.Module, dict[str, Any]]],
+    workdir: WorkDir,
+    *,
+    n_images: int,
+    workers: int,
+    progress: bool,
+    cnn: CnnConfig,
+) -> pd.DataFrame:
+    """:func:`extract_feature_table` with the rows split into slices of whole batches, in worker processes.
+
+    The slices hold the same batches as a run in one process; each worker loads the networks once.
+    """
+    batch_size = cnn.inference_batch_size
+    n_batches = -(-n_images // batch_size)
+    parts = [p for p in np.array_split(np.arange(n_batches), min(n_batches, 4 * workers)) if len(p)]
+    names = tuple(networks)
+    jobs = {
+        i: Job(
+            label=f"extract (rows {int(p[0]) * batch_size}-{min(int(p[-1] + 1) * batch_size, n_images) - 1})",
+            function=extract_rows,
+            args=(
+                models_dir(workdir),
+                names,
+                workdir.images_zarr,
+                int(p[0]) * batch_size,
+                min(int(p[-1] + 1) * batch_size, n_images),
+                batch_size,
+            ),
+            images=len(names) * (min(int(p[-1] + 1) * batch_size, n_images) - int(p[0]) * batch_size),
+        )
+        for i, p in enumerate(parts)
+    }
+    threads = max(1, available_cores() // workers)
+    logger.info(
+        "extract: %d galaxies in %d slices, %d worker processes (%d torch thread%s each)",
+        n_images,
+        len(jobs),
+        workers,
+        threads,
+        "" if threads == 1 else "s",
+    )
+    results = run_jobs(
+        jobs, workers=workers, threads=threads, title="extract", unit="slices", progress=progress
+    )
+    outputs = {
+        name: {
+            key: np.concatenate([results[i][name][key] for i in range(len(jobs))]) for key in results[0][name]
+        }
+        for name in names
+    }
+    return feature_table({name: card for name, (_, card) in networks.items()}, outputs)
 
 
 def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
@@ -486,13 +666,27 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
                 f"(objid arrays differ); rerun 'morphomass preprocess'"
             )
             raise InputDataError(msg)
-    features = extract_feature_table(
-        networks,
-        {size: group.images for size, group in groups.items()},
-        batch_size=cnn.inference_batch_size,
-        device=resolve_device(cnn.accelerator),
-        progress=progress,
+    device = resolve_device(cnn.accelerator)
+    batch_size = cnn.inference_batch_size
+    n_batches = -(-len(first.objid) // batch_size)
+    # inference costs about a third of training per image
+    cost = sum(
+        len(first.objid) * _relative_cost(card["backbone"], int(card["input_size"])) / 3
+        for _, card in networks.values()
     )
+    workers = worker_count(cnn, n_batches, cost=cost) if device.type == "cpu" else 1
+    if workers == 1:
+        features = extract_feature_table(
+            networks,
+            {size: group.images for size, group in groups.items()},
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+    else:
+        features = _extract_in_workers(
+            networks, workdir, n_images=len(first.objid), workers=workers, progress=progress, cnn=cnn
+        )
     has_image = first.contains(objid)
     if not has_image.all():
         logger.warning(

@@ -5,9 +5,15 @@ probabilities (mean squared error) or an :class:`~morphomass.cnn.architectures.M
 weights 1/ml_err). Batches are augmented on the device (rotation, zoom, flips; :mod:`morphomass.cnn.augment`).
 The validation loss is measured once before training (epoch 0 of the history) and after every epoch; the
 learning rate drops by ``lr_factor`` when it has not improved for ``lr_patience`` epochs, and the weights of
-the best epoch are kept in memory (never as a pickled checkpoint). Everything runs on the CPU, one GPU or
-several (DDP) through the Lightning ``Trainer`` options of :class:`~morphomass.config.CnnConfig`; with a seed
-it is deterministic on the CPU.
+the best epoch are kept in memory (never as a pickled checkpoint).
+
+An epoch is one pass over the training set, or, with a compute budget (``train_images``: images seen in all),
+``budget / epochs`` images (rounded up to whole batches) drawn from a stream of random permutations of the
+training set (:class:`StreamSampler`): the cost of training is then the same whatever the sample size, and
+the validation rounds, the learning-rate schedule and the best-weight selection work as with true epochs.
+
+Everything runs on the CPU, one GPU or several (DDP) through the Lightning ``Trainer`` options of
+:class:`~morphomass.config.CnnConfig`; with a seed it is deterministic on the CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,12 +33,21 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from morphomass.cnn.augment import augment_batch
 from morphomass.config import CnnConfig
 
-__all__ = ["CnnModule", "FitResult", "Task", "fit_network", "l1_tilde_loss", "weighted_median"]
+__all__ = [
+    "CnnModule",
+    "FitResult",
+    "StreamSampler",
+    "Task",
+    "epoch_images",
+    "fit_network",
+    "l1_tilde_loss",
+    "weighted_median",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,23 +156,98 @@ def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
-class _HistoryAndBest(L.Callback):
-    """Record one row per epoch (losses, learning rate, time) and keep a CPU copy of the best weights."""
+def epoch_images(n_train: int, *, epochs: int, batch_size: int, train_images: int | None = None) -> int:
+    """Return the number of training images of one epoch.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    n_train : int
+        Training galaxies.
+    epochs : int
+        Epochs (with a budget: the validation rounds it is split into).
+    batch_size : int
+    train_images : int or None
+        Compute budget: images seen in all epochs together. None: an epoch is one pass over the ``n_train``
+        galaxies (less one when the last batch would hold a single image).
+
+    Returns
+    -------
+    int
+        With a budget, ``ceil(train_images / (epochs * batch_size)) * batch_size``, whatever ``n_train``.
+    """
+    if train_images is not None:
+        return math.ceil(train_images / (epochs * batch_size)) * batch_size
+    return n_train - 1 if n_train > batch_size and n_train % batch_size == 1 else n_train
+
+
+class StreamSampler(Sampler[int]):
+    """Draw a fixed number of indices per epoch from an endless stream of random permutations of ``range(n)``.
+
+    Every galaxy is seen once before any is seen twice, across epoch boundaries too; the stream depends only
+    on ``seed``. Each iteration (epoch) continues where the previous one stopped.
+
+    Parameters
+    ----------
+    n : int
+        Size of the training set (>= 1).
+    per_epoch : int
+        Indices per epoch.
+    seed : int
+    """
+
+    def __init__(self, n: int, per_epoch: int, *, seed: int) -> None:
+        self.n, self.per_epoch = int(n), int(per_epoch)
+        self._generator = torch.Generator().manual_seed(seed)
+        self._buffer = torch.empty(0, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self) -> Iterator[int]:
+        while len(self._buffer) < self.per_epoch:
+            self._buffer = torch.cat([self._buffer, torch.randperm(self.n, generator=self._generator)])
+        chunk, self._buffer = self._buffer[: self.per_epoch], self._buffer[self.per_epoch :]
+        return iter(chunk.tolist())
+
+
+class _HistoryAndBest(L.Callback):
+    """Record one row per epoch (losses, learning rate, images, time) and keep a CPU copy of the best weights.
+
+    ``on_images(n)``, if given, is called after every training batch of ``n`` images (progress reports).
+    """
+
+    def __init__(self, on_images: Callable[[int], None] | None = None) -> None:
         self.start = time.perf_counter()
         self.rows: list[dict[str, float | None]] = []
         self.best_val_loss = math.inf
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] = {}
+        self.images = 0
+        self.on_images = on_images
 
     def begin(self, net: nn.Module, initial_val_loss: float) -> None:
         """Record epoch 0 (the validation loss before training) and the starting weights as the best."""
         self.start = time.perf_counter()
+        self.images = 0
         self.rows = [
-            {"epoch": 0, "train_loss": None, "val_loss": initial_val_loss, "lr": None, "seconds": 0.0}
+            {
+                "epoch": 0,
+                "train_loss": None,
+                "val_loss": initial_val_loss,
+                "lr": None,
+                "images": 0,
+                "seconds": 0.0,
+            }
         ]
         self.best_val_loss, self.best_epoch, self.best_state = initial_val_loss, 0, _cpu_copy(net)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = len(batch[0]) * trainer.world_size  # every device draws its own share of the epoch
+        self.images += n
+        if self.on_images is not None:
+            self.on_images(n)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -168,6 +258,7 @@ class _HistoryAndBest(L.Callback):
                 "train_loss": float(metrics["train_loss"]),
                 "val_loss": val_loss,
                 "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+                "images": self.images,
                 "seconds": round(time.perf_counter() - self.start, 3),
             }
         )
@@ -186,13 +277,17 @@ class FitResult:
         The network's weights at the best validation epoch (on the CPU).
     history : list of dict
         One row per epoch: ``epoch`` (0 = before training, whose ``train_loss`` and ``lr`` are None),
-        ``train_loss``, ``val_loss``, ``lr``, ``seconds``.
+        ``train_loss``, ``val_loss``, ``lr``, ``images`` (training images seen so far), ``seconds``.
     best_epoch : int
     best_val_loss : float
     seconds : float
         Wall-clock training time.
     n_train, n_val : int
         Galaxies used for training and validation.
+    images_seen : int
+        Training images seen in all epochs (augmented draws, repeats counted).
+    epoch_images : int
+        Training images per epoch.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -202,6 +297,8 @@ class FitResult:
     seconds: float = 0.0
     n_train: int = 0
     n_val: int = 0
+    images_seen: int = 0
+    epoch_images: int = 0
 
 
 @contextlib.contextmanager
@@ -229,9 +326,18 @@ def _quiet_lightning() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def _loader(arrays: tuple[NDArray[Any], ...], *, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(
+    arrays: tuple[NDArray[Any], ...],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    per_epoch: int | None = None,
+) -> DataLoader:
     dataset = TensorDataset(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
     n = len(dataset)
+    if per_epoch is not None:  # a compute budget: a whole number of batches per epoch, none of one image
+        return DataLoader(dataset, batch_size=batch_size, sampler=StreamSampler(n, per_epoch, seed=seed))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -250,7 +356,10 @@ def fit_network(
     task: Task,
     config: CnnConfig,
     epochs: int,
+    train_images: int | None = None,
     progress: bool = True,
+    on_images: Callable[[int], None] | None = None,
+    name: str = "",
 ) -> FitResult:
     """Train ``net`` and return the weights of its best validation epoch.
 
@@ -265,19 +374,37 @@ def fit_network(
     config : CnnConfig
         Batch size, optimiser, schedule, augmentation, seed and the Lightning device options.
     epochs : int
+        Passes over the training set or, with ``train_images``, validation rounds.
+    train_images : int or None
+        Compute budget: training images seen in all (rounded up to whole batches per epoch, see
+        :func:`epoch_images`), drawn by :class:`StreamSampler`, whatever the size of ``train``. None:
+        ``epochs`` passes over ``train``.
     progress : bool
         Show Lightning's rich progress bar.
+    on_images : callable or None
+        Called with the number of images of every training batch (progress reports from worker processes).
+    name : str
+        Network name, prefixed to the log messages.
 
     Returns
     -------
     FitResult
     """
     module = CnnModule(net.train(), task=task, config=config)  # Lightning keeps the modes it is given
-    train_loader = _loader(train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    per_epoch = epoch_images(
+        len(train[0]), epochs=epochs, batch_size=config.batch_size, train_images=train_images
+    )
+    train_loader = _loader(
+        train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        per_epoch=None if train_images is None else per_epoch,
+    )
     val_loader = _loader(val, batch_size=config.inference_batch_size, shuffle=False, seed=config.seed)
     start = time.perf_counter()
     with _quiet_lightning():
-        history = _HistoryAndBest()
+        history = _HistoryAndBest(on_images)
         callbacks: list[L.Callback] = [history]
         if progress:
             from lightning.pytorch.callbacks import RichProgressBar
@@ -300,13 +427,16 @@ def fit_network(
             num_sanity_val_steps=0,
             callbacks=callbacks,
         )
+        prefix = f"{name}: " if name else ""
         logger.info(
-            "training on %s x %d (%s, precision %s), %d epochs",
+            "%straining on %s x %d (%s, precision %s), %d epochs of %d images",
+            prefix,
             type(trainer.accelerator).__name__,
             trainer.num_devices,
             type(trainer.strategy).__name__,
             config.precision,
             epochs,
+            per_epoch,
         )
         initial_val_loss = float(trainer.validate(module, val_loader, verbose=False)[0]["val_loss"])
         history.begin(net, initial_val_loss)
@@ -315,11 +445,13 @@ def fit_network(
     net.cpu()
     net.load_state_dict(history.best_state)
     logger.info(
-        "best validation loss %.4g at epoch %d of %d (before training %.4g), %.1f s",
+        "%sbest validation loss %.4g at epoch %d of %d (before training %.4g), %d images, %.1f s",
+        prefix,
         history.best_val_loss,
         history.best_epoch,
         epochs,
         initial_val_loss,
+        history.images,
         seconds,
     )
     return FitResult(
@@ -330,4 +462,6 @@ def fit_network(
         seconds=seconds,
         n_train=len(train[0]),
         n_val=len(val[0]),
+        images_seen=history.images,
+        epoch_images=per_epoch,
     )

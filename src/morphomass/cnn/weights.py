@@ -2,8 +2,9 @@
 
 The card (DESIGN §2) holds everything needed to rebuild the architecture (``kind``, ``backbone``,
 ``input_size``, ``dropout``, ``base``), the training history and provenance (``train_key``, versions). The CSV
-log has one row per epoch: ``epoch, train_loss, val_loss, lr, seconds`` (epoch 0 is the validation loss before
-training; its ``train_loss`` and ``lr`` are empty, null in the card).
+log has one row per epoch: ``epoch, train_loss, val_loss, lr, images, seconds`` (``images``: training images
+seen so far; epoch 0 is the validation loss before training; its ``train_loss`` and ``lr`` are empty, null in
+the card).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = [
 
 #: Keys every card must have to rebuild its network.
 CARD_KEYS: tuple[str, ...] = ("name", "kind", "backbone", "input_size", "dropout", "train_key")
-HISTORY_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+HISTORY_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "lr", "images", "seconds")
 
 
 def weights_path(models_dir: Path, name: str) -> Path:
@@ -51,7 +52,7 @@ def _history_csv(history: list[dict[str, float | None]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(HISTORY_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row[k] for k in HISTORY_FIELDS})
+        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
     return buffer.getvalue()
 
 
