@@ -268,10 +268,10 @@ def test_run_prints_one_line_per_stage(
     workdir = tmp_path / "work"
     assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert lines[0].split() == ["stage", "status", "wall", "s", "CPU", "s", "key", "figures"]
+    assert lines[0].split() == ["stage", "status", "wall", "s", "CPU", "s", "cores", "key", "figures"]
     rows = {line.split()[0]: line for line in lines[1 : len(RUN_ORDER) + 1]}
     assert list(rows) == list(RUN_ORDER)
-    assert re.fullmatch(r"mock +ran +\d+\.\d +\d+\.\d  60 galaxies with images", rows["mock"])
+    assert re.fullmatch(r"mock +ran +\d+\.\d +\d+\.\d +\d+\.\d\d  60 galaxies with images", rows["mock"])
     assert all(" ran " in row for row in rows.values())
     assert lines[len(RUN_ORDER) + 1].startswith("total")
     assert not any("{" in line or "not built" in line for line in lines)
@@ -280,7 +280,7 @@ def test_run_prints_one_line_per_stage(
     # a second run skips every stage, with the times and figures of the run that made the outputs
     assert cli.main(["run", "--workdir", str(workdir), "--preset", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"mock +skipped +\(\d+\.\d\) +\(\d+\.\d\)  60 galaxies with images", out)
+    assert re.search(r"mock +skipped +\(\d+\.\d\) +\(\d+\.\d\) +\(\d+\.\d\d\)  60 galaxies with images", out)
 
 
 def test_mock_preview_prints_path(

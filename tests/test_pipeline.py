@@ -276,6 +276,7 @@ def test_manifest_records_times_and_summary(
     record = load_manifest(wd)["stages"]["mock"]
     assert record["summary"] == {"n_galaxies": config.mock.n_galaxies}
     assert record["cpu_seconds"] == pytest.approx(result.cpu_seconds, abs=1e-3)
+    assert record["cores_busy"] == pytest.approx(record["cpu_seconds"] / record["seconds"], abs=0.01)
 
 
 def test_a_changed_evaluate_input_redoes_evaluate(

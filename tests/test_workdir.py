@@ -13,6 +13,7 @@ from morphomass.workdir import (
     WorkDir,
     atomic_path,
     atomic_write,
+    cores_busy,
     load_manifest,
     record_stage,
     stage_is_current,
@@ -196,3 +197,9 @@ def test_corrupt_manifest_is_reported(tmp_path: Path) -> None:
     with pytest.raises(WorkdirError, match="has no 'stages' mapping"):
         load_manifest(wd)
     assert json.loads(wd.manifest.read_text()) == {"version": 1}
+
+
+def test_cores_busy_is_cpu_over_wall_time() -> None:
+    assert cores_busy(90.0, 60.0) == 1.5
+    assert cores_busy(1.0, 3.0) == 0.33
+    assert cores_busy(5.0, 0.0) == 0.0  # a stage that took no measurable time

@@ -26,7 +26,7 @@ from morphomass.pipeline import (
     make_mock_preview,
     run_pipeline,
 )
-from morphomass.workdir import StageResult, WorkDir, load_manifest
+from morphomass.workdir import StageResult, WorkDir, cores_busy, load_manifest
 
 __all__ = ["cli", "key_figures", "main", "summary_table"]
 
@@ -388,28 +388,31 @@ def summary_table(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
     that run, as the manifest recorded them.
     """
     recorded = load_manifest(workdir)["stages"] if workdir.manifest.exists() else {}
-    rows = [("stage", "status", "wall s", "CPU s", "key figures")]
+    rows = [("stage", "status", "wall s", "CPU s", "cores", "key figures")]
     for outcome in summary.outcomes:
         record = recorded.get(outcome.stage, {})
         if outcome.status == "ran":
             wall, cpu, details = f"{outcome.seconds:.1f}", f"{outcome.cpu_seconds:.1f}", outcome.summary
+            busy = f"{cores_busy(outcome.cpu_seconds, outcome.seconds):.2f}"
         elif outcome.status == "skipped":
             wall = _seconds(record.get("seconds"), recorded=True)
             cpu = _seconds(record.get("cpu_seconds"), recorded=True)
+            busy = "-" if record.get("cores_busy") is None else f"({record['cores_busy']:.2f})"
             details = record.get("summary") or {}
         else:
-            wall, cpu, details = "-", "-", {}
-        rows.append((outcome.stage, outcome.status, wall, cpu, key_figures(outcome.stage, details)))
-    rows.append(("total", "", f"{summary.seconds:.1f}", f"{summary.cpu_seconds:.1f}", ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            wall, cpu, busy, details = "-", "-", "-", {}
+        rows.append((outcome.stage, outcome.status, wall, cpu, busy, key_figures(outcome.stage, details)))
+    total_busy = f"{cores_busy(summary.cpu_seconds, summary.seconds):.2f}"
+    rows.append(("total", "", f"{summary.seconds:.1f}", f"{summary.cpu_seconds:.1f}", total_busy, ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = []
     for row in rows:
         cells = [
             row[0].ljust(widths[0]),
             row[1].ljust(widths[1]),
-            *(c.rjust(w) for c, w in zip(row[2:4], widths[2:4], strict=True)),
+            *(c.rjust(w) for c, w in zip(row[2:5], widths[2:5], strict=True)),
         ]
-        lines.append("  ".join([*cells, row[4]]).rstrip())
+        lines.append("  ".join([*cells, row[5]]).rstrip())
     return lines
 
 
@@ -417,8 +420,8 @@ def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
     for line in summary_table(summary, workdir):
         click.echo(line)
     click.echo(
-        "CPU s: user + system time of morphomass and of the worker processes it waited for; "
-        "in parentheses: the run that made a skipped stage's outputs"
+        "CPU s: user + system time of morphomass and of the worker processes it waited for; cores: CPU s / "
+        "wall s (cores busy); in parentheses: the run that made a skipped stage's outputs"
     )
     for line in _key_results(summary, workdir):
         click.echo(line)

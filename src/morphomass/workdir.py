@@ -32,6 +32,7 @@ __all__ = [
     "WorkDir",
     "atomic_path",
     "atomic_write",
+    "cores_busy",
     "file_sha256",
     "load_manifest",
     "record_stage",
@@ -380,6 +381,11 @@ def tree_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def cores_busy(cpu_seconds: float, wall_seconds: float) -> float:
+    """Return the average number of cores a stage kept busy: its CPU time over its wall time (2 decimals)."""
+    return round(cpu_seconds / wall_seconds, 2) if wall_seconds > 0 else 0.0
+
+
 def load_manifest(workdir: WorkDir) -> dict[str, Any]:
     """Read ``manifest.json``; an absent manifest is an empty one.
 
@@ -438,7 +444,7 @@ def record_stage(
     version : str
         Package version that produced the outputs.
     cpu_seconds : float, optional
-        CPU time (recorded when given).
+        CPU time (recorded when given, with ``cores_busy`` = CPU time / wall time).
     summary : dict, optional
         The stage's :attr:`StageResult.summary`, JSON-serialisable (recorded when given).
     """
@@ -453,6 +459,7 @@ def record_stage(
     }
     if cpu_seconds is not None:
         manifest["stages"][stage]["cpu_seconds"] = round(cpu_seconds, 3)
+        manifest["stages"][stage]["cores_busy"] = cores_busy(cpu_seconds, seconds)
     if summary is not None:
         manifest["stages"][stage]["summary"] = summary
     write_json_atomic(workdir.manifest, manifest)

@@ -54,6 +54,7 @@ def test_run_summary_quotes_metrics_times_report_and_bundle(
         row = next(line for line in out.splitlines() if re.search(rf"^{name}\b.*\bskipped\b", line))
         assert f"({recorded[name]['seconds']:.1f})" in row
         assert f"({recorded[name]['cpu_seconds']:.1f})" in row
+        assert f"({recorded[name]['cores_busy']:.2f})" in row
     assert "7363 test galaxies, g_morph L1~ 2.29" in out
     assert "test L1~ (7363 galaxies)" in out
 
