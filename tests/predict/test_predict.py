@@ -127,7 +127,8 @@ def test_bad_rows_and_extrapolations_are_flagged(predicted, trained_workdir) -> 
     assert "z_outside_training" in out["flags"].iloc[1].split(";")
     assert np.isfinite(out["ml_pred"].iloc[1])  # a flag, still a prediction
     before = [f for f in reference["flags"].iloc[2].split(";") if f]
-    assert out["flags"].iloc[2].split(";") == [*before, "size_outside_training"]
+    # a 3x larger D25 also makes the image a third of 1.125 x D25 wide
+    assert out["flags"].iloc[2].split(";") == [*before, "fov_mismatch", "size_outside_training"]
     assert out["ml_pred"].iloc[2] == pytest.approx(reference["ml_pred"].iloc[2], rel=1e-6)  # D25: flags only
     assert all(f in FLAGS for f in ";".join(out["flags"]).split(";"))
 

@@ -71,6 +71,73 @@ def test_read_catalog_errors_name_the_row_and_field(change, match: str) -> None:
         read_catalog(change(_catalog()))
 
 
+_HEADER = "objid,ra,dec,z,d25_arcmin\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "objid"),
+    [
+        ("1237648654460491285", 1237648654460491285),  # beyond 2^53: a float would make it ...284 or ...288
+        ("1237648654460491285.0", 1237648654460491285),
+        ("123.", 123),
+        (" -7 ", -7),
+        ("9223372036854775807", 2**63 - 1),
+    ],
+)
+def test_read_catalog_reads_csv_objids_as_exact_integers(tmp_path: Path, text: str, objid: int) -> None:
+    path = tmp_path / "cat.csv"
+    path.write_text(f"{_HEADER}{text},150.0,2.0,0.05,0.6\n")
+    assert read_catalog(path)["objid"].tolist() == [objid]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("1237648654460491285.5", r"row 1: objid must be an integer, got '1237648654460491285\.5'"),
+        ("1.2376486544604913e18", r"row 1: objid must be an integer written in full digits \(no scientific"),
+        (
+            "18446744073709551615",
+            r"row 1: objid must be a 64-bit signed integer .*got '18446744073709551615'",
+        ),
+        ("", "row 1: objid must be an integer, got nan"),
+    ],
+)
+def test_read_catalog_refuses_csv_objids_that_are_not_exact(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "cat.csv"
+    path.write_text(f"{_HEADER}5,150.0,2.0,0.05,0.6\n{text},150.0,2.0,0.05,0.6\n")
+    with pytest.raises(InputDataError, match=match):
+        read_catalog(path)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".fits"])
+def test_read_catalog_refuses_a_float_objid_column_above_2_53(tmp_path: Path, suffix: str) -> None:
+    frame = _catalog().assign(objID=[3.0, 1237648654460491285.0])
+    path = tmp_path / f"cat{suffix}"
+    frame.to_parquet(path) if suffix == ".parquet" else Table.from_pandas(frame).write(path)
+    with pytest.raises(
+        InputDataError, match=r"objid column holds floating-point numbers \(float64\) with values "
+    ):
+        read_catalog(path)
+    assert read_catalog(frame.assign(objID=[3.0, 2.0**52]))["objid"].tolist() == [3, 2**52]  # exact: accepted
+    uint = pd.DataFrame({"objid": np.array([2**64 - 1], dtype=np.uint64), "ra": [1.0], "dec": [1.0]})
+    with pytest.raises(InputDataError, match=r"row 0: objid must be a 64-bit signed integer"):
+        read_catalog(uint.assign(z=[0.1], d25_arcmin=[1.0]))
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_catalogue_with_another_separator_gets_a_hint(tmp_path: Path, separator: str, name: str) -> None:
+    path = tmp_path / "cat.csv"
+    _catalog().to_csv(path, index=False, sep=separator)
+    with pytest.raises(
+        InputDataError, match=rf"missing column\(s\) .*the header holds {name}: the file looks"
+    ):
+        read_catalog(path)
+    with pytest.raises(
+        InputDataError, match=rf"missing column\(s\) \['ra', 'dec'\].*the header holds {name}"
+    ):
+        read_stars(path)
+
+
 def test_read_table_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=r"nope\.csv: file not found"):
         read_catalog(tmp_path / "nope.csv")

@@ -4,11 +4,15 @@ The catalogue names each galaxy (``objid``, int64), its position (``ra``, ``dec`
 ``z``, its HyperLeda diameter ``d25_arcmin`` and optionally its SDSS ``modelMag_<band>`` magnitudes. Column
 names are matched without regard to case (``objID`` is ``objid``). A whole-table problem (unreadable file,
 missing column, repeated or non-integer objid) is an error; a bad value in one row is left for the prediction
-to flag.
+to flag. Objids are exact 64-bit integers: a CSV's objid column is read as text and parsed without a float
+(``"123"`` and ``"123.0"`` are 123); a fraction, scientific notation, a value outside int64 or a float column
+holding values above 2^53 (which a float cannot hold exactly) is an error.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +33,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "derive_quantities",
     "find_images",
+    "parse_objids",
     "read_catalog",
     "read_stars",
     "read_table",
@@ -40,6 +45,11 @@ CATALOG_COLUMNS: tuple[str, ...] = ("objid", "ra", "dec", "z", "d25_arcmin")
 IMAGE_SUFFIXES: tuple[str, ...] = (".fits", ".fits.gz", ".fit", ".fts")
 #: Magnitudes at or beyond these are SDSS's 'missing' values (-9999, 9999).
 _MAG_MISSING_ABS = 99.0
+#: An objid written as text: an integer, optionally followed by a decimal point and zeros ("123", "123.0").
+_OBJID_TEXT = re.compile(r"\s*([+-]?\d+)(?:\.0*)?\s*")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Beyond this a float64 no longer holds every integer: a float objid column may have been rounded.
+_FLOAT_EXACT_MAX = 2**53
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -57,7 +67,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     try:
         if suffix in (".csv", ".csv.gz"):
-            return pd.read_csv(path)
+            header = pd.read_csv(path, nrows=0).columns
+            # objid as text, parsed exactly by read_catalog (a float would round a 64-bit id)
+            return pd.read_csv(path, dtype={c: str for c in header if str(c).lower() == "objid"})
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".fits", ".fit", ".fits.gz"):
@@ -91,6 +103,89 @@ def _canonical_columns(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return frame.rename(columns=renames)[list(renames.values())]
 
 
+def _separator_hint(frame: pd.DataFrame) -> str:
+    """Return a hint when the header looks like another separator than the comma ('' otherwise)."""
+    header = " ".join(str(c) for c in frame.columns)
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in header:
+            return (
+                f"; the header holds {name}: the file looks {name[:-1]}-separated, and a CSV must use commas"
+            )
+    return ""
+
+
+def _objid_error(where: str, row: int, value: object, expected: str) -> InputDataError:
+    return InputDataError(f"{where} row {row}: objid must be {expected}, got {_plain(value)!r}")
+
+
+def _objid_from_value(value: object, where: str, row: int) -> int:
+    """Return one objid as an exact Python int (text is parsed, never through a float)."""
+    if isinstance(value, bool | np.bool_):
+        raise _objid_error(where, row, value, "an integer")
+    if isinstance(value, int | np.integer):
+        number = int(value)
+    elif isinstance(value, float | np.floating):
+        if not (math.isfinite(value) and value == round(value)):
+            raise _objid_error(where, row, value, "an integer")
+        if abs(value) > _FLOAT_EXACT_MAX:
+            raise _objid_error(
+                where, row, value, f"an integer (a float above 2^53 = {_FLOAT_EXACT_MAX} is not exact)"
+            )
+        number = int(value)
+    elif isinstance(value, str | bytes):
+        text = value.decode("ascii", errors="replace") if isinstance(value, bytes) else value
+        match = _OBJID_TEXT.fullmatch(text)
+        if match is None:
+            expected = (
+                "an integer written in full digits (no scientific notation, which rounds a 64-bit id)"
+                if "e" in text.lower()
+                else "an integer"
+            )
+            raise _objid_error(where, row, text, expected)
+        number = int(match.group(1))
+    else:
+        raise _objid_error(where, row, value, "an integer")
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _objid_error(where, row, value, "a 64-bit signed integer (-2^63 to 2^63 - 1)")
+    return number
+
+
+def parse_objids(column: pd.Series, *, where: str) -> np.ndarray:
+    """Return a catalogue's objid column as exact 64-bit integers.
+
+    Parameters
+    ----------
+    column : pandas.Series
+        Integers, or text (``"123"`` and ``"123.0"`` are 123), or floats holding whole numbers up to 2^53.
+    where : str
+        The table's name for the messages.
+
+    Returns
+    -------
+    (n,) ndarray of int64
+
+    Raises
+    ------
+    InputDataError
+        Naming the row, for a missing, fractional, scientific-notation or out-of-int64 value; naming the
+        column, for a float column holding values above 2^53 (beyond which a float rounds the id).
+    """
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        big = np.abs(values) > _FLOAT_EXACT_MAX
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            msg = (
+                f"{where}: the objid column holds floating-point numbers ({values.dtype}) with values "
+                f"above 2^53 (row {row}: {_plain(values[row])!r}), which a float cannot hold exactly; store "
+                "objid as an integer or text column"
+            )
+            raise InputDataError(msg)
+    if values.dtype.kind == "i":
+        return values.astype(np.int64)
+    return np.array([_objid_from_value(v, where, i) for i, v in enumerate(values)], dtype=np.int64)
+
+
 def read_catalog(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read and check a prediction catalogue.
 
@@ -112,24 +207,17 @@ def read_catalog(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         missing, not an integer or repeated (the message names the row).
     """
     where = "catalogue" if isinstance(source, pd.DataFrame) else str(source)
-    frame = source if isinstance(source, pd.DataFrame) else read_table(source)
-    frame = _canonical_columns(frame, where).reset_index(drop=True)
+    raw = source if isinstance(source, pd.DataFrame) else read_table(source)
+    frame = _canonical_columns(raw, where).reset_index(drop=True)
     missing = [c for c in CATALOG_COLUMNS if c not in frame.columns]
     if missing:
-        msg = f"{where}: missing column(s) {missing}; expected {list(CATALOG_COLUMNS)} (+ modelMag_<band>)"
+        msg = (
+            f"{where}: missing column(s) {missing}; expected {list(CATALOG_COLUMNS)} (+ modelMag_<band>)"
+            f"{_separator_hint(raw)}"
+        )
         raise InputDataError(msg)
     out = pd.DataFrame(index=frame.index)
-    objid = pd.to_numeric(frame["objid"], errors="coerce")
-    bad = objid.isna() | (objid != np.round(objid))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        msg = f"{where} row {row}: objid must be an integer, got {_plain(frame['objid'].iloc[row])!r}"
-        raise InputDataError(msg)
-    out["objid"] = (
-        frame["objid"].astype(np.int64)
-        if pd.api.types.is_integer_dtype(frame["objid"])
-        else (objid.astype(np.int64))
-    )
+    out["objid"] = parse_objids(frame["objid"], where=where)
     repeated = out["objid"].duplicated()
     if repeated.any():
         row = int(np.flatnonzero(repeated.to_numpy())[0])
@@ -267,7 +355,10 @@ def read_stars(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
     columns = {str(c).lower(): c for c in frame.columns}
     missing = [c for c in ("ra", "dec") if c not in columns]
     if missing:
-        msg = f"{where}: missing column(s) {missing}; expected ra, dec (degrees) and optionally type"
+        msg = (
+            f"{where}: missing column(s) {missing}; expected ra, dec (degrees) and optionally type"
+            f"{_separator_hint(frame)}"
+        )
         raise InputDataError(msg)
     if "type" in columns:
         frame = frame[pd.to_numeric(frame[columns["type"]], errors="coerce") == 6]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,16 @@ if TYPE_CHECKING:
     from morphomass.predict.bundle import Bundle
     from morphomass.preprocess.tasks import GalaxyJob
 
-__all__ = ["FLAGS", "OUTPUT_COLUMNS", "predict_catalog", "range_flags"]
+__all__ = [
+    "DEFAULT_FOV_TOLERANCE",
+    "DEFAULT_MAX_IMAGE_SIDE",
+    "FLAGS",
+    "FOV_FACTOR",
+    "OUTPUT_COLUMNS",
+    "fov_flag",
+    "predict_catalog",
+    "range_flags",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +57,15 @@ _OUTPUT_DTYPES: dict[str, str] = {
     "reason": "object",
 }
 OUTPUT_COLUMNS: tuple[str, ...] = tuple(_OUTPUT_DTYPES)
-#: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first five mean no prediction.
+#: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first six mean no prediction.
 FLAGS: dict[str, str] = {
     "missing_image": "no FITS image for the galaxy",
-    "image_error": "the image cannot be used: unreadable or truncated FITS, no celestial WCS, galaxy outside "
-    "the image, or every pixel NaN (the reason says which)",
-    "bad_catalog_row": "ra, dec or z is not a finite number, or z <= 0",
+    "image_error": "the image cannot be used: unreadable or truncated FITS, a header with an impossible size "
+    "(NAXIS1/NAXIS2 not a positive integer), no celestial WCS, galaxy outside the image, or every pixel NaN "
+    "(the reason says which)",
+    "image_too_large": "the image is wider or taller than max_image_side pixels: refused before it is read",
+    "bad_catalog_row": "ra, dec or z is not a finite number, ra is outside [0, 360), dec outside [-90, 90], "
+    "or z <= 0",
     "magnitudes_missing": "the g+i model was asked for but the g or i magnitude is missing",
     "internal_error": "an unexpected error while preprocessing this galaxy (the reason has it)",
     "star_not_found": "a catalogued star on the image was not found as a point source and was left in",
@@ -64,6 +77,8 @@ FLAGS: dict[str, str] = {
     "flux_outside_training": "g flux (modelMag, else the image's total), or i flux for the g+i model, "
     "outside the training range",
     "pixel_scale_mismatch": "the image's pixel scale differs by more than 2 % from the training images'",
+    "fov_mismatch": "the image's field of view (side from the WCS) differs from 1.125 x D25 by more than "
+    "fov_tolerance",
 }
 #: Failure kinds of the preprocessing (morphomass.preprocess.fits_image.FAILURE_KINDS) -> flag; the other
 #: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked
@@ -76,6 +91,12 @@ _RANGE_FLAGS = {
     "flux_i_nmgy": "flux_outside_training",
 }
 PIXEL_SCALE_TOLERANCE = 0.02
+#: The images' side is FOV_FACTOR x D25 (the training images' convention, DESIGN §2).
+FOV_FACTOR = 1.125
+#: Default relative tolerance on the field of view before ``fov_mismatch``.
+DEFAULT_FOV_TOLERANCE = 0.25
+#: Default largest image side (pixels) read; larger images get ``image_too_large``.
+DEFAULT_MAX_IMAGE_SIDE = 4096
 _MODEL_CHOICES = ("auto", "g", "gi")
 
 
@@ -141,6 +162,127 @@ def _check_row(galaxy: _Galaxy, row: pd.Series) -> None:
         if not math.isfinite(value) or (name == "z" and value <= 0):
             galaxy.flag("bad_catalog_row", f"{name} is {value!r}", fails=True)
             return
+    ra, dec = float(row["ra"]), float(row["dec"])
+    if not 0.0 <= ra < 360.0:
+        galaxy.flag("bad_catalog_row", f"ra is {ra!r}, expected 0 <= ra < 360 (degrees)", fails=True)
+    elif not -90.0 <= dec <= 90.0:
+        galaxy.flag("bad_catalog_row", f"dec is {dec!r}, expected -90 <= dec <= 90 (degrees)", fails=True)
+
+
+def fov_flag(
+    shape: tuple[int, int], pixel_scale_arcsec: float, d25_arcmin: float, *, tolerance: float
+) -> str | None:
+    """Describe an image whose field of view is not FOV_FACTOR x D25 within a tolerance.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (ny, nx) in pixels.
+    pixel_scale_arcsec : float
+        Pixel size from the WCS.
+    d25_arcmin : float
+        The catalogue's D25; NaN is not checked.
+    tolerance : float
+        Largest accepted relative difference of each side from FOV_FACTOR x D25.
+
+    Returns
+    -------
+    str or None
+        The reason of ``fov_mismatch`` (the sides and the accepted range, arcsec), None when it fits.
+    """
+    expected = FOV_FACTOR * d25_arcmin * 60.0
+    if not (math.isfinite(expected) and expected > 0):
+        return None
+    low, high = expected * (1.0 - tolerance), expected * (1.0 + tolerance)
+    width, height = shape[1] * pixel_scale_arcsec, shape[0] * pixel_scale_arcsec
+    if low <= width <= high and low <= height <= high:
+        return None
+    return (
+        f"field of view {width:.1f} x {height:.1f} arcsec, expected {FOV_FACTOR} x D25 = {expected:.1f} "
+        f"arcsec (+-{tolerance:.0%}: {low:.1f} to {high:.1f})"
+    )
+
+
+_FITS_BLOCK = 2880
+_FITS_CARD = 80
+#: Headers longer than this many 2880-byte blocks are left to the full read.
+_MAX_HEADER_BLOCKS = 1000
+
+
+def _card_number(text: str) -> object:
+    """Return a header value as an int when it is one, else as the text."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _primary_header(path: Path) -> dict[str, object] | None:
+    """Return the primary header's keyword values (ints where they are), reading only the header blocks.
+
+    None when the file does not start like a FITS file or has no END card in its first blocks.
+    """
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    values: dict[str, object] = {}
+    try:
+        with opener(path, "rb") as stream:
+            for _ in range(_MAX_HEADER_BLOCKS):
+                block = stream.read(_FITS_BLOCK)
+                if len(block) < _FITS_BLOCK or (not values and not block.startswith(b"SIMPLE  =")):
+                    return None
+                for at in range(0, _FITS_BLOCK, _FITS_CARD):
+                    card = block[at : at + _FITS_CARD].decode("ascii", errors="replace")
+                    if card[:8] == "END     ":
+                        return values
+                    if card[8:10] == "= ":
+                        values[card[:8].rstrip()] = _card_number(card[10:].split("/", 1)[0].strip())
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def _header_naxis(path: Path) -> tuple[object, object] | None:
+    """Return NAXIS1, NAXIS2 of the first 2-D image HDU, read from the headers only.
+
+    None when the file cannot be parsed or holds no 2-D HDU: the full read then gives its own error.
+    """
+    primary = _primary_header(path)
+    if primary is None:
+        return None
+    if primary.get("NAXIS") == 2:
+        return primary.get("NAXIS1"), primary.get("NAXIS2")
+    from astropy.io import fits  # the image is in an extension (e.g. a compressed image)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # padding and non-standard keyword warnings: the full read judges
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                for hdu in hdul:
+                    if hdu.header.get("NAXIS") == 2:
+                        return hdu.header.get("NAXIS1"), hdu.header.get("NAXIS2")
+    except Exception:  # noqa: BLE001 - any unreadable file is reported by load_fits_image
+        return None
+    return None
+
+
+def _check_image_size(galaxy: _Galaxy, path: Path, *, max_side: int) -> None:
+    """Flag an image whose header gives an impossible or too large size, before its data are read."""
+    if not path.is_file():
+        return
+    naxis = _header_naxis(path)
+    if naxis is None:
+        return
+    for key, value in zip(("NAXIS1", "NAXIS2"), naxis, strict=True):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            note = f"corrupt_fits: {path}: header {key} = {value!r}, expected a positive integer"
+            galaxy.flag("image_error", note, fails=True)
+            return
+    nx, ny = naxis
+    if max(nx, ny) > max_side:
+        note = f"{path}: image {nx} x {ny} pixels, larger than max_image_side = {max_side} pixels per side"
+        galaxy.flag("image_too_large", note, fails=True)
 
 
 def _preprocess(
@@ -151,6 +293,8 @@ def _preprocess(
     settings: PreprocessConfig,
     m_sun: float,
     pixel_scale: float,
+    fov_tolerance: float,
+    d25_arcmin: float,
 ) -> None:
     """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
     from morphomass.errors import GalaxyImageError
@@ -160,13 +304,18 @@ def _preprocess(
 
     try:
         products, features = preprocess_job(job, sizes=sizes, config=settings, m_sun_ab=m_sun)
-        image_scale = pixel_scale_arcsec(load_fits_image(job.path)[1])
+        data, wcs = load_fits_image(job.path)
+        image_scale = pixel_scale_arcsec(wcs)
     except GalaxyImageError as err:
         galaxy.flag(_KIND_FLAGS.get(err.kind, "image_error"), f"{err.kind}: {err}", fails=True)
         return
     except Exception as err:  # one galaxy must never stop the run; the reason is kept and logged
-        logger.exception("objid %d: unexpected error while preprocessing %s", galaxy.objid, job.path)
-        galaxy.flag("internal_error", f"{job.path}: {type(err).__name__}: {err}", fails=True)
+        note = f"{job.path}: {type(err).__name__}: {err}"
+        logger.error(
+            "objid %d: unexpected error while preprocessing %s (-v for the traceback)", galaxy.objid, note
+        )
+        logger.debug("objid %d: traceback", galaxy.objid, exc_info=True)
+        galaxy.flag("internal_error", note, fails=True)
         return
     dtype = np.dtype(settings.image_dtype)  # the networks were trained on images stored with this dtype
     galaxy.images = {size: products.resized[size].astype(dtype).astype(np.float32) for size in sizes}
@@ -183,6 +332,9 @@ def _preprocess(
     if abs(image_scale / pixel_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
         note = f"pixel scale {image_scale:.3f} arcsec, training {pixel_scale:.3f}"
         galaxy.flag("pixel_scale_mismatch", note)
+    fov = fov_flag(data.shape, image_scale, d25_arcmin, tolerance=fov_tolerance)
+    if fov is not None:
+        galaxy.flag("fov_mismatch", fov)
 
 
 def _cnn_features(
@@ -227,6 +379,8 @@ def _predict_batch(
     networks: Mapping[str, Any],
     boosters: Mapping[str, Any],
     device: Any,
+    fov_tolerance: float,
+    max_image_side: int,
 ) -> pd.DataFrame:
     from morphomass.gbm.table import band_features
     from morphomass.gbm.train import predict_ml
@@ -248,6 +402,9 @@ def _predict_batch(
         if path is None:
             galaxy.flag("missing_image", f"no image given for objid {galaxy.objid}", fails=True)
             continue
+        _check_image_size(galaxy, path, max_side=max_image_side)
+        if galaxy.failed:
+            continue
         _preprocess(
             galaxy,
             dataclasses.replace(job, path=str(path)),
@@ -255,6 +412,8 @@ def _predict_batch(
             settings=settings,
             m_sun=float(pre["m_sun_image_band"]),
             pixel_scale=float(pre["pixel_scale_arcsec"]),
+            fov_tolerance=fov_tolerance,
+            d25_arcmin=float(row["d25_arcmin"]),
         )
     ok = [g for g in galaxies if not g.failed]
     ml = np.full(len(galaxies), np.nan)
@@ -328,8 +487,20 @@ def predict_catalog(
     batch_size: int = 64,
     device: str = "auto",
     progress: bool = False,
+    fov_tolerance: float = DEFAULT_FOV_TOLERANCE,
+    max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
 ) -> pd.DataFrame:
     """Predict every galaxy of a catalogue with a bundle (the work of :meth:`Bundle.predict`, which see).
+
+    Parameters
+    ----------
+    fov_tolerance : float
+        Largest accepted relative difference of the image's sides from :data:`FOV_FACTOR` x D25; beyond it the
+        galaxy is predicted and flagged ``fov_mismatch``.
+    max_image_side : int
+        Largest image side in pixels; a larger image is refused (``image_too_large``) from its header, before
+        its data are read.
+    The other parameters are those of :meth:`Bundle.predict`.
 
     Returns
     -------
@@ -347,6 +518,12 @@ def predict_catalog(
         raise InputDataError(msg)
     if batch_size < 1:
         msg = f"batch_size must be at least 1, got {batch_size}"
+        raise InputDataError(msg)
+    if not (isinstance(fov_tolerance, int | float) and 0 < fov_tolerance < math.inf):
+        msg = f"fov_tolerance must be a positive number (a fraction, e.g. 0.25), got {fov_tolerance!r}"
+        raise InputDataError(msg)
+    if isinstance(max_image_side, bool) or not isinstance(max_image_side, int) or max_image_side < 1:
+        msg = f"max_image_side must be a positive integer (pixels), got {max_image_side!r}"
         raise InputDataError(msg)
     pre = bundle.manifest["preprocessing"]
     settings = _preprocess_config(pre)
@@ -380,6 +557,8 @@ def predict_catalog(
                     networks=networks,
                     boosters=boosters,
                     device=torch_device,
+                    fov_tolerance=float(fov_tolerance),
+                    max_image_side=max_image_side,
                 )
             )
             advance(len(parts[-1]))

@@ -11,9 +11,11 @@ import pandas as pd
 from morphomass.config import PipelineConfig
 from morphomass.errors import InputDataError
 from morphomass.predict.bundle import load_bundle
+from morphomass.predict.inputs import IMAGE_SUFFIXES
+from morphomass.predict.predictor import DEFAULT_FOV_TOLERANCE, DEFAULT_MAX_IMAGE_SIDE, predict_catalog
 from morphomass.workdir import StageResult, atomic_path
 
-__all__ = ["OUTPUT_FORMATS", "run_predict", "write_predictions"]
+__all__ = ["OUTPUT_FORMATS", "check_output_path", "run_predict", "write_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,57 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same resolved path, or one file through links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    out_path: Path, *, catalog_path: Path, stars_path: Path | None, images_dir: Path, band: str
+) -> None:
+    """Refuse an output path that is one of the prediction's input files.
+
+    Parameters
+    ----------
+    out_path : Path
+        The predictions' file.
+    catalog_path, stars_path : Path
+        The catalogue and the star table (None: no star table).
+    images_dir : Path
+        The images' folder (and its ``<band>/`` sub-folder).
+    band : str
+        The bundle's image band.
+
+    Raises
+    ------
+    InputDataError
+        If ``out_path`` is the catalogue, the star table, or an image name ``<objid>.fits`` in the images'
+        folder (``--force`` does not change this).
+    """
+    out_path = Path(out_path)
+    named = {"catalogue (--catalog)": catalog_path, "star table (--stars)": stars_path}
+    for what, path in named.items():
+        if path is not None and _same_file(out_path, Path(path)):
+            msg = f"{out_path}: the output would overwrite the {what} {path}; choose another --out"
+            raise InputDataError(msg)
+    name = out_path.name.lower()
+    stem = next((name[: -len(suffix)] for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
+    if stem is None or not stem.lstrip("+-").isdigit():
+        return  # find_images reads only <objid><suffix>: no other name is an input image
+    for folder in (Path(images_dir), Path(images_dir) / band):
+        if folder.is_dir() and out_path.resolve().parent == folder.resolve():
+            msg = (
+                f"{out_path}: the output would overwrite the input image {folder / out_path.name} of the "
+                f"images folder (--images); choose another --out"
+            )
+            raise InputDataError(msg)
+
+
 def run_predict(
     config: PipelineConfig,
     *,
@@ -57,6 +110,8 @@ def run_predict(
     out_path: Path,
     stars_path: Path | None = None,
     progress: bool = True,
+    fov_tolerance: float = DEFAULT_FOV_TOLERANCE,
+    max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
 ) -> StageResult:
     """Predict M/L and stellar mass for the galaxies of a catalogue and write the table (DESIGN §1 predict).
 
@@ -77,6 +132,10 @@ def run_predict(
         Star catalogue (``ra``, ``dec``, ``type``) for the star subtraction.
     progress : bool
         Show a progress bar.
+    fov_tolerance : float
+        Largest relative difference of an image's side from 1.125 x D25 before the flag ``fov_mismatch``.
+    max_image_side : int
+        Images larger than this many pixels per side are refused (``image_too_large``) from their header.
 
     Returns
     -------
@@ -88,20 +147,31 @@ def run_predict(
     BundleError
         If the bundle is missing, tampered with or incompatible.
     InputDataError
-        If the catalogue, star table or output name is unusable.
+        If the catalogue, star table or output name is unusable, or the output would overwrite an input file
+        (the catalogue, the star table or an image).
     """
     start = time.perf_counter()
     if Path(out_path).suffix.lower() not in OUTPUT_FORMATS:
         msg = f"{out_path}: expected a {', '.join(OUTPUT_FORMATS)} file name for the predictions"
         raise InputDataError(msg)
     bundle = load_bundle(model_dir)
-    table = bundle.predict(
+    check_output_path(
+        Path(out_path),
+        catalog_path=Path(catalog_path),
+        stars_path=None if stars_path is None else Path(stars_path),
+        images_dir=Path(images_dir),
+        band=str(bundle.manifest["preprocessing"]["band"]),
+    )
+    table = predict_catalog(
+        bundle,
         images_dir,
         catalog_path,
         stars=stars_path,
         batch_size=config.cnn.inference_batch_size,
         device=config.cnn.accelerator,
         progress=progress,
+        fov_tolerance=fov_tolerance,
+        max_image_side=max_image_side,
     )
     write_predictions(table, out_path)
     flags = table["flags"].str.split(";").explode()
