@@ -223,3 +223,59 @@ def test_stage_config_hash_ignores_runtime_fields_only() -> None:
     assert stage_config_hash(changed, "preprocess") != stage_config_hash(config, "preprocess")
     assert stage_config_hash(changed, "bundle") != stage_config_hash(config, "bundle")
     assert stage_config_hash(changed, "catalog") == stage_config_hash(config, "catalog")
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("[mock]\nn_galaxies = true\n", r"mock\.n_galaxies = True: Input should be a valid integer"),
+        ("[gbm]\nnum_leaves = 40.0\n", r"gbm\.num_leaves = 40\.0: Input should be a valid integer"),
+        ("[catalog]\nchi2_max = false\n", r"catalog\.chi2_max = False: Input should be a valid number"),
+        ("[cnn]\naugment_flips = 1\n", r"cnn\.augment_flips = 1: Input should be a valid boolean"),
+        ("[gbm.cv_grid]\nnum_leaves = [true]\n", r"gbm\.cv_grid\.num_leaves\.0\.int = True"),
+        ("[fetch]\nrequests_per_second = inf\n", r"fetch\.requests_per_second = inf: .*finite number"),
+        ("[cosmology]\nh0_km_s_mpc = nan\n", r"cosmology\.h0_km_s_mpc = nan: .*finite number"),
+        ("[catalog.m_sun_ab]\ng = -inf\n", r"catalog\.m_sun_ab\.g = -inf: .*finite number"),
+        (
+            "[catalog]\ntest_fraction = 0.6\nval_fraction = 0.5\n",
+            r"catalog\.val_fraction = 0\.5: .*val_fraction must be below 1.*0\.6 \+ 0\.5 = 1\.1",
+        ),
+        (
+            "[catalog]\ntest_fraction = 0.5\nval_fraction = 0.5\n",
+            r"catalog\.val_fraction = 0\.5: .*must be below 1.* = 1$",
+        ),
+    ],
+)
+def test_strict_types_finite_numbers_and_split_in_a_file(tmp_path: Path, text: str, pattern: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"{path.name}.*{pattern}"):
+        load_config("quick", path)
+
+
+def test_integers_are_accepted_for_reals_with_the_same_hash(tmp_path: Path) -> None:
+    # TOML writes 5 for 5.0: accepted, stored as a float, hashed as the lax float was
+    as_int = load_config(
+        "quick", _write(tmp_path, "[catalog]\nchi2_max = 5\n[cosmology]\nh0_km_s_mpc = 70\n")
+    )
+    assert isinstance(as_int.catalog.chi2_max, float)
+    for stage in ("catalog", "bundle"):
+        assert stage_config_hash(as_int, stage) == stage_config_hash(load_config("quick"), stage)
+
+
+def test_assignment_is_strict_and_finite() -> None:
+    config = load_config("tiny")
+    with pytest.raises(ValueError, match="valid integer"):
+        config.cnn.epochs = True
+    with pytest.raises(ValueError, match="finite number"):
+        config.fetch.requests_per_second = float("inf")
+    with pytest.raises(ValueError, match="test_fraction \\+ val_fraction must be below 1"):
+        config.catalog.val_fraction = 0.95
+    assert (config.cnn.epochs, config.catalog.val_fraction) == (1, 0.1)
+
+
+def test_empty_nets_is_refused_at_load(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[cnn]\nnets = {}\n")
+    with pytest.raises(
+        ConfigError, match=rf"{path.name}\): cnn\.nets = \{{\}}: expected at least one network"
+    ):
+        load_config("paper", path)

@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from morphomass.errors import ConfigError
 
@@ -61,9 +71,15 @@ RUNTIME: dict[str, Any] = {"runtime": True}
 
 
 class _Section(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment too."""
+    """Base of every section: unknown keys are errors, values are checked on assignment too.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    Numbers are typed strictly (``StrictInt``, ``StrictFloat``, ``StrictBool``): a boolean is not an integer
+    (``n_galaxies = true`` is an error, not 1), a float is not an integer, a string is not a number; an
+    integer is accepted where a real number is expected (TOML's ``3`` for ``3.0``) and stored as a float, so
+    the values, and the configuration hashes, are those of the lax types. Real numbers must be finite.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def _check_bands(bands: tuple[str, ...]) -> tuple[str, ...]:
@@ -86,42 +102,48 @@ class CosmologyConfig(_Section):
     """
 
     convention: Literal["astropy", "paper"] = "astropy"
-    h0_km_s_mpc: float = Field(70.0, gt=0, le=200)
-    om0: float = Field(0.3, ge=0, le=1)
+    h0_km_s_mpc: StrictFloat = Field(70.0, gt=0, le=200)
+    om0: StrictFloat = Field(0.3, ge=0, le=1)
 
 
 class MockConfig(_Section):
     """The built-in synthetic survey (DESIGN §6, docs/mock.md)."""
 
-    n_galaxies: int = Field(
+    n_galaxies: StrictInt = Field(
         84_723, ge=1, le=10_000_000, description="galaxies with images (pass the D25 cut)"
     )
-    seed: int = Field(2019, ge=0)
+    seed: StrictInt = Field(2019, ge=0)
     image_bands: tuple[str, ...] = ("g",)
-    pixel_scale_arcsec: float = Field(0.396, gt=0, le=5)
-    psf_fwhm_arcsec: float = Field(1.4, gt=0, le=10)
-    psf_fwhm_scatter_arcsec: float = Field(0.2, ge=0, le=5)
-    psf_moffat_beta: float = Field(3.0, gt=1.1, le=20)
-    image_d25_min_arcmin: float = Field(
+    pixel_scale_arcsec: StrictFloat = Field(0.396, gt=0, le=5)
+    psf_fwhm_arcsec: StrictFloat = Field(1.4, gt=0, le=10)
+    psf_fwhm_scatter_arcsec: StrictFloat = Field(0.2, ge=0, le=5)
+    psf_moffat_beta: StrictFloat = Field(3.0, gt=1.1, le=20)
+    image_d25_min_arcmin: StrictFloat = Field(
         0.4, gt=0, description="HyperLeda D25 above which images are rendered"
     )
-    max_image_pixels: int = Field(
+    max_image_pixels: StrictInt = Field(
         384, ge=32, le=4096, description="cap on the image side (larger FoVs are cropped)"
     )
-    small_galaxy_ratio: float = Field(
+    small_galaxy_ratio: StrictFloat = Field(
         1.0, ge=0, le=20, description="GSWLC rows without an image (D25 below the cut) per rendered galaxy"
     )
-    missing_mass_fraction: float = Field(0.01, ge=0, le=0.5, description="GSWLC rows with -99 mass")
-    extra_hyperleda_fraction: float = Field(
+    missing_mass_fraction: StrictFloat = Field(0.01, ge=0, le=0.5, description="GSWLC rows with -99 mass")
+    extra_hyperleda_fraction: StrictFloat = Field(
         0.05, ge=0, le=5, description="unmatched HyperLeda rows per galaxy"
     )
-    star_density_per_arcmin2: float = Field(0.6, ge=0, le=100)
-    star_catalog_completeness: float = Field(0.9, ge=0, le=1)
-    spurious_star_fraction: float = Field(0.03, ge=0, le=1, description="catalogued stars with no source")
-    gz2_r_mag_limit: float = Field(17.0, gt=0, description="GZ2 main sample limit (Petrosian r)")
-    gz2_coverage: float = Field(0.88, ge=0, le=1, description="fraction of the footprint GZ2 classified")
-    gz2_classifiers: int = Field(44, ge=1, le=1000, description="median number of volunteers per galaxy")
-    workers: int | None = Field(
+    star_density_per_arcmin2: StrictFloat = Field(0.6, ge=0, le=100)
+    star_catalog_completeness: StrictFloat = Field(0.9, ge=0, le=1)
+    spurious_star_fraction: StrictFloat = Field(
+        0.03, ge=0, le=1, description="catalogued stars with no source"
+    )
+    gz2_r_mag_limit: StrictFloat = Field(17.0, gt=0, description="GZ2 main sample limit (Petrosian r)")
+    gz2_coverage: StrictFloat = Field(
+        0.88, ge=0, le=1, description="fraction of the footprint GZ2 classified"
+    )
+    gz2_classifiers: StrictInt = Field(
+        44, ge=1, le=1000, description="median number of volunteers per galaxy"
+    )
+    workers: StrictInt | None = Field(
         None, ge=1, le=1024, description="rendering processes (default: all cores)", json_schema_extra=RUNTIME
     )
 
@@ -137,38 +159,48 @@ class FetchConfig(_Section):
     ``file://`` URL or a local folder holding a copy of the archive.
     """
 
-    limit: int | None = Field(None, ge=1, description="download at most this many galaxies (for trials)")
-    region: tuple[float, float, float, float] | None = Field(
+    limit: StrictInt | None = Field(
+        None, ge=1, description="download at most this many galaxies (for trials)"
+    )
+    region: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] | None = Field(
         None, description="RA1 RA2 DEC1 DEC2 in degrees; RA1 > RA2 wraps through RA 0"
     )
-    seed: int = Field(0, ge=0, description="which galaxies a limit keeps (a random subset, nested in N)")
+    seed: StrictInt = Field(
+        0, ge=0, description="which galaxies a limit keeps (a random subset, nested in N)"
+    )
     bands: tuple[str, ...] = ("g",)
     gswlc_catalogs: tuple[Literal["X2", "A2", "M2", "D2"], ...] = Field(("X2",), min_length=1)
-    chi2_max: float | None = Field(5.0, gt=0, description="image targets: SED reduced chi2 below this")
-    image_d25_min_arcmin: float = Field(0.4, ge=0, description="image targets: HyperLeda D25 above this")
-    hyperleda_radius_arcsec: float = Field(3.0, gt=0, le=60)
-    hyperleda_d25_min_arcmin: float = Field(
+    chi2_max: StrictFloat | None = Field(5.0, gt=0, description="image targets: SED reduced chi2 below this")
+    image_d25_min_arcmin: StrictFloat = Field(
+        0.4, ge=0, description="image targets: HyperLeda D25 above this"
+    )
+    hyperleda_radius_arcsec: StrictFloat = Field(3.0, gt=0, le=60)
+    hyperleda_d25_min_arcmin: StrictFloat = Field(
         0.2, gt=0, description="HyperLeda rows with a smaller D25 are not fetched"
     )
     hyperleda_source: Literal["auto", "leda", "vizier"] = Field(
         "auto", description="auto: the HyperLeda SQL interface, VizieR VII/237 if that fails"
     )
-    hyperleda_ra_step_deg: float = Field(15.0, gt=0, le=360, description="RA width of one HyperLeda query")
-    fov_factor: float = Field(1.125, gt=0, le=10, description="image side = fov_factor x D25")
-    pixel_scale_arcsec: float = Field(0.396, gt=0, le=5)
-    only_primary: bool = Field(True, description="ask the mosaic service for primary frames only")
-    single_frame_cutout: bool = Field(
+    hyperleda_ra_step_deg: StrictFloat = Field(
+        15.0, gt=0, le=360, description="RA width of one HyperLeda query"
+    )
+    fov_factor: StrictFloat = Field(1.125, gt=0, le=10, description="image side = fov_factor x D25")
+    pixel_scale_arcsec: StrictFloat = Field(0.396, gt=0, le=5)
+    only_primary: StrictBool = Field(True, description="ask the mosaic service for primary frames only")
+    single_frame_cutout: StrictBool = Field(
         True, description="cut the image out of one frame when it holds the whole FoV"
     )
     mosaic_order: Literal["bilinear", "bicubic"] = "bicubic"
-    min_coverage: float = Field(0.95, gt=0, le=1, description="fraction of the FoV the frames must cover")
-    photometry_radius_arcsec: float = Field(
+    min_coverage: StrictFloat = Field(
+        0.95, gt=0, le=1, description="fraction of the FoV the frames must cover"
+    )
+    photometry_radius_arcsec: StrictFloat = Field(
         3.0, gt=0, le=60, description="nearest primary object within this"
     )
-    star_margin_arcmin: float = Field(
+    star_margin_arcmin: StrictFloat = Field(
         0.1, ge=0, le=10, description="stars searched to the FoV half-diagonal + this"
     )
-    sql_batch_size: int = Field(50, ge=1, le=500, description="galaxies per SkyServer SQL query")
+    sql_batch_size: StrictInt = Field(50, ge=1, le=500, description="galaxies per SkyServer SQL query")
     gswlc_url: str = "https://salims.pages.iu.edu/gswlc"
     hyperleda_url: str = "http://leda.univ-lyon1.fr/G.cgi"
     vizier_url: str = "https://vizier.cds.unistra.fr/viz-bin/asu-tsv"
@@ -181,23 +213,23 @@ class FetchConfig(_Section):
         description="download cache (default: <workdir>/cache); share it freely",
         json_schema_extra=RUNTIME,
     )
-    frame_cache_max_gb: float | None = Field(
+    frame_cache_max_gb: StrictFloat | None = Field(
         None, gt=0, description="prune least recently used frames above this", json_schema_extra=RUNTIME
     )
     checksums: dict[str, str] = Field(
         default_factory=dict, description="file name -> SHA-256 of the download"
     )
-    timeout_s: float = Field(60.0, gt=0, le=3600, json_schema_extra=RUNTIME)
-    retries: int = Field(5, ge=0, le=100, json_schema_extra=RUNTIME)
-    backoff_s: float = Field(
+    timeout_s: StrictFloat = Field(60.0, gt=0, le=3600, json_schema_extra=RUNTIME)
+    retries: StrictInt = Field(5, ge=0, le=100, json_schema_extra=RUNTIME)
+    backoff_s: StrictFloat = Field(
         2.0, ge=0, le=600, description="first retry delay; doubles per attempt", json_schema_extra=RUNTIME
     )
-    max_backoff_s: float = Field(120.0, ge=0, le=3600, json_schema_extra=RUNTIME)
-    requests_per_second: float = Field(2.0, gt=0, description="per server", json_schema_extra=RUNTIME)
-    workers: int = Field(
+    max_backoff_s: StrictFloat = Field(120.0, ge=0, le=3600, json_schema_extra=RUNTIME)
+    requests_per_second: StrictFloat = Field(2.0, gt=0, description="per server", json_schema_extra=RUNTIME)
+    workers: StrictInt = Field(
         4, ge=1, le=64, description="galaxies fetched at the same time", json_schema_extra=RUNTIME
     )
-    max_consecutive_failures: int = Field(
+    max_consecutive_failures: StrictInt = Field(
         25, ge=1, description="abort when this many galaxies fail in a row", json_schema_extra=RUNTIME
     )
 
@@ -221,31 +253,46 @@ class FetchConfig(_Section):
 class CatalogConfig(_Section):
     """Readers, cross-matches, selection, targets and split (SPEC D1-D3, D6-D9)."""
 
-    d25_min_arcmin: float = Field(0.4, ge=0)
-    chi2_max: float = Field(5.0, gt=0)
-    hyperleda_radius_arcsec: float = Field(3.0, gt=0, le=60)
-    gz2_radius_arcsec: float = Field(3.6, gt=0, le=60)
-    ml_rel_err_floor: float = Field(0.05, ge=0, lt=1)
-    m_sun_ab: dict[str, float] = Field(
+    d25_min_arcmin: StrictFloat = Field(0.4, ge=0)
+    chi2_max: StrictFloat = Field(5.0, gt=0)
+    hyperleda_radius_arcsec: StrictFloat = Field(3.0, gt=0, le=60)
+    gz2_radius_arcsec: StrictFloat = Field(3.6, gt=0, le=60)
+    ml_rel_err_floor: StrictFloat = Field(0.05, ge=0, lt=1)
+    m_sun_ab: dict[str, StrictFloat] = Field(
         default_factory=lambda: {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50},
         description="absolute AB magnitude of the Sun per band (Willmer 2018)",
     )
-    ab_offset_mag: dict[str, float] = Field(
+    ab_offset_mag: dict[str, StrictFloat] = Field(
         default_factory=lambda: {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02},
         description="m_AB - modelMag per band (SDSS u and z are not exactly AB)",
     )
-    pixel_scale_arcsec: float | None = Field(
+    pixel_scale_arcsec: StrictFloat | None = Field(
         None,
         gt=0,
         le=5,
         description="pixel scale for pixel_kpc; None: 0.396 (SDSS), 0.4 with cosmology.convention='paper'",
     )
-    gz2_sum_atol: float = Field(
+    gz2_sum_atol: StrictFloat = Field(
         0.01, gt=0, lt=0.5, description="tolerance on per-question sums of the (rounded) Hart+16 fractions"
     )
-    test_fraction: float = Field(0.1, gt=0, lt=1)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    split_seed: int = Field(123, ge=0)
+    test_fraction: StrictFloat = Field(0.1, gt=0, lt=1)
+    val_fraction: StrictFloat = Field(
+        0.1, gt=0, lt=1, description="of the galaxies left after the test set; test + val must be below 1"
+    )
+    split_seed: StrictInt = Field(123, ge=0)
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _check_split(cls, val_fraction: float, info: ValidationInfo) -> float:
+        """Keep a training set: ``test_fraction + val_fraction`` below 1."""
+        test_fraction = info.data.get("test_fraction")
+        if test_fraction is not None and test_fraction + val_fraction >= 1:
+            msg = (
+                f"test_fraction + val_fraction must be below 1 so that a training set remains, got "
+                f"{test_fraction} + {val_fraction} = {test_fraction + val_fraction:g}"
+            )
+            raise ValueError(msg)
+        return val_fraction
 
     @field_validator("m_sun_ab", "ab_offset_mag", mode="before")
     @classmethod
@@ -264,20 +311,22 @@ class PreprocessConfig(_Section):
     """Star subtraction, automatic log scaling, resizing and photometric features (SPEC D5, I1-I4, F1-F3)."""
 
     band: Literal["u", "g", "r", "i", "z"] = Field("g", description="the band whose images the CNNs see")
-    noise_target: float = Field(0.2, gt=0, lt=1, description="scaled noise level log(1+an)/log(1+a)")
-    sigma_clip: float = Field(3.0, gt=0)
-    sigma_clip_maxiters: int = Field(5, ge=1, le=100)
-    noise_n_std: float = Field(2.0, ge=0, description="noise level n = mean + noise_n_std * std")
-    star_search_radius_pix: float = Field(3.0, gt=0, le=50)
-    star_detection_sigma: float = Field(
+    noise_target: StrictFloat = Field(0.2, gt=0, lt=1, description="scaled noise level log(1+an)/log(1+a)")
+    sigma_clip: StrictFloat = Field(3.0, gt=0)
+    sigma_clip_maxiters: StrictInt = Field(5, ge=1, le=100)
+    noise_n_std: StrictFloat = Field(2.0, ge=0, description="noise level n = mean + noise_n_std * std")
+    star_search_radius_pix: StrictFloat = Field(3.0, gt=0, le=50)
+    star_detection_sigma: StrictFloat = Field(
         5.0, gt=0, description="star peak above the local background, in sigma"
     )
-    star_max_fwhm_arcsec: float = Field(3.0, gt=0, description="broader peaks are not point sources")
-    star_max_radius_arcsec: float = Field(12.0, gt=0, description="largest radius of a replaced star disc")
-    nucleus_exclusion_arcsec: float = Field(3.0, ge=0)
+    star_max_fwhm_arcsec: StrictFloat = Field(3.0, gt=0, description="broader peaks are not point sources")
+    star_max_radius_arcsec: StrictFloat = Field(
+        12.0, gt=0, description="largest radius of a replaced star disc"
+    )
+    nucleus_exclusion_arcsec: StrictFloat = Field(3.0, ge=0)
     image_dtype: Literal["float32", "float16"] = "float32"
-    chunk_images: int = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
-    workers: int | None = Field(None, ge=1, le=1024, json_schema_extra=RUNTIME)
+    chunk_images: StrictInt = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
+    workers: StrictInt | None = Field(None, ge=1, le=1024, json_schema_extra=RUNTIME)
     scheduler: str | None = Field(
         None,
         description="address of a running Dask scheduler (default: a LocalCluster)",
@@ -289,10 +338,12 @@ class NetConfig(_Section):
     """One CNN: its backbone ('dieleman' for the custom CNN3, else a timm model name) and input size in px."""
 
     backbone: str
-    input_size: int = Field(ge=16, le=1024)
-    epochs: int | None = Field(None, ge=1, le=1000, description="this network's epochs (default: cnn.epochs)")
-    learning_rate: float | None = Field(None, gt=0, le=1, description="default: cnn.learning_rate")
-    train_images_budget: int | None = Field(
+    input_size: StrictInt = Field(ge=16, le=1024)
+    epochs: StrictInt | None = Field(
+        None, ge=1, le=1000, description="this network's epochs (default: cnn.epochs)"
+    )
+    learning_rate: StrictFloat | None = Field(None, gt=0, le=1, description="default: cnn.learning_rate")
+    train_images_budget: StrictInt | None = Field(
         None, ge=1, description="this network's training images (default: cnn.train_images_budget)"
     )
 
@@ -307,10 +358,12 @@ class CnnConfig(_Section):
             "cnn3": NetConfig(backbone="dieleman", input_size=69),
         }
     )
-    train_cnn4: bool = Field(True, description="train CNN4 (cnn1's weights, dense-1 output, L1~ on M/L)")
-    epochs: int = Field(30, ge=1, le=1000)
-    cnn4_epochs: int | None = Field(None, ge=1, le=1000, description="CNN4's epochs (default: epochs)")
-    train_images_budget: int | None = Field(
+    train_cnn4: StrictBool = Field(
+        True, description="train CNN4 (cnn1's weights, dense-1 output, L1~ on M/L)"
+    )
+    epochs: StrictInt = Field(30, ge=1, le=1000)
+    cnn4_epochs: StrictInt | None = Field(None, ge=1, le=1000, description="CNN4's epochs (default: epochs)")
+    train_images_budget: StrictInt | None = Field(
         None,
         ge=1,
         description=(
@@ -318,27 +371,35 @@ class CnnConfig(_Section):
             "by a validation, whatever the sample size; None: `epochs` passes over the training set"
         ),
     )
-    cnn4_train_images_budget: int | None = Field(
+    cnn4_train_images_budget: StrictInt | None = Field(
         None, ge=1, description="CNN4's compute budget (default: train_images_budget)"
     )
-    batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="NAdam learning rate")
-    lr_factor: float = Field(0.3, gt=0, lt=1, description="ReduceLROnPlateau factor on the validation loss")
-    lr_patience: int = Field(4, ge=0, description="ReduceLROnPlateau patience (epochs)")
-    dropout: float = Field(0.25, ge=0, lt=1, description="CNN3 dropout after pooled blocks (rate unstated)")
-    augment_rotation_deg: float = Field(360.0, ge=0, le=360, description="rotations uniform in [0, this)")
-    augment_zoom: tuple[float, float] = Field((0.7, 1.3), description="isotropic zoom range (>1 zooms out)")
-    augment_flips: bool = Field(True, description="random horizontal and vertical flips")
+    batch_size: StrictInt = Field(32, ge=1, le=4096)
+    learning_rate: StrictFloat = Field(1e-3, gt=0, le=1, description="NAdam learning rate")
+    lr_factor: StrictFloat = Field(
+        0.3, gt=0, lt=1, description="ReduceLROnPlateau factor on the validation loss"
+    )
+    lr_patience: StrictInt = Field(4, ge=0, description="ReduceLROnPlateau patience (epochs)")
+    dropout: StrictFloat = Field(
+        0.25, ge=0, lt=1, description="CNN3 dropout after pooled blocks (rate unstated)"
+    )
+    augment_rotation_deg: StrictFloat = Field(
+        360.0, ge=0, le=360, description="rotations uniform in [0, this)"
+    )
+    augment_zoom: tuple[StrictFloat, StrictFloat] = Field(
+        (0.7, 1.3), description="isotropic zoom range (>1 zooms out)"
+    )
+    augment_flips: StrictBool = Field(True, description="random horizontal and vertical flips")
     pretrained_weights: dict[str, Path] = Field(
         default_factory=dict, description="net name -> local ImageNet weight file of its timm backbone"
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", json_schema_extra=RUNTIME)
-    devices: int | Literal["auto"] = Field("auto", json_schema_extra=RUNTIME)
+    devices: StrictInt | Literal["auto"] = Field("auto", json_schema_extra=RUNTIME)
     strategy: str = Field(
         "auto", description="Lightning strategy ('ddp' for several GPUs or nodes)", json_schema_extra=RUNTIME
     )
-    num_nodes: int = Field(1, ge=1, json_schema_extra=RUNTIME)
-    workers: int | None = Field(
+    num_nodes: StrictInt = Field(1, ge=1, json_schema_extra=RUNTIME)
+    workers: StrictInt | None = Field(
         None,
         ge=1,
         le=1024,
@@ -349,17 +410,17 @@ class CnnConfig(_Section):
         json_schema_extra=RUNTIME,
     )
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
-    deterministic: bool = Field(
+    deterministic: StrictBool = Field(
         True, description="deterministic algorithms (reproducible on a CPU; on a GPU, warns where none exist)"
     )
-    inference_batch_size: int = Field(
+    inference_batch_size: StrictInt = Field(
         256,
         ge=1,
         le=65536,
         description="batch of validation and extraction",
         json_schema_extra=RUNTIME,
     )
-    seed: int = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0)
 
     @field_validator("augment_zoom")
     @classmethod
@@ -417,39 +478,45 @@ class GbmConfig(_Section):
     in bench/bench_gbm.py; ``learning_rate`` is not given by the paper.
     """
 
-    num_leaves: int = Field(40, ge=2)
-    min_data_in_leaf: int = Field(150, ge=1)
-    feature_fraction: float = Field(0.4, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_freq: int = Field(1, ge=0)
-    learning_rate: float = Field(0.1, gt=0, le=1, description="not given by the paper; LightGBM's default")
-    max_bin: int = Field(63, ge=3, le=255, description="histogram bins per feature (LightGBM default 255)")
-    prefilter_features: int | None = Field(
+    num_leaves: StrictInt = Field(40, ge=2)
+    min_data_in_leaf: StrictInt = Field(150, ge=1)
+    feature_fraction: StrictFloat = Field(0.4, gt=0, le=1)
+    bagging_fraction: StrictFloat = Field(0.8, gt=0, le=1)
+    bagging_freq: StrictInt = Field(1, ge=0)
+    learning_rate: StrictFloat = Field(
+        0.1, gt=0, le=1, description="not given by the paper; LightGBM's default"
+    )
+    max_bin: StrictInt = Field(
+        63, ge=3, le=255, description="histogram bins per feature (LightGBM default 255)"
+    )
+    prefilter_features: StrictInt | None = Field(
         300,
         ge=1,
         description="wide models train on the features a cheap screening model ranks highest (None: all)",
     )
-    max_rounds: int = Field(5000, ge=1)
-    early_stopping_rounds: int = Field(100, ge=1)
-    early_stopping_min_improvement: float = Field(
+    max_rounds: StrictInt = Field(5000, ge=1)
+    early_stopping_rounds: StrictInt = Field(100, ge=1)
+    early_stopping_min_improvement: StrictFloat = Field(
         5e-4, ge=0, lt=1, description="relative drop of the validation loss that counts as an improvement"
     )
-    cv_folds: int = Field(5, ge=2)
-    cv_search: bool = True
-    cv_grid: dict[str, list[int | float]] = Field(
+    cv_folds: StrictInt = Field(5, ge=2)
+    cv_search: StrictBool = True
+    cv_grid: dict[str, list[StrictInt | StrictFloat]] = Field(
         default_factory=lambda: {"num_leaves": [20, 40, 80], "min_data_in_leaf": [50, 150, 300]},
         description=(
             "parameter -> candidates, searched by k-fold CV per kind of model (gbm.experiments.cv_group)"
         ),
     )
-    top_k: int = Field(50, ge=1)
-    permutation_repeats: int = Field(5, ge=1)
+    top_k: StrictInt = Field(50, ge=1)
+    permutation_repeats: StrictInt = Field(5, ge=1)
     band_sequence: list[str] = Field(
         default_factory=lambda: ["g", "gr", "gri", "griz", "ugriz"],
         description="band sets of the Fig. 8 sequence (E10), each with and without morphology",
     )
-    num_threads: int = Field(0, ge=0, description="0: one thread for small training matrices, else all cores")
-    seed: int = Field(0, ge=0)
+    num_threads: StrictInt = Field(
+        0, ge=0, description="0: one thread for small training matrices, else all cores"
+    )
+    seed: StrictInt = Field(0, ge=0)
 
     _cv_grid = field_validator("cv_grid")(classmethod(lambda cls, v: _check_cv_grid(v)))
     _band_sequence = field_validator("band_sequence")(classmethod(lambda cls, v: _check_band_sequence(v)))
@@ -459,24 +526,28 @@ class EvaluateConfig(_Section):
     """Experiments, statistics and figures (SPEC E1-E11)."""
 
     experiments: list[str] = Field(default_factory=lambda: ["all"])
-    bootstrap_samples: int = Field(100_000, ge=10)
-    interval_resamples: int = Field(
+    bootstrap_samples: StrictInt = Field(100_000, ge=10)
+    interval_resamples: StrictInt = Field(
         1000, ge=10, description="bootstrap resamples of the test galaxies for every metric's SE and 95 % CI"
     )
-    dex_threshold: float = Field(0.15, gt=0, le=2, description="M5 threshold (dex)")
-    irregular_min_p: float = Field(0.2, ge=0, le=1, description="E9: irregular if CNN1 P(irregular) above")
-    edge_on_min_p: float = Field(0.4, ge=0, le=1, description="E9: else edge-on if CNN1 P(edge-on) above")
-    feature_min_p: float = Field(
+    dex_threshold: StrictFloat = Field(0.15, gt=0, le=2, description="M5 threshold (dex)")
+    irregular_min_p: StrictFloat = Field(
+        0.2, ge=0, le=1, description="E9: irregular if CNN1 P(irregular) above"
+    )
+    edge_on_min_p: StrictFloat = Field(
+        0.4, ge=0, le=1, description="E9: else edge-on if CNN1 P(edge-on) above"
+    )
+    feature_min_p: StrictFloat = Field(
         0.4, ge=0, le=1, description="E9: else disk if CNN1 P(features or disk) above"
     )
-    powerlaw_colour_margin_mag: float = Field(
+    powerlaw_colour_margin_mag: StrictFloat = Field(
         0.5,
         ge=0,
         description="power-law test galaxies with g-i beyond the training range +- this are excluded",
     )
     figure_formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
-    figure_dpi: int = Field(120, ge=30, le=600)
-    seed: int = Field(0, ge=0)
+    figure_dpi: StrictInt = Field(120, ge=30, le=600)
+    seed: StrictInt = Field(0, ge=0)
 
 
 class PipelineConfig(_Section):
@@ -601,8 +672,9 @@ def load_config(
     Raises
     ------
     ConfigError
-        Unknown preset, unreadable or malformed TOML, unknown keys, or values out of range; the message names
-        the field and the bad value.
+        Unknown preset, unreadable or malformed TOML, unknown keys, values out of range or of the wrong type
+        (a boolean for a number), non-finite numbers, split fractions summing to 1 or more, or no network in
+        ``cnn.nets``; the message names the field and the bad value.
     """
     if preset not in PRESETS:
         msg = f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}"
@@ -628,9 +700,17 @@ def load_config(
         source += " + command-line options"
     data["preset"] = preset
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+    if not config.cnn.nets:
+        # checked here, not on the model: `train-cnn --nets cnn4` empties the nets of a loaded configuration
+        msg = (
+            f"invalid configuration ({source}): cnn.nets = {{}}: expected at least one network "
+            "(preprocessing makes the images at the networks' input sizes)"
+        )
+        raise ConfigError(msg)
+    return config
 
 
 def section_hash(config: PipelineConfig, *sections: str) -> str:

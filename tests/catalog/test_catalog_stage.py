@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -260,3 +262,41 @@ def test_cli_exits_2_with_one_line_naming_file_and_line(
     assert len(err.splitlines()) == 1
     assert "GSWLC-X2.dat, line 4, field 'z': expected a finite number, found '0.05o000'" in err
     assert not workdir.sample.exists()
+
+
+def test_header_only_gz2_file_is_logged_as_a_warning(
+    survey: Survey, galaxies: dict[str, Galaxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    workdir = survey(list(galaxies.values()))
+    header = workdir.gz2.read_text().splitlines(keepends=True)[0]
+    workdir.gz2.write_text(header)
+    with caplog.at_level(logging.WARNING, logger="morphomass.catalog"):
+        sample, summary = _run(workdir)
+    assert not sample["has_gz2"].any() and summary["gz2_match_fraction"] == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1
+    assert re.search(r"raw/gz2_hart16\.csv has a header and no rows .*0 % match", warned[0])
+
+
+def test_gz2_table_matching_no_galaxy_is_logged_as_a_warning(
+    survey: Survey, galaxies: dict[str, Galaxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    far = Galaxy(objid=5, ra=10.0, dec=-60.0, in_hyperleda=False, in_gz2=True)  # not in the sample
+    workdir = survey([g for name, g in galaxies.items() if name != "good_gz2"] + [far])
+    with caplog.at_level(logging.WARNING, logger="morphomass.catalog"):
+        sample, _ = _run(workdir)
+    assert not sample["has_gz2"].any()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1
+    assert re.search(
+        rf"none of the {len(sample)} sample galaxies has a GZ2 row within 3\.6 arcsec .*table of 2 rows",
+        warned[0],
+    )
+
+
+def test_gz2_matches_give_no_warning(
+    survey: Survey, galaxies: dict[str, Galaxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="morphomass.catalog"):
+        _run(survey(list(galaxies.values())))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

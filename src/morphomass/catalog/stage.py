@@ -250,6 +250,14 @@ def build_sample(
         radius_arcsec=catalog.gz2_radius_arcsec,
     )
     has_gz2 = g_index >= 0
+    if len(gz2_table) and not has_gz2.any():
+        logger.warning(
+            "catalog: none of the %d sample galaxies has a GZ2 row within %g arcsec (does the GZ2 table of "
+            "%d rows cover another part of the sky?): no galaxy gets GZ2 probabilities (0 %% match)",
+            len(sample),
+            catalog.gz2_radius_arcsec,
+            len(gz2_table),
+        )
     fraction_columns = [c for c in gz2_table.columns if c not in ("dr7objid", "ra", "dec")]
     probabilities = np.full((len(sample), len(gz2.ANSWERS)), np.nan)
     reached_unvoted = np.zeros(len(sample), dtype=bool)
@@ -337,6 +345,12 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         photometry = read_photometry(workdir.photometry)
         advance(1)
         gz2_table = read_gz2(workdir.gz2, sum_atol=cat.gz2_sum_atol)
+        if gz2_table.empty:
+            logger.warning(
+                "catalog: %s has a header and no rows (expected the Hart+16 table, one row per classified "
+                "galaxy): no galaxy gets GZ2 probabilities (0 %% match), the GZ2 networks get no targets",
+                workdir.gz2,
+            )
         advance(1)
         # stars.csv is read by preprocess; checking it here reports a malformed file before any image work.
         n_stars = len(read_stars(workdir.stars)) if workdir.stars.exists() else None

@@ -1,7 +1,21 @@
-"""The ``mock`` stage: make the synthetic survey and write ``raw/`` (and ``mock_truth.parquet``)."""
+"""The ``mock`` stage: make the synthetic survey and write ``raw/`` (and ``mock_truth.parquet``).
+
+The mock owns only the files it wrote. It lists them, as paths relative to ``raw/``, in
+``raw/.mock-files.json`` (:data:`MOCK_FILES_NAME`, written atomically before and after each run; hidden, so
+not part of ``raw/``'s hash), and:
+
+- never writes into a ``raw/`` that ``morphomass fetch`` filled (the manifest records a finished fetch), not
+  even with ``force``: real archives take hours to download;
+- refuses a ``raw/`` holding other files it did not write, unless ``force`` (it then overwrites the files of
+  the same name and leaves the others where they are);
+- deletes only images it wrote itself (those of galaxies or bands an earlier mock had and this one has not).
+
+Hidden files (a name starting with ``.``: temporary files, the list itself) are neither checked nor deleted.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -12,6 +26,7 @@ import numpy as np
 from astropy.io import fits
 
 from morphomass.config import MockConfig, PipelineConfig
+from morphomass.errors import WorkdirError
 from morphomass.mock.physics import BANDS
 from morphomass.mock.render import GalaxyImageSpec, NeighbourSpec, render_galaxy
 from morphomass.mock.survey import NEIGHBOUR_COLUMNS, Survey, image_wcs, make_survey
@@ -25,11 +40,14 @@ from morphomass.rawformats import (
     write_photometry,
     write_stars,
 )
-from morphomass.workdir import StageResult, WorkDir, atomic_path
+from morphomass.workdir import StageResult, WorkDir, atomic_path, load_manifest, write_json_atomic
 
-__all__ = ["galaxy_specs", "render_and_write", "run_mock", "write_catalogues"]
+__all__ = ["MOCK_FILES_NAME", "galaxy_specs", "render_and_write", "run_mock", "write_catalogues"]
 
 logger = logging.getLogger(__name__)
+
+#: The list of the files the mock wrote, in ``raw/`` (paths relative to ``raw/``).
+MOCK_FILES_NAME = ".mock-files.json"
 
 
 def _neighbour_specs(table: np.ndarray, bands: tuple[str, ...]) -> tuple[NeighbourSpec, ...]:
@@ -139,13 +157,8 @@ def write_catalogues(survey: Survey, workdir: WorkDir) -> list[Path]:
 
     Returns the paths.
     """
-    written = {
-        workdir.gswlc_dir / gswlc_file_name("X2"): write_gswlc,
-        workdir.hyperleda: write_hyperleda,
-        workdir.gz2: write_gz2,
-        workdir.photometry: write_photometry,
-        workdir.stars: write_stars,
-    }
+    writers = (write_gswlc, write_hyperleda, write_gz2, write_photometry, write_stars)
+    written = dict(zip(_catalogue_paths(workdir), writers, strict=True))
     tables = [survey.gswlc, survey.hyperleda, survey.gz2, survey.photometry, survey.stars]
     for (path, writer), table in zip(written.items(), tables, strict=True):
         writer(path, table)
@@ -156,24 +169,151 @@ def write_catalogues(survey: Survey, workdir: WorkDir) -> list[Path]:
     return [*written, workdir.mock_truth]
 
 
-def _remove_stale_images(workdir: WorkDir, bands: tuple[str, ...], objids: set[int]) -> int:
+def _raw_relative(workdir: WorkDir, path: Path) -> str:
+    return path.relative_to(workdir.raw).as_posix()
+
+
+def _raw_files(workdir: WorkDir) -> set[str]:
+    """Return the paths (relative to ``raw/``, POSIX) of the files in ``raw/``, hidden ones left out."""
+    if not workdir.raw.exists():
+        return set()
+    found = set()
+    for path in workdir.raw.rglob("*"):
+        rel = path.relative_to(workdir.raw)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            found.add(rel.as_posix())
+    return found
+
+
+def _finished_fetch(workdir: WorkDir) -> str | None:
+    """Return when ``fetch`` finished according to the manifest (``"earlier"`` if not recorded), else None."""
+    record = load_manifest(workdir)["stages"].get("fetch")
+    if isinstance(record, dict) and "finished_utc" in record:
+        return str(record["finished_utc"])
+    return None
+
+
+def _load_mock_files(workdir: WorkDir) -> set[str]:
+    """Read the list of files an earlier mock wrote (empty without a list).
+
+    A work directory made before the list existed (a mock recorded in the manifest, no fetch) adopts the
+    catalogues of the mock's names and the images with the mock's ``MOCKSEED`` header key.
+    """
+    path = workdir.raw / MOCK_FILES_NAME
+    if not path.exists():
+        return _legacy_mock_files(workdir)
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        msg = (
+            f"{path}: expected the mock's file list, a JSON object {{'files': [paths in raw/]}}, could not "
+            f"read it ({err}); remove it and rerun with --force (the mock then overwrites files of its names "
+            "and deletes none)"
+        )
+        raise WorkdirError(msg) from err
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        msg = f"{path}: 'files' must be a list of paths in raw/, got {type(files).__name__}"
+        raise WorkdirError(msg)
+    return set(files)
+
+
+def _legacy_mock_files(workdir: WorkDir) -> set[str]:
+    stages = load_manifest(workdir)["stages"]
+    if "mock" not in stages or "fetch" in stages:
+        return set()
+    catalogues = {_raw_relative(workdir, p) for p in _catalogue_paths(workdir)}
+    owned = set()
+    for rel in _raw_files(workdir):
+        if rel in catalogues:
+            owned.add(rel)
+        elif rel.startswith("images/") and rel.endswith(".fits"):
+            try:
+                if "MOCKSEED" in fits.getheader(workdir.raw / rel):
+                    owned.add(rel)
+            except OSError:
+                continue
+    logger.info("raw/ has no %s (an older mock): taking %d files as the mock's", MOCK_FILES_NAME, len(owned))
+    return owned
+
+
+def _catalogue_paths(workdir: WorkDir) -> list[Path]:
+    return [
+        workdir.gswlc_dir / gswlc_file_name("X2"),
+        workdir.hyperleda,
+        workdir.gz2,
+        workdir.photometry,
+        workdir.stars,
+    ]
+
+
+def _write_mock_files(workdir: WorkDir, files: set[str]) -> None:
+    write_json_atomic(
+        workdir.raw / MOCK_FILES_NAME, {"written_by": "morphomass mock", "files": sorted(files)}
+    )
+
+
+def _refuse_fetched_raw(workdir: WorkDir) -> None:
+    """Refuse a ``raw/`` that ``fetch`` filled, whatever ``force`` says.
+
+    Raises
+    ------
+    WorkdirError
+        If the manifest records a finished fetch.
+    """
+    finished = _finished_fetch(workdir)
+    if finished is not None:
+        msg = (
+            f"{workdir.raw} holds the archives 'morphomass fetch' downloaded ({workdir.manifest} records a "
+            f"fetch finished {finished}); the mock never writes there, not even with --force: use another "
+            "work directory (--workdir) for the mock survey"
+        )
+        raise WorkdirError(msg)
+
+
+def _refuse_foreign_files(workdir: WorkDir, owned: set[str], *, force: bool) -> None:
+    """Refuse a ``raw/`` holding files the mock did not write, unless ``force``.
+
+    Raises
+    ------
+    WorkdirError
+        If ``raw/`` holds a file not in ``owned`` and ``force`` is false.
+    """
+    foreign = sorted(_raw_files(workdir) - owned)
+    if foreign and not force:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        msg = (
+            f"{workdir.raw} holds {len(foreign)} file(s) the mock did not write ({shown}; the mock lists its "
+            f"own in {MOCK_FILES_NAME}); use another work directory, or --force to write the mock beside "
+            "them (it overwrites files of its names and deletes none of the others)"
+        )
+        raise WorkdirError(msg)
+    if foreign:
+        logger.warning(
+            "raw/ holds %d files the mock did not write: --force, overwriting those of its names only",
+            len(foreign),
+        )
+
+
+def _remove_stale_images(workdir: WorkDir, owned: set[str], planned: set[str]) -> int:
+    """Delete the images an earlier mock wrote that this one does not write; return how many."""
     removed = 0
-    if not workdir.raw_images.exists():
-        return 0
-    for band_dir in workdir.raw_images.iterdir():
-        for path in band_dir.glob("*.fits"):
-            if band_dir.name not in bands or int(path.stem) not in objids:
-                path.unlink()
-                removed += 1
+    for rel in sorted(owned - planned):
+        path = workdir.raw / rel
+        if rel.startswith("images/") and path.is_file():
+            path.unlink()
+            removed += 1
     return removed
 
 
-def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+def run_mock(
+    config: PipelineConfig, workdir: WorkDir, *, progress: bool = True, force: bool = False
+) -> StageResult:
     """Make the mock survey: catalogues in the real formats, one FITS image per galaxy and band.
 
     And the truth.
 
     Rerunning with the same configuration resumes: images already written with the same render seed are kept.
+    Images an earlier mock wrote that this one does not (other galaxies or bands) are deleted; no other file.
 
     Parameters
     ----------
@@ -182,30 +322,50 @@ def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True)
     workdir : WorkDir
     progress : bool
         Show a progress bar while rendering.
+    force : bool
+        Write into a ``raw/`` that holds files the mock did not write (overwriting those of its names,
+        keeping the others). Never allows writing into a ``raw/`` that ``fetch`` filled.
 
     Returns
     -------
     StageResult
         Outputs ``raw`` and ``mock_truth.parquet``; the summary has the counts of galaxies, images and stars.
+
+    Raises
+    ------
+    WorkdirError
+        If ``raw/`` came from ``fetch`` (whatever ``force``), holds files the mock did not write (unless
+        ``force``), or its list of the mock's files is unreadable.
     """
     start = time.perf_counter()
     mock = config.mock
+    _refuse_fetched_raw(workdir)
+    owned = _load_mock_files(workdir)
+    _refuse_foreign_files(workdir, owned, force=force)
     workdir.ensure()
     logger.info("drawing the mock survey (%d galaxies with images, seed %d)", mock.n_galaxies, mock.seed)
     survey = make_survey(mock, np.random.default_rng(mock.seed))
+    images = survey.truth[survey.truth["has_image"]]
+    image_paths = {
+        objid: {b: workdir.raw_image(b, objid) for b in mock.image_bands} for objid in images["objid"]
+    }
+    planned = {_raw_relative(workdir, p) for p in _catalogue_paths(workdir)}
+    planned |= {_raw_relative(workdir, p) for paths in image_paths.values() for p in paths.values()}
+    # listed before writing, so that an interrupted run still knows its files
+    _write_mock_files(workdir, owned | planned)
     write_catalogues(survey, workdir)
     specs = galaxy_specs(survey, mock)
-    images = survey.truth[survey.truth["has_image"]]
-    removed = _remove_stale_images(workdir, mock.image_bands, set(images["objid"].astype(int)))
+    removed = _remove_stale_images(workdir, owned, planned)
     if removed:
         logger.info("removed %d images left by an earlier mock with other settings", removed)
     jobs = [
-        (spec, float(ra), float(dec), {b: str(workdir.raw_image(b, objid)) for b in mock.image_bands})
+        (spec, float(ra), float(dec), {b: str(p) for b, p in image_paths[objid].items()})
         for spec, objid, ra, dec in zip(specs, images["objid"], images["ra"], images["dec"], strict=True)
     ]
     for band in mock.image_bands:
         (workdir.raw_images / band).mkdir(parents=True, exist_ok=True)
     rendered = _render_all(jobs, mock.workers or os.cpu_count() or 1, progress)
+    _write_mock_files(workdir, planned | {rel for rel in owned if (workdir.raw / rel).is_file()})
     seconds = time.perf_counter() - start
     truth = survey.truth
     summary = {
