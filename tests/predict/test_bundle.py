@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +246,213 @@ def test_write_bundle_needs_the_sample_columns_of_the_ranges(
     workdir.manifest.unlink()  # the sample changed behind the manifest's back
     with pytest.raises(WorkdirError, match=r"sample\.parquet lacks \['d25_arcmin'\]"):
         write_bundle(small_config(), workdir)
+
+
+# ------------------------------------------------------------------------------------------------ issue 15
+
+
+def _rehash_file(bundle_dir: Path, rel: str, data: bytes) -> None:
+    """Write ``data`` to a bundle file and record its new hash and size (what a forger would do)."""
+    (bundle_dir / rel).write_bytes(data)
+    entry = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    _rewrite(bundle_dir, lambda m: m["files"].__setitem__(rel, entry), rehash=True)
+
+
+def test_an_edited_model_with_recomputed_hashes_is_accepted(bundle_dir: Path) -> None:
+    """The honest limit: the hashes catch corruption and accidents, not a forger who recomputes them.
+
+    A model edited consistently (here every leaf value scaled by 10) with its hashes recomputed loads and its
+    predictions change; only a signature the user verifies would catch that (README, "Integrity").
+    """
+    original = load_bundle(bundle_dir).boosters()["g"]
+    path = bundle_dir / "gbm" / "g_morph.txt"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    edited = [
+        "leaf_value=" + " ".join(repr(10 * float(v)) for v in line.split("=")[1].split())
+        if line.startswith("leaf_value=")
+        else line
+        for line in lines
+    ]
+    text = "\n".join(edited)
+    starts = [m.start() for m in re.finditer(r"^Tree=", text, flags=re.M)] + [text.index("end of trees")]
+    sizes = " ".join(str(len(text[i:j].encode())) for i, j in zip(starts, starts[1:], strict=False))
+    text = re.sub(r"^tree_sizes=.*$", f"tree_sizes={sizes}", text, count=1, flags=re.M)  # as a forger would
+    _rehash_file(bundle_dir, "gbm/g_morph.txt", text.encode())
+    forged = load_bundle(bundle_dir).boosters()["g"]
+    x = np.random.default_rng(0).normal(size=(4, original.num_feature()))
+    assert not np.allclose(forged.predict(x), original.predict(x))
+
+
+_LOAD_TRUNCATED = """
+import json, sys
+from morphomass.errors import BundleError
+from morphomass.predict import load_bundle
+from morphomass.predict.bundle import parse_lightgbm_model
+try:
+    load_bundle(sys.argv[1])
+except BundleError as err:
+    print("BundleError:", err)
+data = open(sys.argv[2], "rb").read()
+refused = 0
+end = data.index(b"end of parameters")  # after it, only pandas_categorical, which may be cut harmlessly
+cuts = [*range(1, end, 97), *range(end - 300, end)]
+for cut in cuts:
+    for garbled, variant in enumerate((data[:cut], data[:cut] + b"X" + data[cut + 1 :])):
+        try:
+            parse_lightgbm_model(variant, where="m.txt")
+        except BundleError as err:
+            assert "\\n" not in str(err), str(err)
+            refused += not garbled  # a garbled byte may be harmless (a parameter's text): survive is enough
+print("survived", refused, len(cuts))
+"""
+
+
+def test_a_truncated_gbm_with_fixed_hashes_is_a_bundle_error_not_an_abort(bundle_dir: Path) -> None:
+    """A LightGBM model cut short or garbled is checked before the C library sees it (which would abort)."""
+    import subprocess
+    import sys
+
+    model = bundle_dir / "gbm" / "g_morph.txt"
+    original = bundle_dir.parent / "g_morph.txt"
+    shutil.copyfile(model, original)
+    data = model.read_bytes()
+    _rehash_file(bundle_dir, "gbm/g_morph.txt", data[: int(len(data) * 0.7)])
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_TRUNCATED, str(bundle_dir), str(original)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    first, *_, last = run.stdout.strip().split("\n")
+    assert re.fullmatch(
+        r"BundleError: \S*g_morph\.txt is not a valid LightGBM text model: it is truncated.*", first
+    )
+    survived, refused, tried = last.split()
+    assert survived == "survived" and int(refused) == int(tried)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x00\x01", r"cnn1\.safetensors is not a valid safetensors file \(.*header too small"),
+        (b"\x10" + bytes(7) + b"{not a header}}}", r"cnn1\.safetensors is not a valid safetensors file"),
+    ],
+)
+def test_a_bad_safetensors_file_is_a_bundle_error(bundle_dir: Path, data: bytes, match: str) -> None:
+    _rehash_file(bundle_dir, "cnn/cnn1.safetensors", data)
+    with pytest.raises(BundleError, match=match):
+        load_bundle(bundle_dir)
+
+
+def test_weights_of_another_network_are_a_bundle_error(bundle_dir: Path) -> None:
+    _rewrite(
+        bundle_dir,
+        lambda m: m["networks"]["cnn1"].__setitem__("weights", "cnn/cnn4.safetensors"),
+        rehash=True,
+    )
+    bundle = load_bundle(bundle_dir)
+    with pytest.raises(
+        BundleError, match=r"cnn4\.safetensors: weights do not fit the architecture of its card"
+    ):
+        bundle.networks()
+
+
+def test_an_unreadable_weight_file_is_a_bundle_error(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = bundle_dir / "cnn" / "cnn1.safetensors"
+    read_bytes = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == target:
+            raise PermissionError(13, "Permission denied")
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(BundleError, match=r"cnn1\.safetensors cannot be read \(Permission denied\)"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda m: m.__setitem__("files", {}), "files is empty, so nothing would be checked"),
+        (lambda m: m.pop("files"), r"lacks the sections \['files'\]"),
+        (
+            lambda m: m["files"].pop("gbm/g_morph.txt"),
+            r"models\.g\.file = 'gbm/g_morph\.txt' is not an entry of files",
+        ),
+        (
+            lambda m: m["files"].pop("cnn/cnn4.safetensors"),
+            r"networks\.cnn4\.weights = 'cnn/cnn4\.safetensors' is not an entry of files",
+        ),
+        (
+            lambda m: m["networks"]["cnn1"].__setitem__("card", "../outside.json"),
+            r"networks\.cnn1\.card = '\.\./outside\.json' is not an entry of files",
+        ),
+        (
+            lambda m: m["models"]["g"].__setitem__("features", ["lum_sum", 3]),
+            r"models\.g\.features must be a list",
+        ),
+        (lambda m: m.__setitem__("versions", [1]), "versions must be a JSON object, got list"),
+    ],
+)
+def test_models_and_networks_must_be_listed_files(bundle_dir: Path, change, match: str) -> None:
+    _rewrite(bundle_dir, change, rehash=True)
+    with pytest.raises(BundleError, match=match):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("outside", ["../secret.txt", "/etc/hostname", "gbm/../../secret.txt", "link.txt"])
+def test_a_file_outside_the_bundle_folder_is_refused_without_its_hash(bundle_dir: Path, outside: str) -> None:
+    secret = bundle_dir.parent / "secret.txt"
+    secret.write_text("not part of the bundle\n")
+    (bundle_dir / "link.txt").symlink_to(secret)
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+
+    def point_outside(m: dict) -> None:
+        m["files"][outside] = m["files"].pop("gbm/g_morph.txt")
+        m["models"]["g"]["file"] = outside
+
+    _rewrite(bundle_dir, point_outside, rehash=True)
+    with pytest.raises(
+        BundleError, match=r"points outside the bundle folder|a link pointing outside"
+    ) as info:
+        load_bundle(bundle_dir)
+    assert digest[:8] not in str(info.value)
+
+
+def test_a_file_changed_after_loading_is_never_read(bundle_dir: Path) -> None:
+    """The GBMs and weights are parsed from the bytes that were hashed, not read again later."""
+    bundle = load_bundle(bundle_dir)
+    for rel in ("gbm/g_morph.txt", "cnn/cnn1.safetensors", "cnn/cnn1.json"):
+        (bundle_dir / rel).write_bytes(b"swapped after the check")
+    assert set(bundle.networks()) == {"cnn1", "cnn4"}
+    assert bundle.boosters()["g"].num_trees() > 0
+
+
+def test_a_manifest_nested_very_deeply_or_not_utf8_is_one_line(bundle_dir: Path) -> None:
+    (bundle_dir / "bundle.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match=r"bundle\.json is not valid JSON \(nested too deeply\)"):
+        load_bundle(bundle_dir)
+    (bundle_dir / "bundle.json").write_bytes(b'{"format": "\xff"}')
+    with pytest.raises(BundleError, match=r"bundle\.json is not valid JSON \('utf-8' codec"):
+        load_bundle(bundle_dir)
+
+
+def test_weight_files_follow_the_umask(tmp_path: Path) -> None:
+    from morphomass.cnn.architectures import build_gz2_net
+    from morphomass.cnn.weights import save_network
+
+    card = {"name": "cnn1", "kind": "gz2", "backbone": "dieleman", "input_size": 69, "dropout": 0.0}
+    old = os.umask(0o022)
+    try:
+        written = save_network(tmp_path, "cnn1", build_gz2_net("dieleman"), {**card, "train_key": "k"})
+        os.umask(0o027)
+        again = save_network(tmp_path / "g", "cnn1", build_gz2_net("dieleman"), {**card, "train_key": "k"})
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o644}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in again} == {0o640}

@@ -15,12 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 from torch import nn
 
 from morphomass.cnn.architectures import GZ2Net, MLNet, build_gz2_net, make_ml_net
 from morphomass.errors import InputDataError, WorkdirError
-from morphomass.workdir import atomic_path, write_json_atomic, write_text_atomic
+from morphomass.workdir import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = [
     "CARD_KEYS",
@@ -28,6 +30,8 @@ __all__ = [
     "card_path",
     "load_card",
     "load_network",
+    "network_from_state",
+    "read_weights",
     "save_network",
     "weights_path",
 ]
@@ -59,7 +63,9 @@ def _history_csv(history: list[dict[str, float | None]]) -> str:
 def save_network(models_dir: Path, name: str, net: nn.Module, card: dict[str, Any]) -> list[Path]:
     """Write the weights, the JSON card and the CSV training log of one network, each atomically.
 
-    The card is written last, so a card on disk always belongs to complete weights.
+    The card is written last, so a card on disk always belongs to complete weights. Every file gets the mode
+    the process umask gives a new file (0644 under the usual umask 022), so a copied bundle is readable by
+    other users.
 
     Parameters
     ----------
@@ -84,8 +90,9 @@ def save_network(models_dir: Path, name: str, net: nn.Module, card: dict[str, An
     models_dir = Path(models_dir)
     weights = weights_path(models_dir, name)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"name": name, "train_key": str(card["train_key"])})
+    # serialised in memory and written by open(): safetensors' own save_file creates the file with mode 0600
+    data = save(state, metadata={"name": name, "train_key": str(card["train_key"])})
+    write_bytes_atomic(weights, data)
     written = [weights]
     if card.get("history"):
         log = models_dir / f"{name}.csv"
@@ -108,7 +115,7 @@ def load_card(models_dir: Path, name: str) -> dict[str, Any] | None:
         return None
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         msg = f"{path} is not valid JSON ({err}); rerun 'morphomass train-cnn --force'"
         raise InputDataError(msg) from err
     missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
@@ -129,6 +136,57 @@ def build_from_card(card: dict[str, Any]) -> GZ2Net | MLNet:
     return net
 
 
+def read_weights(data: bytes, *, where: str | Path) -> dict[str, torch.Tensor]:
+    """Parse the bytes of a safetensors file into CPU tensors.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    where : str or Path
+        The file's name, for the message.
+
+    Raises
+    ------
+    InputDataError
+        If the bytes are not a valid safetensors file (bad header, truncated data).
+    """
+    try:
+        return load(data)
+    except SafetensorError as err:
+        msg = f"{where} is not a valid safetensors file ({err})"
+        raise InputDataError(msg) from err
+
+
+def network_from_state(
+    card: dict[str, Any], state: dict[str, torch.Tensor], *, where: str | Path
+) -> GZ2Net | MLNet:
+    """Build the network a card describes, load its weights and put it in eval mode (on the CPU).
+
+    Parameters
+    ----------
+    card : dict
+        The network's card (:data:`CARD_KEYS`).
+    state : dict of str to torch.Tensor
+        Its weights (:func:`read_weights`).
+    where : str or Path
+        The weight file's name, for the message.
+
+    Raises
+    ------
+    InputDataError
+        If the card names an unknown architecture or the weights do not fit it.
+    """
+    try:
+        net = build_from_card(card)
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = f"{where}: weights do not fit the architecture of its card ({first})"
+        raise InputDataError(msg) from err
+    return net.eval()
+
+
 def load_network(models_dir: Path, name: str) -> tuple[GZ2Net | MLNet, dict[str, Any]]:
     """Rebuild a saved network, load its weights and put it in eval mode.
 
@@ -143,18 +201,17 @@ def load_network(models_dir: Path, name: str) -> tuple[GZ2Net | MLNet, dict[str,
     WorkdirError
         If the network was not saved in ``models_dir``.
     InputDataError
-        If its card or weights do not match the architecture.
+        If its card or weights cannot be read, are malformed or do not match the architecture.
     """
     card = load_card(models_dir, name)
     if card is None:
         path = weights_path(models_dir, name)
         msg = f"{path} (and its .json card) not found; run 'morphomass train-cnn' first"
         raise WorkdirError(msg)
-    net = build_from_card(card)
     path = weights_path(models_dir, name)
     try:
-        net.load_state_dict(load_file(str(path)))
-    except RuntimeError as err:
-        msg = f"{path}: weights do not fit the architecture of its card ({err})"
+        data = path.read_bytes()
+    except OSError as err:
+        msg = f"cannot read {path} ({err.strerror or err})"
         raise InputDataError(msg) from err
-    return net.eval(), card
+    return network_from_state(card, read_weights(data, where=path), where=path), card

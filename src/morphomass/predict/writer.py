@@ -28,6 +28,7 @@ from morphomass.predict.bundle import (
     BUNDLE_FORMAT_VERSION,
     MODEL_EXPERIMENTS,
     bundle_content_sha256,
+    catalogue_feature_names,
     library_versions,
 )
 from morphomass.preprocess.features import FEATURE_COLUMNS
@@ -128,14 +129,6 @@ def _cnn_features(networks: dict[str, dict[str, Any]], cnn_parquet: Path) -> tup
     return kept, [c for c in produced if c not in kept_set]
 
 
-def _catalogue_feature_names(bands: str) -> list[str]:
-    """Names of :func:`morphomass.gbm.table.band_features` for a band set (cat_z, cat_lum_*, cat_ratio_*)."""
-    from morphomass.gbm.table import band_features
-
-    probe = pd.DataFrame({"z": [0.1], "dist_mpc": [400.0], **{f"lum_{b}": [1e10] for b in bands}})
-    return list(band_features(probe, bands).columns) if bands else []
-
-
 def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, Any]]:
     out = {}
     for key, experiment in MODEL_EXPERIMENTS.items():
@@ -150,7 +143,7 @@ def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, A
             continue
         info = _read_json(info_path, f"run 'morphomass train-gbm' (experiment {experiment})")
         bands = str(info.get("recipe", {}).get("catalog_bands", ""))
-        needed = set(info["features"]) - producible - set(_catalogue_feature_names(bands))
+        needed = set(info["features"]) - producible - set(catalogue_feature_names(bands))
         if needed:
             msg = (
                 f"{info_path}: the model uses features the bundle cannot compute from an image and a "
