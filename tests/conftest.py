@@ -14,10 +14,17 @@ import types
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
 
 from morphomass.config import PipelineConfig
 from morphomass.pipeline import RUN_ORDER, STAGES
 from morphomass.workdir import StageResult, WorkDir, write_text_atomic
+
+# Property and fuzz tests draw random examples locally, to find new cases; on CI (CI=true) they draw the same
+# examples every run, so that a submission's result does not depend on the luck of the draw.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,7 +97,9 @@ def fixture_fake_pipeline(fake_stage: Callable[[str, Callable[..., object]], Non
     ran: list[str] = []
 
     def stand_in(name: str) -> Callable[..., StageResult]:
-        def run(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+        def run(
+            config: PipelineConfig, workdir: WorkDir, *, progress: bool = True, force: bool = False
+        ) -> StageResult:
             ran.append(name)
             return write_stand_in_outputs(name, workdir)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -30,6 +32,8 @@ SUBCOMMANDS = {
     "predict": ["--model", "--images", "--catalog", "--out"],
 }
 COMMON = ["--workdir", "--preset", "--config", "--force"]
+#: Every command that writes into the work directory takes --wait (predict writes elsewhere).
+WRITERS = sorted(set(SUBCOMMANDS) - {"predict"})
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +52,7 @@ def fixture_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Pipelin
     """Replace stage execution by a recorder of (stage, config, force)."""
     calls: list[tuple[str, PipelineConfig, bool]] = []
 
-    def execute_stage(name, config, workdir, *, force=False, progress=True):
+    def execute_stage(name, config, workdir, *, force=False, progress=True, wait=False):
         calls.append((name, config, force))
         return StageResult(name, outputs=["x"], seconds=0.5, summary={"rows": 3})
 
@@ -56,7 +60,9 @@ def fixture_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Pipelin
     return calls
 
 
-def _fake_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+def _fake_mock(
+    config: PipelineConfig, workdir: WorkDir, *, progress: bool = True, force: bool = False
+) -> StageResult:
     write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
     write_text_atomic(workdir.raw_image("g", 1), "image")
     return StageResult("mock", outputs=["raw"], summary={"galaxies_with_images": config.mock.n_galaxies})
@@ -336,3 +342,155 @@ def test_cli_import_does_not_load_heavy_libraries() -> None:
     code = "import sys, morphomass.cli; print(sorted({'torch', 'lightgbm', 'galsim'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_every_writing_command_takes_wait(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([name, "--help"]) == 0
+    assert "--wait" in capsys.readouterr().out
+
+
+def _stage_raising(fake_stage, error: BaseException) -> None:
+    def run(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+        raise error
+
+    fake_stage("catalog", run)
+
+
+def _catalog(workdir: Path, *options: str) -> int:
+    """Run ``morphomass catalog`` (``-q`` unless other group options are given) on a raw/ with one file."""
+    write_text_atomic(WorkDir(workdir).stars, "objID,ra,dec,type,psfMag_g\n")
+    return cli.main([*(options or ["-q"]), "catalog", "--workdir", str(workdir), "--preset", "tiny"])
+
+
+def test_config_that_is_not_utf8_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recorded: list
+) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[mock]\n# Galaxien mit Bildern, größer\nseed = 3\n".encode("latin-1"))
+    assert cli.main(["catalog", "--workdir", str(tmp_path / "w"), "--config", str(path)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "latin1.toml" in lines[0] and "UTF-8" in lines[0]
+    assert recorded == []
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"stages": {"catalog": {"version": "0.1\xe9"}}}', "manifest.json is not UTF-8 text"),
+        (b"[1, 2, 3]", "manifest.json has no 'stages' mapping"),
+        (b'{"stages": {"catalog": []}}', "stages.catalog: expected a JSON object, got list"),
+        (
+            b'{"stages": {"catalog": {"outputs": {"a": 1}}}}',
+            "stages.catalog.outputs: expected list, got dict",
+        ),
+        (b'{"stages": {"mock": {"inputs": "raw"}}}', "stages.mock.inputs: expected dict, got str"),
+        (b"[" * 100_000, "manifest.json is "),
+    ],
+)
+def test_bad_manifest_exits_2_naming_it(
+    content: bytes, expected: str, fake_pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "manifest.json").write_bytes(content)
+    assert _catalog(workdir) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1, lines
+    assert expected in lines[0]
+    assert fake_pipeline == []
+    assert (workdir / "manifest.json").read_bytes() == content  # left as it was
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode"
+)
+def test_unreadable_raw_exits_2_naming_the_file(
+    fake_pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "work"
+    write_text_atomic(WorkDir(workdir).hyperleda, "pgc|objname\n")
+    WorkDir(workdir).hyperleda.chmod(0)
+    try:
+        assert _catalog(workdir) == 2
+    finally:
+        WorkDir(workdir).hyperleda.chmod(0o644)
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "hyperleda.csv: Permission denied (PermissionError)" in lines[0]
+
+
+def test_permission_error_of_a_stage_exits_2_naming_the_file(
+    fake_pipeline, fake_stage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # works as root too: the stage meets a read-only raw/ (what open() raises there, with the file name)
+    path = tmp_path / "work" / "raw" / "hyperleda.csv"
+    _stage_raising(fake_stage, PermissionError(13, "Permission denied", str(path)))
+    assert _catalog(tmp_path / "work") == 2
+    lines = _error_lines(capsys)
+    assert lines == [f"morphomass: error: {path}: Permission denied (PermissionError)"]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (json.JSONDecodeError("Expecting value", "x", 0), "an input file is not valid JSON"),
+        (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "an input file is not UTF-8"),
+    ],
+)
+def test_undecodable_input_exits_2_with_one_line(
+    error: Exception, expected: str, fake_pipeline, fake_stage, tmp_path: Path, capsys
+) -> None:
+    _stage_raising(fake_stage, error)
+    assert _catalog(tmp_path / "work") == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert expected in lines[0]
+
+
+def test_workdir_errors_exit_2(fake_pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train-gbm", "--workdir", str(tmp_path / "work"), "--preset", "tiny"]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "stage 'train-gbm' needs sample.parquet" in lines[0]
+
+
+def test_a_bug_is_one_line_and_its_traceback_only_under_verbose(
+    fake_pipeline, fake_stage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stage_raising(fake_stage, ZeroDivisionError("division by zero"))
+    assert _catalog(tmp_path / "work") == 1
+    lines = _error_lines(capsys)
+    bug = "morphomass: internal error (a bug): ZeroDivisionError: division by zero"
+    assert lines == [f"{bug}; run with -v for the traceback"]
+    assert _catalog(tmp_path / "work", "-v") == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert (
+        err.rstrip().splitlines()[-1]
+        == "morphomass: internal error (a bug): ZeroDivisionError: division by zero"
+    )
+
+
+def test_interrupt_is_one_line(fake_pipeline, fake_stage, tmp_path: Path, capsys) -> None:
+    _stage_raising(fake_stage, KeyboardInterrupt())
+    assert _catalog(tmp_path / "work") == 130
+    assert _error_lines(capsys) == ["morphomass: interrupted"]
+
+
+def test_mock_force_reaches_the_mock_and_keeps_foreign_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "work"
+    foreign = workdir / "raw" / "notes.txt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("mine\n")
+    argv = ["-q", "mock", "--workdir", str(workdir), "--preset", "tiny", "--n-galaxies", "4"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0] and "--force" in err[0]
+    assert cli.main([*argv, "--force"]) == 0
+    assert foreign.read_text() == "mine\n"
+    assert (workdir / "raw" / "stars.csv").exists()

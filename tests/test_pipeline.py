@@ -47,7 +47,9 @@ def fixture_wd(tmp_path: Path) -> WorkDir:
 def fixture_fake_mock_and_catalog(fake_pipeline, fake_stage, calls: Calls) -> None:
     """Install a mock writing small raw files and a catalog copying one; the later stages are stand-ins."""
 
-    def run_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
+    def run_mock(
+        config: PipelineConfig, workdir: WorkDir, *, progress: bool = True, force: bool = False
+    ) -> StageResult:
         calls.names.append("mock")
         write_text_atomic(workdir.hyperleda, f"pgc|objname\n1|galaxy-{config.mock.seed}\n")
         write_text_atomic(workdir.stars, "objID,ra,dec,type,psfMag_g\n")
@@ -236,7 +238,9 @@ def test_missing_declared_output_is_an_error(fake_stage, config: PipelineConfig,
 
 
 def test_interrupted_stage_is_redone(fake_stage, config: PipelineConfig, wd: WorkDir, calls: Calls) -> None:
-    def crashing_mock(config: PipelineConfig, workdir: WorkDir, *, progress: bool) -> StageResult:
+    def crashing_mock(
+        config: PipelineConfig, workdir: WorkDir, *, progress: bool, force: bool = False
+    ) -> StageResult:
         calls.names.append("mock")
         write_text_atomic(workdir.stars, "half of the survey\n")
         if calls.count("mock") == 1:
@@ -246,7 +250,9 @@ def test_interrupted_stage_is_redone(fake_stage, config: PipelineConfig, wd: Wor
     fake_stage("mock", crashing_mock)
     with pytest.raises(KeyboardInterrupt):
         execute_stage("mock", config, wd)
-    assert "started_utc" in load_manifest(wd)["stages"]["mock"]
+    attempt = load_manifest(wd)["stages"]["mock"]["attempt"]
+    assert "started_utc" in attempt
+    assert attempt["error"] == "KeyboardInterrupt"
     assert not execute_stage("mock", config, wd).skipped
     assert execute_stage("mock", config, wd).skipped
     assert calls.count("mock") == 2
@@ -285,7 +291,8 @@ def test_a_changed_evaluate_input_redoes_evaluate(
     run_pipeline(config, wd, progress=False)
     write_text_atomic(wd.gbm_cv_search, "{}")  # train-gbm's cross-validation, read by evaluate
     summary = run_pipeline(config, wd, progress=False)
-    assert summary.stages("ran") == ["bundle", "evaluate"]
+    # models/gbm is train-gbm's output, changed by hand: train-gbm is redone, and what reads it follows
+    assert summary.stages("ran") == ["train-gbm", "bundle", "evaluate"]
 
 
 def test_run_pipeline_does_not_mock_over_real_data(

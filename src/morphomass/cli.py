@@ -1,15 +1,20 @@
 """The ``morphomass`` command line (DESIGN §1): one subcommand per stage, plus ``run`` and ``predict``.
 
-Exit status: 0 on success; 2 for bad input or configuration (one line on stderr naming the file or field);
-1 for any other morphomass error. Only this module configures logging. Heavy libraries (torch, lightgbm) are
-imported by the stages themselves, so ``--help`` stays fast. After ``morphomass run`` a table gives each
-stage's status, wall-clock and CPU time and key figures; the full stage summaries are in ``manifest.json``.
+Exit status: 0 on success; 2 for bad input, configuration or work directory (one line on stderr naming the
+file or field: every :class:`~morphomass.errors.MorphomassError`, and a user's file that is not UTF-8, not
+JSON, nested too deeply or not readable); 1 for a bug (one line; ``-v`` shows the traceback). The commands
+that write into the work directory hold its lock; ``--wait`` waits for another process holding it. Only this
+module configures logging. Heavy libraries (torch, lightgbm) are imported by the stages themselves, so
+``--help`` stays fast. After ``morphomass run`` a table gives each stage's status, wall-clock and CPU time
+and key figures; the full stage summaries are in ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,7 @@ from morphomass.pipeline import (
     make_mock_preview,
     run_pipeline,
 )
-from morphomass.workdir import StageResult, WorkDir, cores_busy, load_manifest
+from morphomass.workdir import StageResult, WorkDir, cores_busy, load_manifest, workdir_lock
 
 __all__ = ["cli", "key_figures", "main", "summary_table"]
 
@@ -88,6 +93,26 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --wait to a command that writes into the work directory."""
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="If another morphomass process is using the work directory, wait for it instead of exiting.",
+    )(func)
+
+
+def _load_config(
+    preset: str, config_path: Path | None, overrides: dict[str, Any] | None = None
+) -> PipelineConfig:
+    """Load the configuration; a TOML file that is not UTF-8 is a ConfigError naming it."""
+    try:
+        return load_config(preset, config_path, overrides)
+    except UnicodeDecodeError as err:
+        msg = f"--config {config_path}: expected UTF-8 TOML; byte {err.start} is not UTF-8 ({err.reason})"
+        raise ConfigError(msg) from err
+
+
 def _progress() -> bool:
     """Progress bars are shown unless the group's ``--quiet`` was given."""
     state = click.get_current_context().find_object(_State)
@@ -106,8 +131,9 @@ def _report_stage(result: StageResult) -> None:
         click.echo(f"  {key}: {value}")
 
 
-def _run_stage(name: str, config: PipelineConfig, workdir: Path, force: bool) -> None:
-    _report_stage(execute_stage(name, config, WorkDir(workdir), force=force, progress=_progress()))
+def _run_stage(name: str, config: PipelineConfig, workdir: Path, force: bool, wait: bool) -> None:
+    result = execute_stage(name, config, WorkDir(workdir), force=force, progress=_progress(), wait=wait)
+    _report_stage(result)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,6 +152,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
 @cli.command()
 @_common_options
+@_wait_option
 @click.option(
     "--n-galaxies", type=int, default=None, help="Galaxies with images in the survey (mock.n_galaxies)."
 )
@@ -136,20 +163,23 @@ def mock(
     preset: str,
     config_path: Path | None,
     force: bool,
+    wait: bool,
     n_galaxies: int | None,
     seed: int | None,
     preview: bool,
 ) -> None:
     """Write raw/ with the built-in synthetic survey (real formats)."""
     overrides = {k: v for k, v in {"n_galaxies": n_galaxies, "seed": seed}.items() if v is not None}
-    config = load_config(preset, config_path, {"mock": overrides} if overrides else None)
-    _run_stage("mock", config, workdir, force)
-    if preview:
-        click.echo(f"preview: {make_mock_preview(config, WorkDir(workdir))}")
+    config = _load_config(preset, config_path, {"mock": overrides} if overrides else None)
+    with workdir_lock(WorkDir(workdir), wait=wait):
+        _run_stage("mock", config, workdir, force, wait)
+        if preview:
+            click.echo(f"preview: {make_mock_preview(config, WorkDir(workdir))}")
 
 
 @cli.command()
 @_common_options
+@_wait_option
 @click.option("--limit", type=int, default=None, help="Download at most N galaxies (fetch.limit).")
 @click.option(
     "--region",
@@ -164,25 +194,28 @@ def fetch(
     preset: str,
     config_path: Path | None,
     force: bool,
+    wait: bool,
     limit: int | None,
     region: tuple[float, float, float, float] | None,
 ) -> None:
     """Download raw/ from the real archives (network); --force fetches what an earlier run missed."""
     options = {"limit": limit, "region": list(region) if region else None}
     overrides = {k: v for k, v in options.items() if v is not None}
-    config = load_config(preset, config_path, {"fetch": overrides} if overrides else None)
-    _run_stage("fetch", config, workdir, force)
+    config = _load_config(preset, config_path, {"fetch": overrides} if overrides else None)
+    _run_stage("fetch", config, workdir, force, wait)
 
 
 @cli.command()
 @_common_options
-def catalog(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+@_wait_option
+def catalog(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """raw/ -> sample.parquet (cross-match, selection, targets, split)."""
-    _run_stage("catalog", load_config(preset, config_path), workdir, force)
+    _run_stage("catalog", _load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
 @_common_options
+@_wait_option
 @click.option("--workers", type=int, default=None, help="Worker processes of the local Dask cluster.")
 @click.option(
     "--scheduler", default=None, metavar="ADDR", help="Address of a running Dask scheduler instead."
@@ -192,6 +225,7 @@ def preprocess(
     preset: str,
     config_path: Path | None,
     force: bool,
+    wait: bool,
     workers: int | None,
     scheduler: str | None,
 ) -> None:
@@ -200,8 +234,8 @@ def preprocess(
         msg = "--workers and --scheduler exclude each other"
         raise click.UsageError(msg)
     overrides = {k: v for k, v in {"workers": workers, "scheduler": scheduler}.items() if v is not None}
-    config = load_config(preset, config_path, {"preprocess": overrides} if overrides else None)
-    _run_stage("preprocess", config, workdir, force)
+    config = _load_config(preset, config_path, {"preprocess": overrides} if overrides else None)
+    _run_stage("preprocess", config, workdir, force, wait)
 
 
 def _select_nets(config: PipelineConfig, nets: str) -> None:
@@ -217,50 +251,62 @@ def _select_nets(config: PipelineConfig, nets: str) -> None:
 
 @cli.command("train-cnn")
 @_common_options
+@_wait_option
 @click.option("--nets", default=None, metavar="cnn1,cnn2,cnn3,cnn4", help="Train only these networks.")
-def train_cnn(workdir: Path, preset: str, config_path: Path | None, force: bool, nets: str | None) -> None:
+def train_cnn(
+    workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool, nets: str | None
+) -> None:
     """-> models/cnn/ (the GZ2 networks and CNN4)."""
-    config = load_config(preset, config_path)
+    config = _load_config(preset, config_path)
     if nets is not None:
         _select_nets(config, nets)
-    _run_stage("train-cnn", config, workdir, force)
+    _run_stage("train-cnn", config, workdir, force, wait)
 
 
 @cli.command()
 @_common_options
-def extract(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+@_wait_option
+def extract(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> features/cnn.parquet (CNN outputs and trunk features)."""
-    _run_stage("extract", load_config(preset, config_path), workdir, force)
+    _run_stage("extract", _load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command("train-gbm")
 @_common_options
-def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+@_wait_option
+def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> models/gbm/ (every GBM experiment, its predictions and importances)."""
-    _run_stage("train-gbm", load_config(preset, config_path), workdir, force)
+    _run_stage("train-gbm", _load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
 @_common_options
-def bundle(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+@_wait_option
+def bundle(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> models/bundle.json (the prediction bundle of the trained models, for 'morphomass predict')."""
-    _run_stage("bundle", load_config(preset, config_path), workdir, force)
+    _run_stage("bundle", _load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
 @_common_options
+@_wait_option
 @click.option(
     "--experiments", default=None, metavar="all|NAMES", help="'all' or comma-separated experiment names."
 )
 def evaluate(
-    workdir: Path, preset: str, config_path: Path | None, force: bool, experiments: str | None
+    workdir: Path,
+    preset: str,
+    config_path: Path | None,
+    force: bool,
+    wait: bool,
+    experiments: str | None,
 ) -> None:
     """-> results/metrics.json, results/figures/*.png, results/report.html."""
     overrides = None
     if experiments is not None:
         names = [n.strip() for n in experiments.split(",") if n.strip()]
         overrides = {"evaluate": {"experiments": names}}
-    _run_stage("evaluate", load_config(preset, config_path, overrides), workdir, force)
+    _run_stage("evaluate", _load_config(preset, config_path, overrides), workdir, force, wait)
 
 
 #: Experiments quoted in the final summary of ``morphomass run`` (DESIGN §4 names), as (label, name).
@@ -429,10 +475,11 @@ def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
 
 @cli.command()
 @_common_options
-def run(workdir: Path, preset: str, config_path: Path | None, force: bool) -> None:
+@_wait_option
+def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """Run every stage; make the mock survey first if raw/ is empty."""
-    config = load_config(preset, config_path)
-    summary = run_pipeline(config, WorkDir(workdir), force=force, progress=_progress())
+    config = _load_config(preset, config_path)
+    summary = run_pipeline(config, WorkDir(workdir), force=force, progress=_progress(), wait=wait)
     _print_summary(summary, WorkDir(workdir))
 
 
@@ -491,7 +538,7 @@ def predict(
     if out_path.exists() and not force:
         msg = f"--out {out_path} already exists; pass --force to overwrite it"
         raise InputDataError(msg)
-    config = load_config(preset, config_path)
+    config = _load_config(preset, config_path)
     result = execute_predict(
         config,
         model_dir=model_dir,
@@ -514,12 +561,38 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _wants_traceback(args: Sequence[str]) -> bool:
+    """Tell whether the group's ``-v``/``--verbose`` comes before the subcommand in ``args``."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return False
+        if arg == "--verbose" or (not arg.startswith("--") and "v" in arg[1:]):
+            return True
+    return False
+
+
+def _input_error_line(err: BaseException) -> str | None:
+    """One line for an error caused by the user's files (exit 2), or None if it is not one."""
+    if isinstance(err, MorphomassError):
+        return f"morphomass: error: {_one_line(str(err))}"
+    if isinstance(err, OSError):
+        where = f"{err.filename}: " if err.filename else ""
+        what = err.strerror or type(err).__name__
+        return f"morphomass: error: {where}{_one_line(what)} ({type(err).__name__})"
+    if isinstance(err, UnicodeDecodeError):
+        return f"morphomass: error: an input file is not UTF-8 text ({_one_line(str(err))})"
+    if isinstance(err, json.JSONDecodeError):
+        return f"morphomass: error: an input file is not valid JSON ({_one_line(str(err))})"
+    if isinstance(err, RecursionError):
+        return "morphomass: error: an input file is nested too deeply to be read (RecursionError)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``morphomass`` command line; return its exit status (0, 1 or 2; see the module docstring)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        status = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="morphomass", standalone_mode=False
-        )
+        status = cli.main(args=args, prog_name="morphomass", standalone_mode=False)
     except _NO_ARGS_IS_HELP as err:  # bare ``morphomass``: show the help, as click does
         err.show()
         return err.exit_code
@@ -530,10 +603,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as err:
         click.echo(f"morphomass: error: {_one_line(err.format_message())}", err=True)
         return err.exit_code
-    except click.Abort:
+    except click.Abort as err:
+        if isinstance(err.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("morphomass: interrupted", err=True)
+            return 130
         click.echo("morphomass: aborted", err=True)
         return 1
-    except MorphomassError as err:
-        click.echo(f"morphomass: error: {_one_line(str(err))}", err=True)
-        return 2 if isinstance(err, InputDataError | ConfigError) else 1
+    except KeyboardInterrupt:
+        click.echo("morphomass: interrupted", err=True)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every error reaching the user is one line
+        verbose = _wants_traceback(args)
+        if verbose:
+            click.echo("".join(traceback.format_exception(err)).rstrip(), err=True)
+        line = _input_error_line(err)
+        if line is not None:
+            click.echo(line, err=True)
+            return 2
+        hint = "" if verbose else "; run with -v for the traceback"
+        click.echo(
+            f"morphomass: internal error (a bug): {type(err).__name__}: {_one_line(str(err))}{hint}", err=True
+        )
+        return 1
     return status if isinstance(status, int) else 0

@@ -18,6 +18,7 @@ __all__ = [
     "MorphomassError",
     "MorphomassWarning",
     "WorkdirError",
+    "WorkdirLockedError",
 ]
 
 
@@ -35,6 +36,10 @@ class ConfigError(MorphomassError, ValueError):
 
 class WorkdirError(MorphomassError):
     """The work directory is missing a declared input or is otherwise unusable."""
+
+
+class WorkdirLockedError(WorkdirError):
+    """Another morphomass process holds the work directory's lock (one writer at a time)."""
 
 
 class MorphomassWarning(UserWarning):

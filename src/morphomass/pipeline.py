@@ -6,14 +6,15 @@ Every stage is a function ``run_<stage>(config, workdir, *, progress) -> StageRe
 stage depends on is :data:`morphomass.config.STAGE_CONFIG`.
 
 :func:`execute_stage` skips a stage when ``manifest.json`` shows it finished with the same configuration hash
-and the same input hashes and its outputs are still there; otherwise it runs the stage, times it (wall clock
-and CPU) and records it. :func:`run_pipeline` makes the mock survey when ``raw/`` is empty, then runs every
+and the same input hashes and its outputs are still there, unchanged (their fingerprints match); otherwise it
+logs why, runs the stage, times it (wall clock and CPU) and records it. Both :func:`execute_stage` and
+:func:`run_pipeline` hold the work directory's lock (:func:`~morphomass.workdir.workdir_lock`) while they run.
+:func:`run_pipeline` makes the mock survey when ``raw/`` is empty, then runs every
 stage of :data:`RUN_ORDER`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
 import json
 import logging
@@ -31,10 +32,11 @@ from morphomass.workdir import (
     StageResult,
     WorkDir,
     load_manifest,
+    record_attempt,
     record_stage,
-    stage_is_current,
+    stage_staleness,
     tree_sha256,
-    write_json_atomic,
+    workdir_lock,
 )
 
 __all__ = [
@@ -70,12 +72,15 @@ class Stage:
         ``"cnn_models"``), files or folders.
     outputs : tuple of str
         What it writes, the same way.
+    takes_force : bool
+        Its runner takes ``force`` too (the mock: ``--force`` lets it write beside files it did not write).
     """
 
     name: str
     target: str
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    takes_force: bool = False
 
     @property
     def module(self) -> str:
@@ -114,7 +119,7 @@ def _paths(workdir: WorkDir, names: tuple[str, ...]) -> dict[str, Path]:
 
 
 _STAGE_LIST: tuple[Stage, ...] = (
-    Stage("mock", "morphomass.mock:run_mock", (), ("raw",)),
+    Stage("mock", "morphomass.mock:run_mock", (), ("raw",), takes_force=True),
     Stage("fetch", "morphomass.fetch:run_fetch", (), ("raw",)),
     Stage(
         "catalog", "morphomass.catalog:run_catalog", ("raw",), ("sample", "sample_summary", "chi2_rejected")
@@ -224,16 +229,6 @@ def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(summary, default=plain))
 
 
-def _mark_started(workdir: WorkDir, name: str) -> None:
-    """Replace the stage's manifest record by a 'started' one: an interrupted stage is never taken as done."""
-    manifest = load_manifest(workdir)
-    manifest["stages"][name] = {
-        "started_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "version": __version__,
-    }
-    write_json_atomic(workdir.manifest, manifest)
-
-
 def execute_stage(
     name: str,
     config: PipelineConfig,
@@ -241,8 +236,9 @@ def execute_stage(
     *,
     force: bool = False,
     progress: bool = True,
+    wait: bool = False,
 ) -> StageResult:
-    """Run one stage unless the manifest shows it is up to date.
+    """Run one stage unless the manifest shows it is up to date, holding the work directory's lock.
 
     Parameters
     ----------
@@ -254,6 +250,8 @@ def execute_stage(
         Run even if the stage is up to date.
     progress : bool
         Show progress bars.
+    wait : bool
+        Wait for another process holding the work directory's lock instead of raising.
 
     Returns
     -------
@@ -265,7 +263,22 @@ def execute_stage(
     ------
     WorkdirError
         If a declared input is missing, or the stage did not write a declared output.
+    WorkdirLockedError
+        If another process holds the work directory's lock and ``wait`` is false.
     """
+    with workdir_lock(workdir, wait=wait):
+        return _execute_stage(name, config, workdir, force=force, progress=progress)
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return " ".join(text.split())[:300]
+
+
+def _execute_stage(
+    name: str, config: PipelineConfig, workdir: WorkDir, *, force: bool, progress: bool
+) -> StageResult:
+    """Run one stage unless it is up to date (the caller holds the work directory's lock)."""
     stage = _get_stage(name)
     if name == "predict":
         msg = "predict is not a work-directory stage; use execute_predict"
@@ -274,15 +287,22 @@ def execute_stage(
     workdir.ensure()
     config_hash = stage_config_hash(config, name)
     inputs = _input_hashes(stage, workdir)
-    if not force and stage_is_current(workdir, name, config_hash, inputs):
+    reason = "--force was given" if force else stage_staleness(workdir, name, config_hash, inputs)
+    if reason is None:
         record = load_manifest(workdir)["stages"][name]
         logger.info("%s: up to date (finished %s), skipped", name, record.get("finished_utc", "earlier"))
-        return StageResult(stage=name, outputs=list(record.get("outputs", [])), skipped=True)
+        return StageResult(stage=name, outputs=list(record.get("outputs") or []), skipped=True)
 
-    logger.info("%s: running", name)
-    _mark_started(workdir, name)
+    log = logger.warning if reason.startswith("output") else logger.info
+    log("%s: running, because %s", name, reason)
+    record_attempt(workdir, name, version=__version__)
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    result = runner(config, workdir, progress=progress)
+    try:
+        options = {"force": force} if stage.takes_force else {}
+        result = runner(config, workdir, progress=progress, **options)
+    except BaseException as err:
+        record_attempt(workdir, name, version=__version__, error=_one_line(err))
+        raise
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     if not isinstance(result, StageResult):
         msg = f"stage {name!r} returned {type(result).__name__}, expected StageResult"
@@ -390,6 +410,7 @@ def run_pipeline(
     *,
     force: bool = False,
     progress: bool = True,
+    wait: bool = False,
 ) -> PipelineSummary:
     """Run the whole pipeline.
 
@@ -405,20 +426,30 @@ def run_pipeline(
         Redo every stage even if up to date.
     progress : bool
         Show progress bars.
+    wait : bool
+        Wait for another process holding the work directory's lock instead of raising.
 
     Returns
     -------
     PipelineSummary
+
+    Raises
+    ------
+    WorkdirLockedError
+        If another process holds the work directory's lock and ``wait`` is false.
     """
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    workdir.ensure()
     outcomes: list[StageOutcome] = []
-    for name in RUN_ORDER:
-        if name == "mock" and not _needs_mock(workdir):
-            logger.info("mock: raw/ already holds data, not making the mock survey")
-            outcomes.append(StageOutcome(name, "not needed"))
-            continue
-        result = execute_stage(name, config, workdir, force=force, progress=progress)
-        status: Status = "skipped" if result.skipped else "ran"
-        outcomes.append(StageOutcome(name, status, result.seconds, result.cpu_seconds, dict(result.summary)))
+    with workdir_lock(workdir, wait=wait):
+        workdir.ensure()
+        for name in RUN_ORDER:
+            if name == "mock" and not _needs_mock(workdir):
+                logger.info("mock: raw/ already holds data, not making the mock survey")
+                outcomes.append(StageOutcome(name, "not needed"))
+                continue
+            result = _execute_stage(name, config, workdir, force=force, progress=progress)
+            status: Status = "skipped" if result.skipped else "ran"
+            outcomes.append(
+                StageOutcome(name, status, result.seconds, result.cpu_seconds, dict(result.summary))
+            )
     return PipelineSummary(tuple(outcomes), time.perf_counter() - start, cpu_seconds() - cpu_start)
