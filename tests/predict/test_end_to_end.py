@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 
 from morphomass.pipeline import RUN_ORDER
 from morphomass.predict import load_bundle
-from morphomass.workdir import WorkDir, load_manifest
+from morphomass.workdir import LOCK_INFO_NAME, WorkDir, load_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -178,5 +179,35 @@ def test_kill_and_resume_gives_the_same_results(reference: WorkDir, tmp_path: Pa
     assert resumed == json.loads((reference.results / "metrics.json").read_text())
     pd.testing.assert_frame_equal(
         pd.read_parquet(workdir / "models" / "gbm" / "predictions.parquet"),
+        pd.read_parquet(reference.models / "gbm" / "predictions.parquet"),
+    )
+
+
+def test_two_runs_on_one_work_directory_with_the_tiny_preset(reference: WorkDir, tmp_path: Path) -> None:
+    """A second run is refused naming the first; one with --wait runs after it; the outputs are one run's."""
+    shared = tmp_path / "shared"
+    args = ["-q", "run", "--preset", "tiny", "--workdir", str(shared)]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    first = subprocess.Popen([sys.executable, "-c", _CLI, *args], **quiet)
+    deadline = time.monotonic() + 120
+    while not (shared / LOCK_INFO_NAME).exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
+        time.sleep(0.05)
+    refused = _morphomass(*args)
+    waited = subprocess.Popen(
+        [sys.executable, "-c", _CLI, *args, "--wait"], stderr=subprocess.PIPE, text=True
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"pid {first.pid}" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    first_err = first.communicate(timeout=600)[1]
+    assert first.returncode == 0, first_err[-3000:]
+    waited_err = waited.communicate(timeout=600)[1]
+    assert waited.returncode == 0, waited_err[-3000:]
+    assert _finished(shared) == set(RUN_ORDER)
+    assert json.loads((shared / "results" / "metrics.json").read_text()) == json.loads(
+        (reference.results / "metrics.json").read_text()
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(shared / "models" / "gbm" / "predictions.parquet"),
         pd.read_parquet(reference.models / "gbm" / "predictions.parquet"),
     )
