@@ -4,9 +4,9 @@ For square images of 512 to 4096 pixels (float32, nanomaggies, TAN WCS at 0.396"
 fresh process imports morphomass and runs ``preprocess_job`` (star subtraction, scaling, resizing, photometric
 and classical-morphology features) on one image. Printed: the peak of the memory it allocates (tracemalloc,
 which numpy reports to; started after the imports) as a multiple of the image's own size, against a baseline
-measured in the same run: a fresh process that only reads the same image with astropy. Images above ``max_image_side``
-(4096 by default) are refused by predict before their data are read (``image_too_large``). Usage:
-``.venv/bin/python bench/bench_predict_memory.py``.
+measured in the same run: a fresh process that only reads the same image with astropy. Images above
+``max_image_side`` (4096 by default) are refused by predict before their data are read (``image_too_large``).
+Usage: ``.venv/bin/python bench/bench_predict_memory.py``.
 """
 
 from __future__ import annotations
