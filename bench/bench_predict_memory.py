@@ -1,7 +1,7 @@
 """Benchmark: peak memory of one galaxy's preprocessing (what ``morphomass predict`` runs per image).
 
 For square images of 512 to 4096 pixels (float32, nanomaggies, TAN WCS at 0.396"/px, a galaxy and noise), a
-fresh process imports morphomass and runs ``preprocess_job`` (star subtraction, scaling, resizing, photometric
+fresh process imports morphomass and runs ``measure_job`` (star subtraction, scaling, resizing, photometric
 and classical-morphology features) on one image. Printed: the peak of the memory it allocates (tracemalloc,
 which numpy reports to; started after the imports) as a multiple of the image's own size, against a baseline
 measured in the same run: a fresh process that only reads the same image with astropy. Images above
@@ -26,7 +26,7 @@ import sys, tracemalloc
 import numpy as np
 from astropy.io import fits
 from morphomass.config import PreprocessConfig
-from morphomass.preprocess.tasks import GalaxyJob, preprocess_job
+from morphomass.preprocess.tasks import GalaxyJob, measure_job
 
 path, what = sys.argv[1], sys.argv[2]
 tracemalloc.start()
@@ -36,7 +36,7 @@ if what == "read":
 else:
     job = GalaxyJob(objid=1, path=path, ra=150.0, dec=2.0, z=0.05, dist_mpc=220.0, pixel_kpc=0.4,
                     stars_radec=np.zeros((0, 2)))
-    preprocess_job(job, sizes=(64, 69), config=PreprocessConfig(), m_sun_ab=5.11)
+    measure_job(job, sizes=(64, 69), config=PreprocessConfig(), m_sun_ab=5.11)
 print(tracemalloc.get_traced_memory()[1])
 """
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("| side px | image MiB | read only: peak / image | preprocess_job: peak / image |")
+    print("| side px | image MiB | read only: peak / image | measure_job: peak / image |")
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sides:

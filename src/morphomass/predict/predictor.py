@@ -1,6 +1,6 @@
 """Prediction for new galaxies: preprocessing, networks and GBM, batch by batch, with per-galaxy flags.
 
-Each galaxy goes through the training pipeline's own code: :func:`morphomass.preprocess.tasks.preprocess_job`
+Each galaxy goes through the training pipeline's own code: :func:`morphomass.preprocess.tasks.measure_job`
 (star subtraction, automatic scaling, resizing, F1-F3 features), the bundle's networks through
 :func:`morphomass.cnn.extract.extract_features` (F4), the catalogue-band features of
 :func:`morphomass.gbm.table.band_features`, and the LightGBM text model through
@@ -299,13 +299,10 @@ def _preprocess(
     """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
     from morphomass.errors import GalaxyImageError
     from morphomass.photometry import luminosity_per_nanomaggy
-    from morphomass.preprocess.fits_image import load_fits_image, pixel_scale_arcsec
-    from morphomass.preprocess.tasks import preprocess_job
+    from morphomass.preprocess.tasks import measure_job
 
     try:
-        products, features = preprocess_job(job, sizes=sizes, config=settings, m_sun_ab=m_sun)
-        data, wcs = load_fits_image(job.path)
-        image_scale = pixel_scale_arcsec(wcs)
+        products, features, _ = measure_job(job, sizes=sizes, config=settings, m_sun_ab=m_sun)
     except GalaxyImageError as err:
         galaxy.flag(_KIND_FLAGS.get(err.kind, "image_error"), f"{err.kind}: {err}", fails=True)
         return
@@ -329,10 +326,10 @@ def _preprocess(
         galaxy.flag("bad_pixels", f"{products.n_bad_pixels} NaN/inf pixel(s) filled")
     if products.constant_image:
         galaxy.flag("constant_image")
-    if abs(image_scale / pixel_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
-        note = f"pixel scale {image_scale:.3f} arcsec, training {pixel_scale:.3f}"
+    if abs(products.pixel_scale_arcsec / pixel_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
+        note = f"pixel scale {products.pixel_scale_arcsec:.3f} arcsec, training {pixel_scale:.3f}"
         galaxy.flag("pixel_scale_mismatch", note)
-    fov = fov_flag(data.shape, image_scale, d25_arcmin, tolerance=fov_tolerance)
+    fov = fov_flag(products.input_shape, products.pixel_scale_arcsec, d25_arcmin, tolerance=fov_tolerance)
     if fov is not None:
         galaxy.flag("fov_mismatch", fov)
 

@@ -46,6 +46,10 @@ class GalaxyProducts:
         Star subtraction counts (see :class:`morphomass.preprocess.stars.StarSubtraction`).
     constant_image : bool
         True when the image had a single value (scaled to zeros, ``scaling_a = 0``).
+    input_shape : (int, int)
+        Shape (ny, nx) of the input image, before it was made square.
+    pixel_scale_arcsec : float
+        Pixel scale of the input image.
     """
 
     star_subtracted: np.ndarray
@@ -59,6 +63,8 @@ class GalaxyProducts:
     n_star_priors_rejected: int
     n_nucleus_skipped: int
     constant_image: bool
+    input_shape: tuple[int, int]
+    pixel_scale_arcsec: float
 
 
 def preprocess_galaxy(
@@ -159,4 +165,6 @@ def preprocess_galaxy(
         n_star_priors_rejected=subtraction.n_rejected,
         n_nucleus_skipped=subtraction.n_nucleus,
         constant_image=constant,
+        input_shape=(int(image.shape[0]), int(image.shape[1])),
+        pixel_scale_arcsec=float(pixel_scale_arcsec),
     )

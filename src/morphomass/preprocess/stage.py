@@ -54,7 +54,7 @@ from morphomass.preprocess.tasks import (
     load_sample,
     load_star_catalogue,
     make_galaxy_jobs,
-    preprocess_job,
+    measure_job,
     process_task,
 )
 from morphomass.progress import progress_bar
@@ -325,7 +325,7 @@ def _write_figure(path: Path, table: pd.DataFrame, tasks: list[PreprocessTask]) 
     jobs = {job.objid: job for task in tasks for job in task.galaxies}
     images, a_values = [], []
     for objid in picks:
-        products, _ = preprocess_job(
+        products, _, _ = measure_job(
             jobs[objid], sizes=(), config=tasks[0].config, m_sun_ab=tasks[0].m_sun_ab
         )
         images.append(rescale_linear(products.star_subtracted)[0])

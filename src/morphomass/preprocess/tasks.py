@@ -2,7 +2,7 @@
 
 :func:`make_galaxy_jobs` turns sample rows and the star catalogue into :class:`GalaxyJob` records;
 :func:`process_task` runs on a worker over a :class:`PreprocessTask` (a run of galaxies covering whole zarr
-chunks): it reads and preprocesses every galaxy (:func:`preprocess_job`), writes their rows of the image
+chunks): it reads and preprocesses every galaxy (:func:`measure_job`), writes their rows of the image
 arrays, and then commits a Parquet *part* with their features, diagnostics or failure reasons.
 """
 
@@ -45,7 +45,6 @@ __all__ = [
     "load_star_catalogue",
     "make_galaxy_jobs",
     "measure_job",
-    "preprocess_job",
     "process_task",
 ]
 
@@ -234,35 +233,6 @@ def check_job(job: GalaxyJob) -> None:
             raise GalaxyImageError("bad_sample_row", msg)
     if not Path(job.path).is_file():
         raise GalaxyImageError("missing_fits", f"{job.path}: FITS file is missing")
-
-
-def preprocess_job(
-    job: GalaxyJob, *, sizes: tuple[int, ...], config: PreprocessConfig, m_sun_ab: float
-) -> tuple[GalaxyProducts, dict[str, float]]:
-    """Read, preprocess and measure one galaxy (:func:`measure_job` without the morphology's reason).
-
-    Parameters
-    ----------
-    job : GalaxyJob
-    sizes : tuple of int
-        Output image sizes in pixels.
-    config : PreprocessConfig
-    m_sun_ab : float
-        Absolute magnitude of the Sun in the band, on the images' magnitude system.
-
-    Returns
-    -------
-    products : GalaxyProducts
-    features : dict of str to float
-        The F1-F3 and ``morph_*`` features (:data:`morphomass.preprocess.features.FEATURE_COLUMNS`).
-
-    Raises
-    ------
-    GalaxyImageError
-        As :func:`measure_job`.
-    """
-    products, features, _ = measure_job(job, sizes=sizes, config=config, m_sun_ab=m_sun_ab)
-    return products, features
 
 
 def _morphology(job: GalaxyJob, products: GalaxyProducts) -> MorphologyResult:
