@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from morphomass import __version__
-from morphomass.config import PipelineConfig, load_config, stage_config_hash
+from morphomass.config import STAGE_CONFIG, PipelineConfig, load_config, stage_config_hash
 from morphomass.errors import WorkdirError
 from morphomass.pipeline import RUN_ORDER, STAGES, execute_stage, resolve_runner, run_pipeline
 from morphomass.workdir import StageResult, WorkDir, load_manifest, write_text_atomic
@@ -81,9 +81,9 @@ def test_registry_order_and_contracts(tmp_path: Path) -> None:
     assert set(RUN_ORDER) | {"fetch", "predict"} == set(STAGES)
     assert STAGES["mock"].target == "morphomass.mock:run_mock"
     assert STAGES["bundle"].target == "morphomass.predict:run_bundle"
-    assert STAGES["mock"].sections == ("mock",)
+    assert STAGE_CONFIG["mock"].sections == ("mock",)
     assert STAGES["mock"].inputs == ()
-    assert STAGES["catalog"].sections == ("catalog", "cosmology")
+    assert STAGE_CONFIG["catalog"].sections == ("catalog", "cosmology")
     assert STAGES["catalog"].inputs == ("raw",)
     assert STAGES["train-cnn"].function == "run_train_cnn"
     wd = WorkDir(tmp_path)

@@ -421,10 +421,9 @@ def _key_results(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
     return lines
 
 
-def _seconds(value: float | None, *, recorded: bool) -> str:
-    if value is None:
-        return "-"
-    return f"({value:.1f})" if recorded else f"{value:.1f}"
+def _recorded_seconds(value: float | None) -> str:
+    """Format a time the manifest recorded for a skipped stage: in parentheses, or ``-`` if none."""
+    return "-" if value is None else f"({value:.1f})"
 
 
 def summary_table(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
@@ -441,8 +440,8 @@ def summary_table(summary: PipelineSummary, workdir: WorkDir) -> list[str]:
             wall, cpu, details = f"{outcome.seconds:.1f}", f"{outcome.cpu_seconds:.1f}", outcome.summary
             busy = f"{cores_busy(outcome.cpu_seconds, outcome.seconds):.2f}"
         elif outcome.status == "skipped":
-            wall = _seconds(record.get("seconds"), recorded=True)
-            cpu = _seconds(record.get("cpu_seconds"), recorded=True)
+            wall = _recorded_seconds(record.get("seconds"))
+            cpu = _recorded_seconds(record.get("cpu_seconds"))
             busy = "-" if record.get("cores_busy") is None else f"({record['cores_busy']:.2f})"
             details = record.get("summary") or {}
         else:

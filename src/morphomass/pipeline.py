@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from morphomass import __version__
-from morphomass.config import STAGE_CONFIG, PipelineConfig, stage_config_hash
+from morphomass.config import PipelineConfig, stage_config_hash
 from morphomass.errors import WorkdirError
 from morphomass.workdir import (
     StageResult,
@@ -91,18 +91,6 @@ class Stage:
     def function(self) -> str:
         """Name of the runner function."""
         return self.target.partition(":")[2]
-
-    @property
-    def sections(self) -> tuple[str, ...]:
-        """Configuration sections its outputs depend on (:data:`morphomass.config.STAGE_CONFIG`)."""
-        needs = STAGE_CONFIG.get(self.name)
-        return needs.sections if needs else ()
-
-    @property
-    def derived(self) -> tuple[str, ...]:
-        """Properties of :class:`~morphomass.config.PipelineConfig` its outputs also depend on."""
-        needs = STAGE_CONFIG.get(self.name)
-        return needs.derived if needs else ()
 
     def input_paths(self, workdir: WorkDir) -> dict[str, Path]:
         """Return the declared inputs in ``workdir``: path relative to the root -> path."""

@@ -1,7 +1,7 @@
 """What the evaluate stage reads from the work directory, loaded once and aligned on the evaluated galaxies.
 
 :func:`load_inputs` is the only function of the stage that reads files; the files are listed in
-:data:`INPUT_FILES` (relative to the work directory).
+the evaluate stage's declared inputs (``morphomass.pipeline.STAGES['evaluate']``).
 """
 
 from __future__ import annotations
@@ -20,25 +20,12 @@ from numpy.typing import NDArray
 from morphomass.errors import InputDataError
 from morphomass.workdir import WorkDir, load_manifest
 
-__all__ = ["CNN1_PROBS", "INPUT_FILES", "EvaluateInputs", "load_inputs"]
+__all__ = ["CNN1_PROBS", "EvaluateInputs", "load_inputs"]
 
 logger = logging.getLogger(__name__)
 
 #: CNN1 outputs that define the E9 classes (unconditional GZ2 probabilities).
 CNN1_PROBS = {"irregular": "cnn1_p_t08_a22", "edge_on": "cnn1_p_t02_a04", "feature": "cnn1_p_t01_a02"}
-#: Every file the stage may read, relative to the work directory (those marked optional may be absent).
-INPUT_FILES: tuple[str, ...] = (
-    "sample.parquet",
-    "models/gbm/predictions.parquet",
-    "models/gbm/<experiment>.json",  # one per pred_<experiment> column of predictions.parquet
-    "models/gbm/importance.json",  # optional
-    "models/gbm/cv_search.json",  # optional; read only with gbm.cv_search
-    "features/cnn.parquet",
-    "features/photometric.parquet",
-    "results/tables/sample_chi2_rejected.parquet",  # optional (written by catalog)
-    "results/tables/sample_summary.csv",  # optional (written by catalog)
-    "manifest.json",  # optional; the stages' timings for the report
-)
 
 
 @dataclass(frozen=True)
@@ -182,7 +169,7 @@ def _load_lum_total(workdir: WorkDir, meta: pd.DataFrame) -> NDArray[np.float64]
 
 
 def load_inputs(workdir: WorkDir, *, cv_search: bool = False) -> EvaluateInputs:
-    """Read every input of the evaluate stage (:data:`INPUT_FILES`) and align it on the predicted galaxies.
+    """Read every input of the evaluate stage and align it on the predicted galaxies.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 Reads ``sample.parquet``, the feature tables (a few columns, for Fig. 6 and the E9 classes) and
 ``models/gbm/`` (``predictions.parquet``, ``<experiment>.json``, ``importance.json``) written by
-``train-gbm`` (every file: :data:`~morphomass.evaluate.inputs.INPUT_FILES`); fits the baselines that need no
+``train-gbm`` (the stage's declared inputs); fits the baselines that need no
 GBM (constant, g-i power laws, Zibetti+09) on the same galaxies' training split; writes
 ``results/metrics.json`` (DESIGN §4, :class:`~morphomass.metrics_schema.MetricsFile`),
 ``results/figures/fig*.{png,pdf}``, ``results/tables/*.csv`` and the self-contained ``results/report.html``.

@@ -61,7 +61,6 @@ __all__ = [
     "load_bundle",
     "parse_lightgbm_model",
     "read_files",
-    "verify_files",
 ]
 
 #: File name of the manifest (a work directory's ``models/bundle.json``).
@@ -449,19 +448,6 @@ def read_files(manifest: Mapping[str, Any], root: Path) -> dict[str, bytes]:
             raise BundleError(msg)
         contents[rel] = data
     return contents
-
-
-def verify_files(manifest: Mapping[str, Any], root: Path) -> None:
-    """Check that every listed file is inside ``root`` and has its recorded size and SHA-256.
-
-    Raises
-    ------
-    BundleError
-        Naming the first file that is outside the folder, missing or modified, or if ``files`` is empty or
-        malformed.
-    """
-    _check_files(manifest, str(root / BUNDLE_NAME))
-    read_files(manifest, root)
 
 
 def _resolve(path: str | Path) -> Path:
