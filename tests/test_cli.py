@@ -386,7 +386,7 @@ def test_config_that_is_not_utf8_exits_2_naming_it(
             "stages.catalog.outputs: expected list, got dict",
         ),
         (b'{"stages": {"mock": {"inputs": "raw"}}}', "stages.mock.inputs: expected dict, got str"),
-        (b"[" * 100_000, "manifest.json is "),
+        (b"[" * 100_000, "manifest.json is nested too deeply"),
     ],
 )
 def test_bad_manifest_exits_2_naming_it(

@@ -40,6 +40,7 @@ def test_each_cut_rejects_its_galaxy_in_order() -> None:
         CHI2_CUT,
     ]
     assert np.flatnonzero(cuts["no_hyperleda"]).tolist() == [1]
+    assert np.flatnonzero(cuts["no_d25"]).tolist() == [1, 2]  # the unmatched galaxy has no diameter either
     assert np.flatnonzero(cuts["d25"]).tolist() == [1, 2, 3]  # D25 > 0.4' strictly (SPEC D2)
     assert np.flatnonzero(cuts["missing_redshift"]).tolist() == [4]
     assert np.flatnonzero(cuts["missing_mass"]).tolist() == [5]
