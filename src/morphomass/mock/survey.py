@@ -27,7 +27,12 @@ from morphomass.mock.physics import (
     observe_galaxies,
 )
 from morphomass.mock.votes import conditional_answer_probabilities, simulate_votes
-from morphomass.photometry import asinh_mag, degrees_to_hours
+from morphomass.photometry import (
+    asinh_mag,
+    d25_arcmin_from_logd25,
+    degrees_to_hours,
+    logd25_from_d25_arcmin,
+)
 
 __all__ = ["NEIGHBOUR_COLUMNS", "Survey", "image_wcs", "make_survey"]
 
@@ -96,9 +101,11 @@ def _draw_population(config: MockConfig, rng: np.random.Generator) -> pd.DataFra
         batch = int(min(max(50_000, 400 * (config.n_galaxies - n_big)), 2_000_000))
         frame = observe_galaxies(draw_galaxies(batch, rng, d25_min_arcmin=config.image_d25_min_arcmin), rng)
         frame = frame[frame["mag_r"] < SDSS_SPECTRO_LIMIT_R].reset_index(drop=True)
-        logd25 = np.round(np.log10(frame["d25_arcmin"].to_numpy() * 10) + rng.normal(0, 0.04, len(frame)), 2)
+        logd25 = np.round(
+            logd25_from_d25_arcmin(frame["d25_arcmin"].to_numpy()) + rng.normal(0, 0.04, len(frame)), 2
+        )
         frame["logd25"] = logd25
-        frame["d25_arcmin_leda"] = 0.1 * 10**logd25
+        frame["d25_arcmin_leda"] = d25_arcmin_from_logd25(logd25)
         is_big = frame["d25_arcmin_leda"].to_numpy() > config.image_d25_min_arcmin
         big.append(frame[is_big].iloc[: config.n_galaxies - n_big])
         small.append(frame[~is_big].iloc[: max(n_small_wanted - n_small, 0)])
@@ -222,7 +229,7 @@ def _gz2_class_label(counts_frac: np.ndarray) -> str:
 
 
 def _sexagesimal(ra: np.ndarray, dec: np.ndarray) -> tuple[list[str], list[str]]:
-    ra_h = ra / 15.0
+    ra_h = degrees_to_hours(ra)
     ras, decs = [], []
     for h, d in zip(ra_h, dec, strict=True):
         hh, rem = divmod(h * 3600.0, 3600.0)
