@@ -24,6 +24,7 @@ from morphomass.evaluate.paper import (
     TABLE1_ROWS,
 )
 from morphomass.evaluate.report import fmt
+from morphomass.evaluate.results import SIGNIFICANCE_PAIRS
 from morphomass.evaluate.statistics import verdict
 from morphomass.evaluate.tables import LOSS_METHODS
 from morphomass.metrics_schema import ExperimentMetrics, MetricsFile
@@ -31,16 +32,16 @@ from morphomass.metrics_schema import ExperimentMetrics, MetricsFile
 __all__ = ["make_report_context"]
 
 
-#: The findings the report checks: (candidate, reference, claim); each has an entry in ``significance``.
-_FINDINGS: tuple[tuple[str, str, str], ...] = (
-    ("g_morph", "reference_lg_z", "g-band morphology beats the reference GBM on (L_g, z) (L1~)"),
-    ("gi_morph", "gi_gbm", "gi_morph beats gi_gbm, one-sided KS p < 0.01"),
-    ("gi_gbm", "gi_powerlaw", "the colour GBM beats the g-i power law (L1~)"),
-    ("g_morph", "ablation_no_cnn", "dropping every CNN feature makes it worse (L1~)"),
-    ("g_classical", "reference_lg_z", "ours: classical morphology alone beats the reference GBM on (L_g, z)"),
-    ("g_morph_classical", "g_morph", "ours: classical morphology adds to the CNN features (L1~)"),
-    ("gi_morph_classical", "gi_gbm", "ours: CNN + classical morphology beat the colour GBM (L1~)"),
-)
+#: What each comparison of :data:`~morphomass.evaluate.results.SIGNIFICANCE_PAIRS` claims, in the report.
+_CLAIMS: dict[str, str] = {
+    "gi_morph_vs_gi_gbm": "gi_morph beats gi_gbm, one-sided KS p < 0.01",
+    "g_morph_vs_reference_lg_z": "g-band morphology beats the reference GBM on (L_g, z) (L1~)",
+    "gi_gbm_vs_gi_powerlaw": "the colour GBM beats the g-i power law (L1~)",
+    "g_morph_vs_ablation_no_cnn": "dropping every CNN feature makes it worse (L1~)",
+    "g_classical_vs_reference_lg_z": "ours: classical morphology alone beats the reference GBM on (L_g, z)",
+    "g_morph_classical_vs_g_morph": "ours: classical morphology adds to the CNN features (L1~)",
+    "gi_morph_classical_vs_gi_gbm": "ours: CNN + classical morphology beat the colour GBM (L1~)",
+}
 
 
 def _with_se(m: ExperimentMetrics, key: str, digits: int = 3) -> str:
@@ -59,11 +60,12 @@ def _check_rows(results: MetricsFile) -> list[dict[str, Any]]:
     """Return the paper's main findings, each with this run's numbers, its paired test and its verdict."""
     experiments, significance = results.experiments, results.significance
     checks = []
-    for better, worse, claim in _FINDINGS:
+    for key, better, worse in SIGNIFICANCE_PAIRS:
+        claim = _CLAIMS[key]
         if better not in experiments or worse not in experiments:
             continue
         b, w = experiments[better], experiments[worse]
-        sig = significance.get(f"{better}_vs_{worse}")  # type: ignore[call-overload]
+        sig = significance.get(key)  # type: ignore[call-overload]
         paper = (
             f"{PAPER_METRICS[better]['l1']:.2f} vs {PAPER_METRICS[worse]['l1']:.2f}"
             if better in PAPER_METRICS and worse in PAPER_METRICS
@@ -77,8 +79,8 @@ def _check_rows(results: MetricsFile) -> list[dict[str, Any]]:
             result = verdict(sig.paired_bootstrap_pvalue)
             if "KS p" in claim:
                 holds = holds and sig.ks_pvalue < 0.01
-        if f"{better}_vs_{worse}" in PAPER_KS_PVALUE:
-            paper += f", p = {PAPER_KS_PVALUE[f'{better}_vs_{worse}']:.1e} (7363 test galaxies)"
+        if key in PAPER_KS_PVALUE:
+            paper += f", p = {PAPER_KS_PVALUE[key]:.1e} (7363 test galaxies)"
         checks.append(
             {
                 "claim": claim,
