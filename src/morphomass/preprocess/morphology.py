@@ -302,18 +302,16 @@ class _Profile:
         return float(r[k - 1] + _DR * (-grow[k - 1]) / (grow[k] - grow[k - 1]))
 
 
-def _distance(
-    shape: tuple[int, int], xc: float, yc: float, q: float = 1.0, theta: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Circular (q = 1) or elliptical semi-major-axis distance of every pixel, and the x' coordinate."""
+def _distance(shape: tuple[int, int], xc: float, yc: float, q: float = 1.0, theta: float = 0.0) -> np.ndarray:
+    """Return the circular (q = 1) or elliptical semi-major-axis distance of every pixel."""
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     dx, dy = xx - xc, yy - yc
     if q == 1.0:
-        return np.sqrt(dx * dx + dy * dy), dx
+        return np.sqrt(dx * dx + dy * dy)
     c, s = math.cos(theta), math.sin(theta)
     xp = dx * c + dy * s
     yp = -dx * s + dy * c
-    return np.sqrt(xp * xp + (yp / q) ** 2), xp
+    return np.sqrt(xp * xp + (yp / q) ** 2)
 
 
 def _asymmetry_at(
@@ -393,10 +391,11 @@ def _smoothness(
     return (float((w * diff).sum()) - sky * float(w.sum())) / flux
 
 
-def _gini_m20(
-    clean: np.ndarray, xc: float, yc: float, q: float, theta: float, r_petro_ellip: float
-) -> tuple[float, float]:
-    """Return Gini and M20 on statmorph's Gini segmap (smoothed image above its mean at r_petro_ellip)."""
+def _gini_m20(clean: np.ndarray, dist: np.ndarray, r_petro_ellip: float) -> tuple[float, float]:
+    """Return Gini and M20 on statmorph's Gini segmap (smoothed image above its mean at r_petro_ellip).
+
+    ``dist`` is every pixel's elliptical distance from the asymmetry centre (:func:`_distance`).
+    """
     import cv2
     from scipy import ndimage
 
@@ -406,7 +405,6 @@ def _gini_m20(
         max(PETRO_FRACTION_GINI * r_petro_ellip, 0.3),
         borderType=cv2.BORDER_CONSTANT,
     ).astype(np.float64)
-    dist, _ = _distance(clean.shape, xc, yc, q, theta)
     ring = _Profile(dist, smooth, np.ones(clean.shape, dtype=bool))
     a_in, a_out = r_petro_ellip - 0.5, r_petro_ellip + 0.5
     area = float(ring.area(a_out) - ring.area(a_in))
@@ -445,19 +443,14 @@ def _gini_m20(
 
 
 def _sersic_index(
-    clean: np.ndarray,
-    valid: np.ndarray,
-    xc: float,
-    yc: float,
-    q: float,
-    theta: float,
-    a_max: float,
-    re_guess: float,
+    clean: np.ndarray, valid: np.ndarray, dist: np.ndarray, a_max: float, re_guess: float
 ) -> float:
-    """Fit I_e exp(-b_n ((a / R_e)^(1/n) - 1)) to elliptical-annulus means; return n (NaN if failed)."""
+    """Fit I_e exp(-b_n ((a / R_e)^(1/n) - 1)) to elliptical-annulus means; return n (NaN if failed).
+
+    ``dist`` is every pixel's elliptical distance from the asymmetry centre (:func:`_distance`).
+    """
     from scipy.optimize import least_squares
 
-    dist, _ = _distance(clean.shape, xc, yc, q, theta)
     use = valid & (dist <= a_max)
     a, flux = dist[use], clean[use]
     if a.size < 10:
@@ -554,7 +547,7 @@ def compute_morphology(
     pa = math.degrees(theta)
     values["morph_pa_deg"] = pa + 180.0 if pa <= -90.0 else pa
 
-    dist, _ = _distance(clean.shape, xcen, ycen)
+    dist = _distance(clean.shape, xcen, ycen)
     r_petro0 = _Profile(dist, clean, valid).petrosian_radius()
     if not math.isfinite(r_petro0):
         return MorphologyResult(values, "no_petrosian_radius: the profile never falls to eta = 0.2")
@@ -562,7 +555,7 @@ def compute_morphology(
     values["morph_asymmetry"] = asym if math.isfinite(asym) else math.nan
 
     reasons = []
-    dist, _ = _distance(clean.shape, xa, ya)
+    dist = _distance(clean.shape, xa, ya)
     circ = _Profile(dist, clean, valid)
     r_petro = circ.petrosian_radius()
     if not math.isfinite(r_petro):
@@ -575,18 +568,18 @@ def compute_morphology(
     if not math.isfinite(values["morph_smoothness"]):
         reasons.append("smoothness_failed: nonpositive flux in the annulus")
 
-    dist_e, _ = _distance(clean.shape, xa, ya, q, theta)
+    dist_e = _distance(clean.shape, xa, ya, q, theta)
     ellip = _Profile(dist_e, clean, valid)
     r_petro_e = ellip.petrosian_radius()
     if math.isfinite(r_petro_e):
         hlr = ellip.radius_at_fraction(0.5, PETRO_EXTENT_FLUX * r_petro_e)
         values["morph_hlr_pix"] = hlr
         values["morph_hlr_kpc"] = hlr * float(pixel_kpc)
-        gini, m20 = _gini_m20(clean, xa, ya, q, theta, r_petro_e)
+        gini, m20 = _gini_m20(clean, dist_e, r_petro_e)
         values["morph_gini"], values["morph_m20"] = gini, m20
         if not (math.isfinite(gini) and math.isfinite(m20)):
             reasons.append("gini_m20_failed: empty, full or nonpositive Gini segmap")
-        n = _sersic_index(clean, valid, xa, ya, q, theta, 1.5 * PETRO_EXTENT_FLUX * r_petro_e, hlr)
+        n = _sersic_index(clean, valid, dist_e, 1.5 * PETRO_EXTENT_FLUX * r_petro_e, hlr)
         values["morph_sersic_n"] = n
         if not math.isfinite(n):
             reasons.append("sersic_fit_failed: the Sérsic fit did not converge")
