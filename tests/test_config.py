@@ -279,3 +279,10 @@ def test_empty_nets_is_refused_at_load(tmp_path: Path) -> None:
         ConfigError, match=rf"{path.name}\): cnn\.nets = \{{\}}: expected at least one network"
     ):
         load_config("paper", path)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[mock]\n# r\xe9glage\nseed = 3\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: expected UTF-8 TOML; byte \d+ is not UTF-8"):
+        load_config("tiny", path)

@@ -102,17 +102,6 @@ def _wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def _load_config(
-    preset: str, config_path: Path | None, overrides: dict[str, Any] | None = None
-) -> PipelineConfig:
-    """Load the configuration; a TOML file that is not UTF-8 is a ConfigError naming it."""
-    try:
-        return load_config(preset, config_path, overrides)
-    except UnicodeDecodeError as err:
-        msg = f"--config {config_path}: expected UTF-8 TOML; byte {err.start} is not UTF-8 ({err.reason})"
-        raise ConfigError(msg) from err
-
-
 def _progress() -> bool:
     """Progress bars are shown unless the group's ``--quiet`` was given."""
     state = click.get_current_context().find_object(_State)
@@ -170,7 +159,7 @@ def mock(
 ) -> None:
     """Write raw/ with the built-in synthetic survey (real formats)."""
     overrides = {k: v for k, v in {"n_galaxies": n_galaxies, "seed": seed}.items() if v is not None}
-    config = _load_config(preset, config_path, {"mock": overrides} if overrides else None)
+    config = load_config(preset, config_path, {"mock": overrides} if overrides else None)
     with workdir_lock(WorkDir(workdir), wait=wait):
         _run_stage("mock", config, workdir, force, wait)
         if preview:
@@ -201,7 +190,7 @@ def fetch(
     """Download raw/ from the real archives (network); --force fetches what an earlier run missed."""
     options = {"limit": limit, "region": list(region) if region else None}
     overrides = {k: v for k, v in options.items() if v is not None}
-    config = _load_config(preset, config_path, {"fetch": overrides} if overrides else None)
+    config = load_config(preset, config_path, {"fetch": overrides} if overrides else None)
     _run_stage("fetch", config, workdir, force, wait)
 
 
@@ -210,7 +199,7 @@ def fetch(
 @_wait_option
 def catalog(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """raw/ -> sample.parquet (cross-match, selection, targets, split)."""
-    _run_stage("catalog", _load_config(preset, config_path), workdir, force, wait)
+    _run_stage("catalog", load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
@@ -234,7 +223,7 @@ def preprocess(
         msg = "--workers and --scheduler exclude each other"
         raise click.UsageError(msg)
     overrides = {k: v for k, v in {"workers": workers, "scheduler": scheduler}.items() if v is not None}
-    config = _load_config(preset, config_path, {"preprocess": overrides} if overrides else None)
+    config = load_config(preset, config_path, {"preprocess": overrides} if overrides else None)
     _run_stage("preprocess", config, workdir, force, wait)
 
 
@@ -257,7 +246,7 @@ def train_cnn(
     workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool, nets: str | None
 ) -> None:
     """-> models/cnn/ (the GZ2 networks and CNN4)."""
-    config = _load_config(preset, config_path)
+    config = load_config(preset, config_path)
     if nets is not None:
         _select_nets(config, nets)
     _run_stage("train-cnn", config, workdir, force, wait)
@@ -268,7 +257,7 @@ def train_cnn(
 @_wait_option
 def extract(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> features/cnn.parquet (CNN outputs and trunk features)."""
-    _run_stage("extract", _load_config(preset, config_path), workdir, force, wait)
+    _run_stage("extract", load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command("train-gbm")
@@ -276,7 +265,7 @@ def extract(workdir: Path, preset: str, config_path: Path | None, force: bool, w
 @_wait_option
 def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> models/gbm/ (every GBM experiment, its predictions and importances)."""
-    _run_stage("train-gbm", _load_config(preset, config_path), workdir, force, wait)
+    _run_stage("train-gbm", load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
@@ -284,7 +273,7 @@ def train_gbm(workdir: Path, preset: str, config_path: Path | None, force: bool,
 @_wait_option
 def bundle(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """-> models/bundle.json (the prediction bundle of the trained models, for 'morphomass predict')."""
-    _run_stage("bundle", _load_config(preset, config_path), workdir, force, wait)
+    _run_stage("bundle", load_config(preset, config_path), workdir, force, wait)
 
 
 @cli.command()
@@ -306,7 +295,7 @@ def evaluate(
     if experiments is not None:
         names = [n.strip() for n in experiments.split(",") if n.strip()]
         overrides = {"evaluate": {"experiments": names}}
-    _run_stage("evaluate", _load_config(preset, config_path, overrides), workdir, force, wait)
+    _run_stage("evaluate", load_config(preset, config_path, overrides), workdir, force, wait)
 
 
 #: Experiments quoted in the final summary of ``morphomass run`` (DESIGN §4 names), as (label, name).
@@ -477,7 +466,7 @@ def _print_summary(summary: PipelineSummary, workdir: WorkDir) -> None:
 @_wait_option
 def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait: bool) -> None:
     """Run every stage; make the mock survey first if raw/ is empty."""
-    config = _load_config(preset, config_path)
+    config = load_config(preset, config_path)
     summary = run_pipeline(config, WorkDir(workdir), force=force, progress=_progress(), wait=wait)
     _print_summary(summary, WorkDir(workdir))
 
@@ -537,7 +526,7 @@ def predict(
     if out_path.exists() and not force:
         msg = f"--out {out_path} already exists; pass --force to overwrite it"
         raise InputDataError(msg)
-    config = _load_config(preset, config_path)
+    config = load_config(preset, config_path)
     result = execute_predict(
         config,
         model_dir=model_dir,

@@ -692,6 +692,10 @@ def load_config(
         except tomllib.TOMLDecodeError as err:
             msg = f"configuration file {path} is not valid TOML: {err}"
             raise ConfigError(msg) from err
+        except UnicodeDecodeError as err:
+            msg = f"configuration file {path}: expected UTF-8 TOML; byte {err.start} is not UTF-8"
+            msg += f" ({err.reason})"
+            raise ConfigError(msg) from err
         file_data.pop("preset", None)
         data = _deep_merge(data, file_data)
         source += f" + {path}"
