@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from morphomass.cnn.columns import CNN4_BASE, cnn4_columns, probability_columns, trunk_columns
+from morphomass.cnn.columns import network_columns
 from morphomass.cnn.data import ImageGroup
 from morphomass.cnn.weights import load_network
 from morphomass.errors import ConfigError, InputDataError
@@ -99,13 +99,13 @@ def extract_features(
 def _feature_columns(
     name: str, card: dict[str, Any], features: dict[str, NDArray[np.float32]]
 ) -> dict[str, list[str]]:
-    """Output key of ``forward_features`` -> column names, for one network (SPEC F4)."""
-    if card["kind"] == "ml":
-        return {"f": cnn4_columns(features["f"].shape[1])}
-    columns = {"p": probability_columns(name)}
-    if name == CNN4_BASE:
-        columns["trunk"] = trunk_columns(name, features["trunk"].shape[1])
-    return columns
+    """Output key of ``forward_features`` -> column names of one network (SPEC F4), widths as output."""
+    return network_columns(
+        name,
+        kind=card["kind"],
+        trunk_features=features["trunk"].shape[1] if "trunk" in features else 0,
+        ml_features=features["f"].shape[1] if "f" in features else 0,
+    )
 
 
 def extract_feature_table(

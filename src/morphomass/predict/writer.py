@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from morphomass import __version__
-from morphomass.cnn.columns import CNN4, CNN4_BASE, cnn4_columns, probability_columns, trunk_columns
+from morphomass.cnn.columns import CNN4, CNN4_BASE, network_columns
 from morphomass.config import PipelineConfig, PreprocessConfig, runtime_fields, stage_config_hash
 from morphomass.errors import WorkdirError
 from morphomass.photometry import compute_image_m_sun, resolve_pixel_scale_arcsec
@@ -69,13 +69,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def _network_columns(name: str, card: dict[str, Any]) -> dict[str, list[str]]:
-    """Output key of ``forward_features`` -> feature columns of one network (SPEC F4, DESIGN §2 names)."""
-    if card["kind"] == "ml":
-        return {"f": cnn4_columns()}
-    columns = {"p": probability_columns(name)}
-    if name == CNN4_BASE:
-        columns["trunk"] = trunk_columns(name, int(card["trunk_features"]))
-    return columns
+    """Output key of ``forward_features`` -> feature columns of one network, from its card (SPEC F4)."""
+    trunk = int(card["trunk_features"]) if name == CNN4_BASE and card["kind"] != "ml" else 0
+    return network_columns(name, kind=card["kind"], trunk_features=trunk)
 
 
 def _networks(config: PipelineConfig, workdir: WorkDir) -> dict[str, dict[str, Any]]:
