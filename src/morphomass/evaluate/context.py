@@ -124,7 +124,7 @@ def _metric_tables(results: MetricsFile) -> dict[str, list[dict[str, Any]]]:
             "flags": f,
             "ours": _with_se(experiments[n], "l1"),
             "ci95": _interval(experiments[n], "l1"),
-            "paper": fmt(PAPER_METRICS[n]["l1"], 2),
+            "paper": fmt(PAPER_METRICS[n]["l1"], 2) if n in PAPER_METRICS else "",
         }
         for n, f in TABLE1_ROWS.items()
         if n in experiments

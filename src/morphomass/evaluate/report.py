@@ -72,7 +72,7 @@ when the one-sided paired bootstrap p (both models on the same resampled galaxie
 
 <h2>Table 1: ablations</h2>
 <table><tr><th>experiment</th><th>CNN 1-3</th><th>CNN 4</th><th>luminosity</th><th>distance</th>
-<th>test L1~ &plusmn; SE</th><th>95 % interval</th><th>paper</th></tr>
+<th>classical</th><th>test L1~ &plusmn; SE</th><th>95 % interval</th><th>paper</th></tr>
 {% for r in table1 %}<tr><td>{{ r.name }}</td>
 {% for f in r.flags %}<td>{{ 'X' if f else '' }}</td>{% endfor %}
 <td>{{ r.ours }}</td><td>{{ r.ci95 }}</td><td class="paper">{{ r.paper }}</td></tr>{% endfor %}</table>

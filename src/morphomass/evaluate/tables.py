@@ -58,8 +58,9 @@ def _table1(results: MetricsFile) -> pd.DataFrame:
                 "cnn4": f[1],
                 "luminosity": f[2],
                 "distance": f[3],
+                "classical": f[4],
                 "l1": experiments[n].l1,
-                "paper_l1": PAPER_METRICS[n]["l1"],
+                "paper_l1": PAPER_METRICS.get(n, {}).get("l1"),
                 **_uncertainty(experiments[n], ("l1",)),
             }
             for n, f in TABLE1_ROWS.items()
