@@ -106,11 +106,14 @@ def test_baselines_on_the_test_split_and_the_cross_validation(table: dict[str, A
 def test_morphology_ceilings_and_what_each_hidden_property_adds(table: dict[str, Any]) -> None:
     ceilings = table["ceilings"]
     # the true structure (class, bulge, ...) tells ellipticals from discs; (L_g, z) cannot
-    for score in ("test", "cv"):
+    for score in ("test", "cv", "val"):
         assert ceilings["lg_z"][f"{score}_true_structure"] < ceilings["lg_z"][f"{score}_catalogue_only"]
     for row in ceilings.values():
-        p_values = [row[k] for k in ("test_ks_p", "test_paired_bootstrap_p", "cv_paired_bootstrap_p")]
-        assert all(0.0 < p <= 1.0 for p in p_values)
+        keys = ("test_ks_p", "test_paired_bootstrap_p", "cv_paired_bootstrap_p", "val_paired_bootstrap_p")
+        assert all(0.0 < row[k] <= 1.0 for k in keys)
+        assert row["val_gain"] == pytest.approx(1 - row["val_true_structure"] / row["val_catalogue_only"])
+        # the validation split is other galaxies than the test split: other numbers
+        assert row["val_catalogue_only"] != pytest.approx(row["test_catalogue_only"], rel=1e-6)
     hidden = table["hidden_properties"]
     assert hidden["cv_reference"] == pytest.approx(ceilings["gi"]["cv_catalogue_only"])
     assert hidden["test_reference"] == pytest.approx(table["baselines"]["gi_gbm"]["test"])
