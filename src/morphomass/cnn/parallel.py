@@ -11,6 +11,10 @@ through its own logging configuration; a worker never writes to the console itse
 raised again in the parent as the same exception, its message naming the job (a network, say); a worker that
 dies (killed, out of memory) becomes a :class:`~morphomass.errors.MorphomassError` naming the job.
 
+:func:`run_ranks` is the other kind of parallelism: one job (training with DDP) in ``world_size`` processes
+at once, the ranks of a single-node ``torch.distributed`` run that wait for each other; the first to fail
+stops the others.
+
 This module imports no torch at the top, so that a worker sets up its logging before torch and Lightning
 load.
 """
@@ -22,20 +26,32 @@ import functools
 import logging
 import logging.handlers
 import multiprocessing
+import multiprocessing.connection
 import os
+import socket
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from morphomass.errors import MorphomassError
+from morphomass.errors import ConfigError, MorphomassError
 
 if TYPE_CHECKING:
     from morphomass.config import CnnConfig
 
-__all__ = ["Job", "available_cores", "run_jobs", "worker_count"]
+__all__ = [
+    "Job",
+    "available_cores",
+    "ddp_ranks",
+    "free_port",
+    "launched_externally",
+    "run_jobs",
+    "run_ranks",
+    "worker_count",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +91,64 @@ def worker_count(cnn: CnnConfig, n_jobs: int, *, cost: float = float("inf")) -> 
     if cnn.workers is None and cost < AUTO_MIN_COST:
         return 1
     return max(1, min(cnn.workers or available_cores(), n_jobs))
+
+
+def launched_externally() -> bool:
+    """Return whether this process is a rank of a distributed run that something else started.
+
+    True inside an initialised ``torch.distributed`` process group, under torchrun or Lightning's own DDP
+    launcher (``LOCAL_RANK`` set; :func:`run_ranks` sets it too) and under a SLURM job step that Lightning
+    recognises (``srun``).
+    """
+    import torch
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return True
+    return "LOCAL_RANK" in os.environ or TorchElasticEnvironment.detect() or SLURMEnvironment.detect()
+
+
+def _device_count(cnn: CnnConfig) -> int:
+    """Return the devices ``cnn.devices`` asks for: an integer as it is; "auto": every GPU, else 1."""
+    import torch
+
+    if cnn.devices != "auto":
+        return int(cnn.devices)
+    gpu = cnn.accelerator == "gpu" or (cnn.accelerator == "auto" and torch.cuda.is_available())
+    return max(1, torch.cuda.device_count()) if gpu else 1
+
+
+def ddp_ranks(cnn: CnnConfig) -> int:
+    """Return how many processes train-cnn starts to train with DDP; 1: train in this process.
+
+    Several devices on this node (``cnn.devices`` > 1, or ``"auto"`` with several GPUs) with a DDP strategy
+    (``"ddp"``, ``"ddp_spawn"``, ``"ddp_fork"``, ... or ``"auto"``) give one process per device, started by
+    :func:`run_ranks`. Inside a distributed run started elsewhere (:func:`launched_externally`: torchrun,
+    srun, on one node or several) it is 1: this process is one of the ranks and Lightning joins them.
+
+    Raises
+    ------
+    ConfigError
+        If several devices are asked for with a strategy other than DDP, or several nodes without processes
+        started on each of them.
+    """
+    devices = _device_count(cnn)
+    if (devices == 1 and cnn.num_nodes == 1) or launched_externally():
+        return 1
+    if cnn.num_nodes > 1:
+        msg = (
+            f"cnn.num_nodes = {cnn.num_nodes}: training on several nodes needs one process per device, "
+            "started on every node by torchrun or srun (each running 'morphomass train-cnn'); train-cnn "
+            "starts processes on this node only"
+        )
+        raise ConfigError(msg)
+    if cnn.strategy != "auto" and not cnn.strategy.startswith("ddp"):
+        msg = (
+            f"cnn.strategy = {cnn.strategy!r} with cnn.devices = {cnn.devices!r} ({devices} devices): "
+            "train-cnn trains on several devices with DDP only ('ddp', 'ddp_spawn', 'ddp_fork' or 'auto')"
+        )
+        raise ConfigError(msg)
+    return devices
 
 
 @dataclass(frozen=True)
@@ -327,3 +401,194 @@ def run_jobs(
             raise err
         raise named from err
     return results
+
+
+# --------------------------------------------------------------------------------------- ranks of one DDP run
+def free_port() -> int:
+    """Return a TCP port of 127.0.0.1 free now (the rendezvous of a single-node distributed run)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _RankTraceback(Exception):
+    """The traceback of an error raised in a rank process (the cause of the error raised in the parent)."""
+
+
+def _rank_env(rank: int, *, world_size: int, port: int, threads: int) -> dict[str, str]:
+    """Environment of one rank: what Lightning's own DDP launcher gives the processes it starts."""
+    return {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(world_size),
+        "NODE_RANK": "0",
+        "LOCAL_RANK": str(rank),
+        "RANK": str(rank),
+        "OMP_NUM_THREADS": str(threads),  # else Lightning sets cores // world_size torch threads itself
+    }
+
+
+def _rank_main(
+    rank: int,
+    env: dict[str, str],
+    queue: Any,
+    threads: int,
+    levels: dict[str, int],
+    conn: multiprocessing.connection.Connection,
+) -> None:
+    """Body of a rank process: environment and logging first, then the job it is sent, then its result."""
+    os.environ.update(env)
+    _init_worker(queue, threads, levels)
+    try:
+        function, args = conn.recv()  # after the logging set-up: unpickling the function loads torch
+        result = function(*args, rank=rank, report=functools.partial(_report, f"rank {rank}"))
+    except BaseException as err:
+        text = "".join(traceback.format_exception(err))
+        try:
+            conn.send(("error", err, text))
+        except Exception:  # an error that cannot be pickled: its text
+            conn.send(("error", MorphomassError(f"{type(err).__name__}: {err}"), text))
+    else:
+        conn.send(("ok", result, ""))
+    finally:
+        conn.close()
+
+
+def run_ranks(
+    function: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    *,
+    world_size: int,
+    threads: int,
+    title: str,
+    images: int = 0,
+    progress: bool = True,
+) -> list[Any]:
+    """Run ``function(*args, rank=r, report=report)`` in ``world_size`` processes at once; return the results.
+
+    The processes are the ranks ``0 .. world_size - 1`` of one single-node ``torch.distributed`` run: each
+    gets the environment that Lightning's own DDP launcher gives the processes it starts (``MASTER_ADDR``
+    127.0.0.1, a free ``MASTER_PORT``, ``WORLD_SIZE``, ``NODE_RANK`` 0, ``LOCAL_RANK`` = ``RANK`` = the rank,
+    and ``OMP_NUM_THREADS`` = ``threads``), so a Lightning ``Trainer`` with the ``"ddp"`` strategy in it joins
+    the process group instead of starting processes of its own. Unlike Lightning's launchers, nothing runs the
+    caller's script again (the command line, the work directory's lock) and the results come back to the
+    caller. Logging and progress reach the parent as with :func:`run_jobs`.
+
+    The ranks wait for each other in collective operations, so one that fails or dies would leave the others
+    waiting for ever: the first failure terminates the other ranks and is raised in the parent.
+
+    Parameters
+    ----------
+    function : callable
+        A module-level function; ``report(n)`` counts ``n`` images done (call it from one rank only).
+    args : tuple
+        Picklable arguments, the same for every rank.
+    world_size : int
+        Processes (>= 1).
+    threads : int
+        Torch threads per process.
+    title : str
+        Progress bar and error messages (``"train-cnn"``).
+    images : int
+        Images the ranks will report in all (the progress bar's total).
+    progress : bool
+        Show the progress bar.
+
+    Returns
+    -------
+    list
+        The result of each rank, in rank order.
+
+    Raises
+    ------
+    MorphomassError
+        The error a rank raised (its message naming the rank), or one naming the rank that died.
+    """
+    if world_size < 1:
+        msg = f"world_size must be >= 1, got {world_size}"
+        raise ValueError(msg)
+    levels = {
+        "": logging.getLogger().getEffectiveLevel(),
+        "morphomass": logging.getLogger("morphomass").getEffectiveLevel(),
+    }
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    port = free_port()
+    pipes = [context.Pipe() for _ in range(world_size)]
+    processes = [
+        context.Process(
+            target=_rank_main,
+            args=(
+                rank,
+                _rank_env(rank, world_size=world_size, port=port, threads=threads),
+                queue,
+                threads,
+                levels,
+                pipes[rank][1],
+            ),
+            name=f"{title}-rank{rank}",
+        )
+        for rank in range(world_size)
+    ]
+    results: dict[int, Any] = {}
+    failure: tuple[int, BaseException, str] | None = None
+    bar = _Bar(title, "ranks", world_size, images, enabled=progress)
+    with bar.shown():
+        listener = threading.Thread(target=_listen, args=(queue, bar), name="cnn-ranks-log", daemon=True)
+        listener.start()
+        try:
+            for process, (_, child_end) in zip(processes, pipes, strict=True):
+                process.start()
+                child_end.close()  # the child holds its own end: EOF here once it exits
+            for parent_end, _ in pipes:
+                parent_end.send((function, args))
+            pending = set(range(world_size))
+            while pending and failure is None:
+                multiprocessing.connection.wait(
+                    [pipes[r][0] for r in pending] + [processes[r].sentinel for r in pending]
+                )
+                for rank in sorted(pending):
+                    message = _receive(pipes[rank][0])
+                    if message is None:
+                        if processes[rank].exitcode is None:
+                            continue  # still running
+                        died = MorphomassError(
+                            f"{title}: rank {rank} of {world_size} stopped unexpectedly (exit code "
+                            f"{processes[rank].exitcode}; killed by the system, out of memory?)"
+                        )
+                        failure = (rank, died, "")
+                        break
+                    status, value, text = message
+                    pending.discard(rank)
+                    if status != "ok":
+                        failure = (rank, value, text)
+                        break
+                    results[rank] = value
+                    bar.job_done()
+        finally:
+            for process in processes:
+                if process.pid is None:
+                    continue
+                if len(results) < world_size and process.is_alive():
+                    process.terminate()  # a failure or an interrupt: it would wait for the others for ever
+                process.join()
+            for parent_end, _ in pipes:
+                parent_end.close()
+            queue.put(None)
+            listener.join()
+            queue.close()
+    if failure is not None:
+        rank, err, text = failure
+        if not text:  # a rank that died
+            raise err
+        named = _named(err, f"{title} (rank {rank} of {world_size})")
+        raise named from _RankTraceback(text)
+    return [results[rank] for rank in range(world_size)]
+
+
+def _receive(conn: multiprocessing.connection.Connection) -> tuple[str, Any, str] | None:
+    """Return the message a rank sent, or None if it has sent none yet (or exited without one)."""
+    try:
+        return conn.recv() if conn.poll() else None
+    except EOFError:
+        return None

@@ -14,6 +14,15 @@ On the CPU both stages keep every core busy with worker processes (:mod:`morphom
 trains the networks side by side, extract splits the galaxies into slices of whole batches. On a GPU, or
 with ``cnn.workers = 1``, everything runs in this process.
 
+Several devices (``cnn.devices`` > 1, or ``"auto"`` with several GPUs; ``cnn.strategy`` ``"ddp"``,
+``"ddp_spawn"``, ... or ``"auto"``) make train-cnn train with Lightning DDP instead: it starts one process per
+device (:func:`~morphomass.cnn.parallel.run_ranks`; on the CPU with the gloo backend) and these train the
+networks one after the other, each network on every device (CNN4 after CNN1); the per-network worker pool is
+used only on one device. Rank 0 alone writes the networks' files, the figure is drawn by this process, and
+the stage returns here, so the pipeline records one manifest entry. The compute budget counts the images of
+all ranks together (:mod:`morphomass.cnn.training`). On several nodes, or whenever the processes are started
+by torchrun or srun, each of them runs this stage as one rank and rank 0 alone writes.
+
 Galaxies that preprocessing left out of ``images.zarr`` are skipped in training and get NaN features.
 """
 
@@ -45,7 +54,15 @@ from morphomass.cnn.extract import (
     resolve_device,
 )
 from morphomass.cnn.figures import plot_training_curves
-from morphomass.cnn.parallel import Job, available_cores, run_jobs, worker_count
+from morphomass.cnn.parallel import (
+    Job,
+    available_cores,
+    ddp_ranks,
+    launched_externally,
+    run_jobs,
+    run_ranks,
+    worker_count,
+)
 from morphomass.cnn.training import FitResult, epoch_images, fit_network, weighted_median
 from morphomass.cnn.weights import load_card, load_network, save_network
 from morphomass.config import CnnConfig, NetConfig, PipelineConfig, section_hash
@@ -78,6 +95,9 @@ def models_dir(workdir: WorkDir) -> Path:
 
 
 def _is_rank_zero() -> bool:
+    """Return whether this process writes: rank 0 of a distributed run, or any process outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
     from lightning.pytorch.utilities import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
@@ -166,6 +186,7 @@ def _card(
         "train_images_budget": job.train_images,
         "epoch_images": result.epoch_images,
         "images_seen": result.images_seen,
+        "world_size": result.world_size,
         "batch_size": config.cnn.batch_size,
         "learning_rate": job.learning_rate,
         "seed": config.cnn.seed,
@@ -212,8 +233,12 @@ def _with_images(
     return tuple(a[keep] for a in (objid, *arrays))
 
 
-def _planned_images(n_train: int, *, epochs: int, train_images: int | None, batch_size: int) -> int:
-    return epochs * epoch_images(n_train, epochs=epochs, batch_size=batch_size, train_images=train_images)
+def _planned_images(
+    n_train: int, *, epochs: int, train_images: int | None, batch_size: int, world_size: int = 1
+) -> int:
+    return epochs * epoch_images(
+        n_train, epochs=epochs, batch_size=batch_size, train_images=train_images, world_size=world_size
+    )
 
 
 def _plan_gz2_net(
@@ -224,6 +249,7 @@ def _plan_gz2_net(
     workdir: WorkDir,
     *,
     sample_sha: str,
+    world_size: int = 1,
 ) -> _TrainJob | dict[str, Any]:
     """Check a GZ2 network's inputs; return its training job, or its card if it is trained already."""
     cnn = config.cnn
@@ -273,7 +299,11 @@ def _plan_gz2_net(
         train=(train_id, train_y),
         val=(val_id, val_y),
         images=_planned_images(
-            len(train_id), epochs=epochs, train_images=train_images, batch_size=cnn.batch_size
+            len(train_id),
+            epochs=epochs,
+            train_images=train_images,
+            batch_size=cnn.batch_size,
+            world_size=world_size,
         ),
     )
 
@@ -285,6 +315,7 @@ def _plan_cnn4(
     *,
     sample_sha: str,
     base: _TrainJob | dict[str, Any] | None,
+    world_size: int = 1,
 ) -> _TrainJob | dict[str, Any]:
     """Check CNN4's inputs; return its training job, or its card if it is trained already.
 
@@ -347,7 +378,11 @@ def _plan_cnn4(
         train=(train_id, train_ml, train_err),
         val=(val_id, val_ml, val_err),
         images=_planned_images(
-            len(train_id), epochs=epochs, train_images=train_images, batch_size=cnn.batch_size
+            len(train_id),
+            epochs=epochs,
+            train_images=train_images,
+            batch_size=cnn.batch_size,
+            world_size=world_size,
         ),
         base=CNN4_BASE,
     )
@@ -360,8 +395,14 @@ def _train_job(
     *,
     progress: bool,
     on_images: Callable[[int], None] | None = None,
+    trainer_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build, seed and train one network, save it to ``models/cnn``; return its card."""
+    """Build, seed and train one network; rank 0 saves it to ``models/cnn``; return its card.
+
+    ``trainer_options`` replaces Lightning options of ``cnn`` for the training only (the card records the
+    configuration as given). In a distributed run every rank calls this with the same job; they wait for
+    rank 0's files before returning, so the next network (CNN4 reads CNN1's) finds them.
+    """
     cnn = config.cnn
     out_dir = models_dir(workdir)
     if job.kind == "gz2":
@@ -407,7 +448,7 @@ def _train_job(
         (train_x, *job.train[1:]),
         (val_x, *job.val[1:]),
         task="gz2" if job.kind == "gz2" else "ml",
-        config=cnn.model_copy(update={"learning_rate": job.learning_rate}),
+        config=cnn.model_copy(update={"learning_rate": job.learning_rate, **(trainer_options or {})}),
         epochs=job.epochs,
         train_images=job.train_images,
         progress=progress,
@@ -428,6 +469,47 @@ def _train_in_worker(
     return _train_job(job, config, WorkDir(root), progress=False, on_images=report)
 
 
+def _ddp_options(cnn: CnnConfig, ranks: int) -> dict[str, Any]:
+    """Lightning options of the ranks started by :func:`run_ranks`: DDP joining the processes that exist.
+
+    The spawning or forking variants of the strategy (``"ddp_spawn"``, ``"ddp_fork_find_unused_..."``) and
+    ``"auto"`` become the plain ``"ddp"`` variant, which joins processes started beforehand instead of
+    starting its own.
+    """
+    strategy = "ddp" if cnn.strategy == "auto" else cnn.strategy
+    for launcher in ("_spawn", "_fork", "_notebook"):
+        strategy = strategy.replace(launcher, "")
+    return {"strategy": strategy, "devices": ranks, "num_nodes": 1}
+
+
+def _train_as_rank(
+    jobs: tuple[_TrainJob, ...],
+    config: PipelineConfig,
+    root: Path,
+    options: dict[str, Any],
+    *,
+    rank: int,
+    report: Callable[[int], None],
+) -> dict[str, dict[str, Any]] | None:
+    """Train every job one after the other as one rank of a DDP run (in a :func:`run_ranks` process).
+
+    Returns the cards on rank 0 (which saved the networks), None on the others (which wrote nothing).
+    """
+    workdir = WorkDir(root)
+    cards = {
+        job.name: _train_job(
+            job,
+            config,
+            workdir,
+            progress=False,
+            on_images=report if rank == 0 else None,  # rank 0 counts the images of every rank
+            trainer_options=options,
+        )
+        for job in jobs
+    }
+    return cards if rank == 0 else None
+
+
 def _save_figure(cards: dict[str, dict[str, Any]], path: Path) -> None:
     fig = plot_training_curves(cards)
     with atomic_path(path) as tmp:
@@ -444,6 +526,13 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     first; on a GPU, or with one worker, one after the other in this process. Either way each network is
     seeded with ``cnn.seed`` and its result does not depend on the others.
 
+    With several devices (:func:`~morphomass.cnn.parallel.ddp_ranks`) the networks train one after the other,
+    each with Lightning DDP on all devices, in one process per device started here; ``cnn.workers`` is not
+    used. The budget is then the images of all devices together, ``batch_size`` is per device, and only rank
+    0 writes ``models/cnn``; the results differ from a single device's (other batches), as with any change of
+    devices. Inside a run whose processes torchrun or srun started, this process is one rank: it trains
+    every network with the others and writes only as rank 0.
+
     Parameters
     ----------
     config : PipelineConfig
@@ -458,19 +547,21 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     StageResult
         ``summary["nets"]``: per network, ``status`` (``trained`` or ``kept``), ``best_val_loss``,
         ``best_epoch``, ``n_train``, ``images_seen`` and ``seconds``; ``summary["workers"]``: the processes
-        used (1: this process).
+        used (1: this process); ``summary["ddp_ranks"]``: the DDP processes started (1: none).
 
     Raises
     ------
     InputDataError
         If ``sample.parquet`` or ``images.zarr`` lacks what the networks need.
     ConfigError
-        If a backbone is unknown or a pretrained-weight file is missing.
+        If a backbone is unknown, a pretrained-weight file is missing, or several devices are asked for
+        with a strategy other than DDP or on several nodes without processes started on each.
     WorkdirError
         If CNN4 is asked for without CNN1's trained weights.
     """
     cnn = config.cnn
     _check_pretrained(cnn)
+    ranks = ddp_ranks(cnn)
     if not cnn.nets and not cnn.train_cnn4:
         msg = "cnn.nets is empty and cnn.train_cnn4 is false: there is no network to train"
         raise ConfigError(msg)
@@ -479,19 +570,48 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     sample = load_sample(workdir.sample)
     sample_sha = file_sha256(workdir.sample)
     planned: dict[str, _TrainJob | dict[str, Any]] = {
-        name: _plan_gz2_net(name, net_config, sample, config, workdir, sample_sha=sample_sha)
+        name: _plan_gz2_net(
+            name, net_config, sample, config, workdir, sample_sha=sample_sha, world_size=ranks
+        )
         for name, net_config in cnn.nets.items()
     }
     if cnn.train_cnn4:
         planned[CNN4] = _plan_cnn4(
-            sample, config, workdir, sample_sha=sample_sha, base=planned.get(CNN4_BASE)
+            sample, config, workdir, sample_sha=sample_sha, base=planned.get(CNN4_BASE), world_size=ranks
         )
     jobs = {name: job for name, job in planned.items() if isinstance(job, _TrainJob)}
     cards = {name: card for name, card in planned.items() if not isinstance(card, _TrainJob)}
     workers = worker_count(cnn, len(jobs), cost=sum(job.cost for job in jobs.values()))
-    if workers == 1:
+    if ranks > 1 and jobs:
+        workers = ranks
+        threads = max(1, available_cores() // ranks)
+        logger.info(
+            "training %s one after the other with DDP on %d devices (%s), one process each (%d torch "
+            "thread%s each)",
+            ", ".join(jobs),
+            ranks,
+            cnn.accelerator,
+            threads,
+            "" if threads == 1 else "s",
+        )
+        results = run_ranks(
+            _train_as_rank,
+            (tuple(jobs.values()), config, workdir.root, _ddp_options(cnn, ranks)),
+            world_size=ranks,
+            threads=threads,
+            title="train-cnn",
+            images=sum(job.images for job in jobs.values()),
+            progress=progress,
+        )
+        cards.update(results[0])
+    elif workers == 1:
+        options = None
+        if cnn.strategy.startswith("ddp") and not launched_externally():
+            # DDP on one device: the same training without a process group (Lightning would also mark this
+            # process as a launched rank in its environment)
+            options = {"strategy": "auto"}
         for name, job in jobs.items():
-            cards[name] = _train_job(job, config, workdir, progress=progress)
+            cards[name] = _train_job(job, config, workdir, progress=progress, trainer_options=options)
     else:
         threads = max(1, available_cores() // workers)
         logger.info(
@@ -541,7 +661,7 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     return StageResult(
         stage="train-cnn",
         outputs=[str(out_dir.relative_to(workdir.root)), str(figure.relative_to(workdir.root))],
-        summary={"nets": summary, "workers": workers},
+        summary={"nets": summary, "workers": workers, "ddp_ranks": ranks},
     )
 
 

@@ -14,6 +14,15 @@ the validation rounds, the learning-rate schedule and the best-weight selection 
 
 Everything runs on the CPU, one GPU or several (DDP) through the Lightning ``Trainer`` options of
 :class:`~morphomass.config.CnnConfig`; with a seed it is deterministic on the CPU.
+
+With DDP (``W`` processes, one per device) ``batch_size`` is per device: a step sees ``W x batch_size``
+images. The images of an epoch, and so the compute budget, count all ranks together: Lightning deals the
+indices of the training sampler to the ranks in turn (rank ``r`` takes positions ``r, r + W, ...``; the
+:class:`StreamSampler` of a budget is wrapped in its ``DistributedSamplerWrapper``, the same seeded stream on
+every rank), so ``W`` ranks see ``epoch_images / W`` images each. :func:`epoch_images` rounds a budget's epoch
+up to whole steps of ``W x batch_size``, so that every rank has whole batches. The validation set is split
+between the ranks the same way (padded by Lightning to a multiple of ``W``) and its loss averaged over them;
+the weights are the same on every rank, so every rank picks the same best epoch.
 """
 
 from __future__ import annotations
@@ -122,9 +131,17 @@ class CnnModule(L.LightningModule):
         return l1_tilde_loss(pred.float(), batch[1], batch[2])
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        """Augmented batch -> loss (logged as ``train_loss``, averaged over the epoch)."""
+        """Augmented batch -> loss (logged as ``train_loss``, averaged over the epoch and the ranks)."""
         loss = self._loss(batch, augment=True)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=self.trainer.world_size > 1,
+            batch_size=len(batch[0]),
+        )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -156,8 +173,16 @@ def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
-def epoch_images(n_train: int, *, epochs: int, batch_size: int, train_images: int | None = None) -> int:
-    """Return the number of training images of one epoch.
+def _rank_share(n: int, *, batch_size: int, world_size: int) -> int:
+    """Return one rank's images of a pass over ``n`` galaxies, less a last batch of one image."""
+    share = math.ceil(n / world_size)  # Lightning pads the ranks' shares to equal sizes
+    return share - 1 if share > batch_size and share % batch_size == 1 else share
+
+
+def epoch_images(
+    n_train: int, *, epochs: int, batch_size: int, train_images: int | None = None, world_size: int = 1
+) -> int:
+    """Return the number of training images of one epoch, all ranks together.
 
     Parameters
     ----------
@@ -166,18 +191,23 @@ def epoch_images(n_train: int, *, epochs: int, batch_size: int, train_images: in
     epochs : int
         Epochs (with a budget: the validation rounds it is split into).
     batch_size : int
+        Images per batch and device.
     train_images : int or None
-        Compute budget: images seen in all epochs together. None: an epoch is one pass over the ``n_train``
-        galaxies (less one when the last batch would hold a single image).
+        Compute budget: images seen in all epochs together, by all ranks. None: an epoch is one pass over the
+        ``n_train`` galaxies (less one per rank when a rank's last batch would hold a single image).
+    world_size : int
+        DDP processes (1: a single device).
 
     Returns
     -------
     int
-        With a budget, ``ceil(train_images / (epochs * batch_size)) * batch_size``, whatever ``n_train``.
+        With a budget, ``ceil(train_images / (epochs * step)) * step`` with ``step = world_size *
+        batch_size``, whatever ``n_train``.
     """
     if train_images is not None:
-        return math.ceil(train_images / (epochs * batch_size)) * batch_size
-    return n_train - 1 if n_train > batch_size and n_train % batch_size == 1 else n_train
+        step = world_size * batch_size
+        return math.ceil(train_images / (epochs * step)) * step
+    return world_size * _rank_share(n_train, batch_size=batch_size, world_size=world_size)
 
 
 class StreamSampler(Sampler[int]):
@@ -285,9 +315,11 @@ class FitResult:
     n_train, n_val : int
         Galaxies used for training and validation.
     images_seen : int
-        Training images seen in all epochs (augmented draws, repeats counted).
+        Training images seen in all epochs by all ranks (augmented draws, repeats counted).
     epoch_images : int
-        Training images per epoch.
+        Training images per epoch (all ranks together).
+    world_size : int
+        DDP processes that trained it (1: a single device).
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -299,6 +331,7 @@ class FitResult:
     n_val: int = 0
     images_seen: int = 0
     epoch_images: int = 0
+    world_size: int = 1
 
 
 @contextlib.contextmanager
@@ -333,18 +366,21 @@ def _loader(
     shuffle: bool,
     seed: int,
     per_epoch: int | None = None,
+    world_size: int = 1,
 ) -> DataLoader:
+    """Return a loader of in-memory arrays (with DDP, Lightning gives it a sampler per rank)."""
     dataset = TensorDataset(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
     n = len(dataset)
     if per_epoch is not None:  # a compute budget: a whole number of batches per epoch, none of one image
         return DataLoader(dataset, batch_size=batch_size, sampler=StreamSampler(n, per_epoch, seed=seed))
+    share = math.ceil(n / world_size)  # a rank's images per epoch
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         # a last batch of one image would break batch normalisation in training mode
-        drop_last=shuffle and n > batch_size and n % batch_size == 1,
+        drop_last=shuffle and share > batch_size and share % batch_size == 1,
     )
 
 
@@ -372,13 +408,15 @@ def fit_network(
         ``(images, ml (n,) float32, ml_err (n,) float32)`` for task ``"ml"``.
     task : {'gz2', 'ml'}
     config : CnnConfig
-        Batch size, optimiser, schedule, augmentation, seed and the Lightning device options.
+        Batch size (per device), optimiser, schedule, augmentation, seed and the Lightning device options.
+        With DDP this is one of the ranks, in processes started beforehand (torchrun, srun,
+        :func:`morphomass.cnn.parallel.run_ranks`): every rank calls this function with the same arguments.
     epochs : int
         Passes over the training set or, with ``train_images``, validation rounds.
     train_images : int or None
-        Compute budget: training images seen in all (rounded up to whole batches per epoch, see
-        :func:`epoch_images`), drawn by :class:`StreamSampler`, whatever the size of ``train``. None:
-        ``epochs`` passes over ``train``.
+        Compute budget: training images seen in all, by all ranks together (rounded up to whole steps per
+        epoch, see :func:`epoch_images`), drawn by :class:`StreamSampler`, whatever the size of ``train``.
+        None: ``epochs`` passes over ``train``.
     progress : bool
         Show Lightning's rich progress bar.
     on_images : callable or None
@@ -391,17 +429,6 @@ def fit_network(
     FitResult
     """
     module = CnnModule(net.train(), task=task, config=config)  # Lightning keeps the modes it is given
-    per_epoch = epoch_images(
-        len(train[0]), epochs=epochs, batch_size=config.batch_size, train_images=train_images
-    )
-    train_loader = _loader(
-        train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        per_epoch=None if train_images is None else per_epoch,
-    )
-    val_loader = _loader(val, batch_size=config.inference_batch_size, shuffle=False, seed=config.seed)
     start = time.perf_counter()
     with _quiet_lightning():
         history = _HistoryAndBest(on_images)
@@ -427,6 +454,23 @@ def fit_network(
             num_sanity_val_steps=0,
             callbacks=callbacks,
         )
+        world_size = trainer.world_size  # the DDP processes (1 on a single device)
+        per_epoch = epoch_images(
+            len(train[0]),
+            epochs=epochs,
+            batch_size=config.batch_size,
+            train_images=train_images,
+            world_size=world_size,
+        )
+        train_loader = _loader(
+            train,
+            batch_size=config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            per_epoch=None if train_images is None else per_epoch,
+            world_size=world_size,
+        )
+        val_loader = _loader(val, batch_size=config.inference_batch_size, shuffle=False, seed=config.seed)
         prefix = f"{name}: " if name else ""
         logger.info(
             "%straining on %s x %d (%s, precision %s), %d epochs of %d images",
@@ -464,4 +508,5 @@ def fit_network(
         n_val=len(val[0]),
         images_seen=history.images,
         epoch_images=per_epoch,
+        world_size=world_size,
     )
