@@ -202,8 +202,8 @@ QUICK_HASHES = {
     "preprocess": "0a852bdbd95aa4d6786661bb3fb475b2d85675295516ec54b0ee9317fd22e0d9",
     "train-cnn": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
     "extract": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
-    "train-gbm": "0f0ad279e92765cf10b5214b0e0166c0913dcf31ad41cb617262d65a60af7f1a",
-    "evaluate": "65c7ad47233535c5e71bf1ddbb8ae2b5976f8d6fc4d6525880322f2e766d9b84",
+    "train-gbm": "c85b295265082dce5c7762cc6febe1612466f638c5a5f057ef2655d1ec92980b",
+    "evaluate": "f166d26adbe1e98832a7c5d27e73c8b1ff197629f3dd236b83831a3bbe57c41e",
 }
 
 

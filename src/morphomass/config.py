@@ -516,10 +516,33 @@ class GbmConfig(_Section):
     num_threads: StrictInt = Field(
         0, ge=0, description="0: one thread for small training matrices, else all cores"
     )
+    interval_levels: list[StrictFloat] = Field(
+        default_factory=lambda: [0.68, 0.95],
+        min_length=1,
+        description=(
+            "nominal coverages of the prediction intervals that predict writes (each in (0, 1)); a "
+            "reliability grid of levels is calibrated besides them"
+        ),
+    )
+    interval_folds: StrictInt = Field(
+        5, ge=2, le=50, description="folds of the intervals' cross-conformal calibration (training split)"
+    )
     seed: StrictInt = Field(0, ge=0)
 
     _cv_grid = field_validator("cv_grid")(classmethod(lambda cls, v: _check_cv_grid(v)))
     _band_sequence = field_validator("band_sequence")(classmethod(lambda cls, v: _check_band_sequence(v)))
+
+    @field_validator("interval_levels")
+    @classmethod
+    def _check_interval_levels(cls, levels: list[float]) -> list[float]:
+        bad = [level for level in levels if not 0 < level < 1]
+        if bad:
+            msg = f"interval levels are nominal coverages strictly between 0 and 1, got {bad}"
+            raise ValueError(msg)
+        if len(set(levels)) != len(levels):
+            msg = f"interval levels must be distinct, got {levels}"
+            raise ValueError(msg)
+        return sorted(levels)
 
 
 class EvaluateConfig(_Section):

@@ -107,6 +107,7 @@ __all__ = [
     "empirical_coverage",
     "fit_cross_conformal",
     "fit_spread_model",
+    "intervals_from_sigma",
     "joint_coverage_pvalue",
     "make_folds",
     "mondrian_quantiles",
@@ -1009,6 +1010,38 @@ def predict_intervals(
     """
     yhat = _as_1d(yhat_dex, "yhat_dex")
     sigma = predict_sigma(calibration, x, yhat, num_threads=num_threads)
+    return intervals_from_sigma(calibration, yhat, sigma, labels, levels=levels)
+
+
+def intervals_from_sigma(
+    calibration: IntervalCalibration,
+    yhat_dex: ArrayLike,
+    sigma_dex: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    levels: Sequence[float] | None = None,
+) -> dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """Prediction intervals from spreads already computed (:func:`predict_sigma`), in dex.
+
+    Parameters
+    ----------
+    calibration : IntervalCalibration
+    yhat_dex, sigma_dex : (N,) array
+        Point predictions and spreads (dex).
+    labels : (N,) array-like or None
+        Mondrian classes (None, or a missing/unknown class: pooled quantiles).
+    levels : sequence of float or None
+        Calibrated levels to return (default: all).
+
+    Returns
+    -------
+    dict of float to (lo, hi)
+        As :func:`predict_intervals`.
+    """
+    yhat, sigma = _as_1d(yhat_dex, "yhat_dex"), _as_1d(sigma_dex, "sigma_dex")
+    if yhat.shape != sigma.shape:
+        msg = f"yhat_dex has {yhat.size} values but sigma_dex has {sigma.size}"
+        raise InputDataError(msg)
     names = _label_strings(labels, yhat.size, "labels")
     wanted = calibration.levels if levels is None else _check_levels(levels)
     out: dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}

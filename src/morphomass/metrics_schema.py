@@ -32,6 +32,9 @@ __all__ = [
     "MetricsFile",
     "Significance",
     "SignificanceName",
+    "CoverageAtLevel",
+    "GroupCoverage",
+    "UncertaintyMetrics",
     "read_metrics",
     "write_metrics",
 ]
@@ -125,10 +128,67 @@ class Importance(_Strict):
     importance: float
 
 
+class CoverageAtLevel(_Strict):
+    """Empirical coverage of the prediction intervals at one nominal level, on the test split.
+
+    ``ci95`` is the Clopper-Pearson interval of the coverage; ``se_combined`` the standard error expected of
+    an exactly calibrated method (the test binomial and the calibration set's finite size, both); ``pvalue``
+    the two-sided test of nominal coverage under that null; ``within_3se`` whether |coverage - level| <= 3
+    ``se_combined``. Widths are in dex (hi - lo of log10 of the target).
+    """
+
+    level: Annotated[float, Field(gt=0, lt=1)]
+    n: int
+    n_covered: int
+    coverage: float
+    ci95: Interval
+    se_combined: float
+    pvalue: Annotated[float, Field(ge=0, le=1)]
+    within_3se: bool
+    mean_width_dex: float
+    median_width_dex: float
+    width_p16_dex: float
+    width_p84_dex: float
+
+
+class GroupCoverage(_Strict):
+    """Coverage of one group of test galaxies (a class, a tercile) at one level, with its 95 % interval."""
+
+    group: str
+    level: Annotated[float, Field(gt=0, lt=1)]
+    n: int
+    n_covered: int
+    coverage: float
+    ci95: Interval
+    median_width_dex: float
+
+
+class UncertaintyMetrics(_Strict):
+    """The prediction intervals of one model on the test split (issue "calibrated uncertainty").
+
+    ``per_class_joint_pvalue`` maps each nominal level (as text, e.g. "0.68") to one test that every E9
+    class with at least ``min_class_test`` test galaxies has nominal coverage (Bonferroni); ``reliability``
+    is the empirical coverage at every calibrated level (``group`` "all").
+    """
+
+    method: str
+    n_calibration: int
+    folds: int
+    overall: list[CoverageAtLevel]
+    per_class: list[GroupCoverage]
+    per_class_joint_pvalue: dict[str, Annotated[float, Field(ge=0, le=1)]]
+    min_class_test: int
+    per_z_tercile: list[GroupCoverage]
+    per_target_tercile: list[GroupCoverage]
+    reliability: list[GroupCoverage]
+
+
 class MetricsFile(_Strict):
     """``results/metrics.json`` (DESIGN §4): the whole file, extra keys forbidden.
 
     ``per_class`` maps a class to the mean test L1~ of ``gi_gbm`` and ``gi_morph`` (None for an empty class).
+    ``uncertainty`` maps each model with calibrated prediction intervals to their coverage (empty when
+    train-gbm calibrated none).
     """
 
     preset: Literal["paper", "quick", "tiny"]
@@ -137,6 +197,7 @@ class MetricsFile(_Strict):
     significance: dict[SignificanceName, Significance]
     per_class: dict[ClassName, dict[PerClassModel, float | None]]
     importance: dict[ImportanceModel, list[Importance]]
+    uncertainty: dict[str, UncertaintyMetrics]
 
 
 def write_metrics(path: str | Path, metrics: MetricsFile) -> None:

@@ -203,6 +203,15 @@ class WorkDir:
         return self.gbm_models / "cv_search.json"
 
     @property
+    def gbm_intervals(self) -> Path:
+        """``models/gbm/intervals.json``: experiment -> fingerprint of its interval calibration."""
+        return self.gbm_models / "intervals.json"
+
+    def gbm_interval_calibration(self, experiment: str) -> Path:
+        """``models/gbm/intervals_<experiment>.json``: an experiment's interval calibration (train-gbm)."""
+        return self.gbm_models / f"intervals_{experiment}.json"
+
+    @property
     def bundle_manifest(self) -> Path:
         """``models/bundle.json``: the manifest of the prediction bundle."""
         return self.models / "bundle.json"

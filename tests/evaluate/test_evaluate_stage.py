@@ -37,6 +37,8 @@ FIGURES = (
     "fig6_features",
     "fig7_colour",
     "fig8_bands",
+    "fig_intervals_reliability",
+    "fig_intervals_width",
 )
 
 
@@ -269,3 +271,23 @@ def test_dead_cnn1_outputs_read_as_zero(tmp_path) -> None:
     assert metrics["per_class"]["disk"] == {"gi_gbm": None, "gi_morph": None}
     assert metrics["per_class"]["elliptical"]["gi_morph"] < metrics["per_class"]["elliptical"]["gi_gbm"]
     assert "dropped upstream as zero for every training galaxy" in (wd.results / "report.html").read_text()
+
+
+def test_the_prediction_intervals_are_audited_on_the_test_split(evaluated) -> None:
+    wd, _, result = evaluated
+    metrics = read_metrics(wd.metrics)
+    n_test = metrics.n["test"]
+    assert set(metrics.uncertainty) == {"g_morph", "gi_morph"}
+    for u in metrics.uncertainty.values():
+        assert [o.level for o in u.overall] == [0.68, 0.95]
+        assert all(o.n == n_test and 0 <= o.n_covered <= n_test for o in u.overall)
+        assert u.overall[0].coverage <= u.overall[1].coverage  # nested intervals
+        assert u.overall[0].median_width_dex < u.overall[1].median_width_dex
+        assert all(o.ci95[0] <= o.coverage <= o.ci95[1] for o in u.overall)
+        # the reliability curve covers every calibrated level, increasingly
+        levels = [r.level for r in u.reliability]
+        assert levels == sorted(levels) and {0.05, 0.5, 0.95} <= set(levels)
+        assert sum(r.n for r in u.per_z_tercile if r.level == 0.68) == n_test
+        assert sum(r.n for r in u.per_target_tercile if r.level == 0.95) == n_test
+    report = wd.report.read_text()
+    assert "Prediction intervals (calibrated uncertainty)" in report

@@ -53,6 +53,45 @@ _FILE = {
     },
     "per_class": {"disk": {"gi_gbm": 1.2, "gi_morph": None}, "elliptical": {}},
     "importance": {"g_morph": [{"feature": "lum_sum", "importance": 0.4}]},
+    "uncertainty": {
+        "g_morph": {
+            "method": "normalised cross-conformal",
+            "n_calibration": 80,
+            "folds": 5,
+            "overall": [
+                {
+                    "level": 0.68,
+                    "n": 10,
+                    "n_covered": 7,
+                    "coverage": 0.7,
+                    "ci95": [0.35, 0.93],
+                    "se_combined": 0.16,
+                    "pvalue": 0.9,
+                    "within_3se": True,
+                    "mean_width_dex": 0.3,
+                    "median_width_dex": 0.28,
+                    "width_p16_dex": 0.2,
+                    "width_p84_dex": 0.4,
+                }
+            ],
+            "per_class": [
+                {
+                    "group": "disk",
+                    "level": 0.68,
+                    "n": 4,
+                    "n_covered": 3,
+                    "coverage": 0.75,
+                    "ci95": [0.19, 0.99],
+                    "median_width_dex": 0.3,
+                }
+            ],
+            "per_class_joint_pvalue": {},
+            "min_class_test": 50,
+            "per_z_tercile": [],
+            "per_target_tercile": [],
+            "reliability": [],
+        }
+    },
 }
 
 

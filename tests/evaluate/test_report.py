@@ -20,6 +20,7 @@ def _context(**over: object) -> dict:
         "metric_names": ["l1"],
         "experiment_rows": [],
         "table1": [],
+        "uncertainty": [],
         "significance": [],
         "per_class": [],
         "table_b1": [],

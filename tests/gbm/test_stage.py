@@ -13,7 +13,9 @@ from morphomass.config import PipelineConfig, load_config
 from morphomass.errors import InputDataError
 from morphomass.gbm import run_train_gbm
 from morphomass.gbm.experiments import build_features, make_experiments
+from morphomass.gbm.stage import INTERVAL_EXPERIMENTS
 from morphomass.gbm.table import join_tables
+from morphomass.intervals import IntervalCalibration
 from morphomass.workdir import WorkDir
 
 N_DEAD = 2
@@ -50,7 +52,8 @@ def test_every_experiment_has_a_text_model_and_predictions(trained) -> None:
     names = [e.name for e in make_experiments(["gr"])]
     preds = pd.read_parquet(wd.models / "gbm" / "predictions.parquet")
     assert len(preds) == 397
-    assert list(preds.columns) == ["objid", "split", *(f"pred_{n}" for n in names)]
+    spreads = [f"sigma_dex_{n}" for n in INTERVAL_EXPERIMENTS]
+    assert list(preds.columns) == ["objid", "split", *(f"pred_{n}" for n in names), *spreads]
     for name in names:
         text = (wd.models / "gbm" / f"{name}.txt").read_text()
         assert text.startswith("tree\n")
@@ -63,6 +66,24 @@ def test_every_experiment_has_a_text_model_and_predictions(trained) -> None:
         == 397
     )
     assert not list((wd.models / "gbm").glob(".tmp-*"))
+
+
+def test_intervals_are_calibrated_on_the_training_split_and_give_every_galaxy_a_spread(trained) -> None:
+    wd, _, _ = trained
+    preds = pd.read_parquet(wd.gbm_predictions)
+    n_train = int((preds["split"] == "train").sum())
+    index = json.loads(wd.gbm_intervals.read_text())
+    assert sorted(index) == sorted(INTERVAL_EXPERIMENTS)
+    for name in INTERVAL_EXPERIMENTS:
+        path = wd.gbm_interval_calibration(name)
+        calibration = IntervalCalibration.from_json(path.read_text(), source=str(path))
+        assert calibration.n_calibration == n_train  # every training galaxy, none of val or test
+        assert calibration.feature_names == tuple(_info(wd, name)["features"])
+        assert {0.68, 0.95} <= set(calibration.levels)
+        assert calibration.quantile(0.68) < calibration.quantile(0.95)
+        sigma = preds[f"sigma_dex_{name}"].to_numpy()
+        assert np.all(np.isfinite(sigma)) and np.all(sigma > 0)
+        assert sigma.std() > 0  # adaptive: not one width for every galaxy
 
 
 def test_saved_model_reproduces_the_predictions(trained) -> None:
@@ -124,6 +145,7 @@ def test_resume_reloads_unchanged_experiments_and_retrains_changed_ones(tmp_path
         run_train_gbm(config, wd, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in gbm_dir.glob("*.txt")} == before
     assert "g_morph: unchanged, reloading" in caplog.text
+    assert "g_morph: interval calibration unchanged, reloading" in caplog.text
     pd.testing.assert_frame_equal(pd.read_parquet(gbm_dir / "predictions.parquet"), preds)
     run_train_gbm(_config(band_sequence=[], top_k=5), wd, progress=False)
     after = {p.name: p.stat().st_mtime_ns for p in gbm_dir.glob("*.txt")}

@@ -182,6 +182,33 @@ def _comparison_rows(results: MetricsFile, class_counts: dict[str, int]) -> dict
     return {"significance": sig_rows, "per_class": class_rows}
 
 
+def _uncertainty_rows(results: MetricsFile) -> list[dict[str, Any]]:
+    """Return one row per model and nominal level of the prediction intervals' test coverage."""
+    rows = []
+    for name, u in results.uncertainty.items():
+        for o in u.overall:
+            groups = [*u.per_class, *u.per_z_tercile, *u.per_target_tercile]
+            at_level = [g for g in groups if g.level == o.level]
+            worst = min(at_level, key=lambda g: g.coverage, default=None)
+            joint = u.per_class_joint_pvalue.get(f"{o.level:g}")
+            rows.append(
+                {
+                    "model": name,
+                    "level": f"{o.level:.0%}",
+                    "coverage": f"{o.coverage:.3f} [{o.ci95[0]:.3f}, {o.ci95[1]:.3f}]",
+                    "n": o.n,
+                    "offset": f"{(o.coverage - o.level) / o.se_combined:+.1f}",
+                    "pvalue": fmt(o.pvalue),
+                    "verdict": "calibrated" if o.within_3se else "off by more than 3 SE",
+                    "width": f"{o.median_width_dex:.3f} ({o.width_p16_dex:.3f}-{o.width_p84_dex:.3f})",
+                    "joint": "" if joint is None else fmt(joint),
+                    "worst": "" if worst is None else f"{worst.group} {worst.coverage:.3f} (n = {worst.n})",
+                    "n_calibration": u.n_calibration,
+                }
+            )
+    return rows
+
+
 def _sample_rows(inputs: EvaluateInputs, fits: dict[str, Any]) -> list[tuple[str, Any]]:
     """Return the sample table: sizes, M/L range, redshift, GZ2 matches, power-law fits, catalogue summary."""
     sample, meta = inputs.sample, inputs.meta
@@ -273,6 +300,7 @@ def make_report_context(
         "metric_names": list(METRIC_KEYS),
         **_metric_tables(results),
         **_comparison_rows(results, class_counts),
+        "uncertainty": _uncertainty_rows(results),
         "timings": [(k, fmt(v, 2) if isinstance(v, float) else fmt(v)) for k, v in timings],
         "config_text": _config_text(config, inputs.cv_search),
     }

@@ -19,6 +19,8 @@ from scipy import stats
 
 __all__ = [
     "plot_band_sequence",
+    "plot_interval_reliability",
+    "plot_interval_width_vs_error",
     "plot_colour_methods",
     "plot_feature_relations",
     "plot_importances",
@@ -307,4 +309,74 @@ def plot_band_sequence(l1_without: Mapping[str, float], l1_with: Mapping[str, fl
     ax.set_xticks(x, sets)
     ax.set(xlabel="bands", ylabel="test $\\tilde{L}_1$")
     ax.legend()
+    return fig
+
+
+def plot_interval_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """Reliability of the prediction intervals: empirical against nominal coverage on the test split.
+
+    Parameters
+    ----------
+    curves : mapping of model label to rows
+        Each row has ``level``, ``coverage`` and ``ci95`` ([lo, hi], the binomial 95 % interval).
+    """
+    fig = Figure(figsize=(4.8, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", color="k", lw=0.8, label="nominal")
+    for (label, rows), colour in zip(curves.items(), (MORPH, NO_MORPH, "tab:blue"), strict=False):
+        level = np.array([r["level"] for r in rows])
+        coverage = np.array([r["coverage"] for r in rows])
+        lo = np.array([r["ci95"][0] for r in rows])
+        hi = np.array([r["ci95"][1] for r in rows])
+        ax.errorbar(
+            level, coverage, yerr=[coverage - lo, hi - coverage], fmt="o", ms=3, color=colour, label=label
+        )
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="empirical coverage (test)")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_interval_width_vs_error(
+    half_width_dex: ArrayLike, abs_error_dex: ArrayLike, *, level: float, bins: int = 8
+) -> Figure:
+    """Interval half-width against the absolute error of each test galaxy, with coverage per width bin.
+
+    Parameters
+    ----------
+    half_width_dex, abs_error_dex : (N,) array_like
+        Half-width of the interval at ``level`` and |log10 prediction - log10 target| (dex).
+    level : float
+        Nominal coverage of the intervals.
+    bins : int
+        Width bins (equal counts) of the coverage panel.
+    """
+    half = np.asarray(half_width_dex, dtype=np.float64)
+    error = np.asarray(abs_error_dex, dtype=np.float64)
+    fig = Figure(figsize=(8.8, 4.0), layout="constrained")
+    ax_scatter, ax_cov = fig.subplots(1, 2)
+    ax_scatter.scatter(half, error, s=4, alpha=0.4, color=MORPH, rasterized=True)
+    top = float(np.nanmax([half.max(initial=0.0), error.max(initial=0.0)])) * 1.05 or 1.0
+    ax_scatter.plot([0, top], [0, top], ls="--", color="k", lw=0.8, label="error = half-width")
+    ax_scatter.set(
+        xlabel=f"{level:.0%} interval half-width (dex)", ylabel="|error| (dex)", xlim=(0, top), ylim=(0, top)
+    )
+    ax_scatter.legend(loc="upper left")
+    edges = np.unique(np.quantile(half, np.linspace(0, 1, bins + 1))) if half.size else np.array([0.0])
+    index = np.clip(np.searchsorted(edges, half, side="right") - 1, 0, max(0, edges.size - 2))
+    centres, coverage, err_lo, err_hi = [], [], [], []
+    for b in range(max(0, edges.size - 1)):
+        members = index == b
+        n = int(members.sum())
+        if n == 0:
+            continue
+        k = int((error[members] <= half[members]).sum())
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95)
+        centres.append(float(np.median(half[members])))
+        coverage.append(k / n)
+        err_lo.append(k / n - ci.low)
+        err_hi.append(ci.high - k / n)
+    ax_cov.errorbar(centres, coverage, yerr=[err_lo, err_hi], fmt="o-", color=MORPH)
+    ax_cov.axhline(level, ls="--", color="k", lw=0.8, label=f"nominal {level:.0%}")
+    ax_cov.set(xlabel="interval half-width (dex), bins of equal counts", ylabel="coverage", ylim=(0, 1.02))
+    ax_cov.legend(loc="lower right")
     return fig

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from morphomass.errors import InputDataError
+from morphomass.intervals import IntervalCalibration
 from morphomass.workdir import WorkDir, load_manifest
 
 __all__ = ["CNN1_PROBS", "EvaluateInputs", "load_inputs"]
@@ -58,6 +59,9 @@ class EvaluateInputs:
         Seconds per stage recorded in the manifest.
     cv_search : dict or None
         ``models/gbm/cv_search.json`` when asked for and present.
+    interval_calibrations : dict of str to IntervalCalibration
+        Model -> its prediction-interval calibration (``models/gbm/intervals_<model>.json``, listed in
+        ``models/gbm/intervals.json``); empty when train-gbm calibrated none.
     notes : list of str
         Notes for the report about missing or degraded inputs.
     """
@@ -73,6 +77,7 @@ class EvaluateInputs:
     sample_summary: pd.DataFrame | None
     stage_seconds: dict[str, Any]
     cv_search: dict[str, Any] | None
+    interval_calibrations: dict[str, IntervalCalibration]
     notes: list[str]
 
 
@@ -115,6 +120,31 @@ def _load_gbm(workdir: WorkDir) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]
     imp_path = workdir.gbm_importance
     importance = json.loads(imp_path.read_text(encoding="utf-8"))["importance"] if imp_path.exists() else {}
     return preds, infos, importance
+
+
+def _load_interval_calibrations(workdir: WorkDir) -> dict[str, IntervalCalibration]:
+    """Read the interval calibrations train-gbm listed in ``models/gbm/intervals.json`` (none if absent)."""
+    index_path = workdir.gbm_intervals
+    if not index_path.exists():
+        return {}
+    try:
+        names = json.loads(index_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        msg = f"{index_path} is not valid JSON ({err}); rerun 'morphomass train-gbm'"
+        raise InputDataError(msg) from err
+    if not isinstance(names, dict):
+        msg = f"{index_path}: expected a JSON object of model -> fingerprint; rerun 'morphomass train-gbm'"
+        raise InputDataError(msg)
+    calibrations = {}
+    for name in names:
+        path = workdir.gbm_interval_calibration(str(name))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            msg = f"cannot read {path} ({err}); rerun 'morphomass train-gbm'"
+            raise InputDataError(msg) from err
+        calibrations[str(name)] = IntervalCalibration.from_json(text, source=str(path))
+    return calibrations
 
 
 def _align(preds: pd.DataFrame, sample: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -220,5 +250,6 @@ def load_inputs(workdir: WorkDir, *, cv_search: bool = False) -> EvaluateInputs:
             name: rec["seconds"] for name, rec in load_manifest(workdir)["stages"].items() if "seconds" in rec
         },
         cv_search=json.loads(cv_path.read_text(encoding="utf-8")) if cv_search and cv_path.exists() else None,
+        interval_calibrations=_load_interval_calibrations(workdir),
         notes=notes,
     )

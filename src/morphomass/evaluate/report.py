@@ -96,6 +96,23 @@ when the one-sided paired bootstrap p (both models on the same resampled galaxie
 <h2>Band sequence (Fig. 8)</h2>
 {{ figure("fig8_bands") }}
 
+{% if uncertainty %}<h2>Prediction intervals (calibrated uncertainty)</h2>
+<p>Intervals on log10 M/L, calibrated on the training split by normalised cross-conformal prediction (each
+training galaxy's out-of-fold error, scaled by a model of the spread); the test galaxies audit them. Offset:
+(coverage - nominal) in standard errors of an exactly calibrated method (test binomial and calibration size);
+width: median (16th-84th percentile) of hi - lo in dex; joint: one test over the E9 classes with at least 50
+test galaxies (Bonferroni); worst: the lowest coverage among classes and redshift and target terciles. The
+intervals cover the catalogue's SED-fitted M/L, which carries its own error.</p>
+<table><tr><th>model</th><th>nominal</th><th>coverage [95 %]</th><th>test galaxies</th><th>offset (SE)</th>
+<th>p</th><th>verdict</th><th>width (dex)</th><th>joint per-class p</th><th>worst group</th>
+<th>calibration galaxies</th></tr>
+{% for r in uncertainty %}<tr><td>{{ r.model }}</td><td>{{ r.level }}</td><td>{{ r.coverage }}</td>
+<td>{{ r.n }}</td><td>{{ r.offset }}</td><td>{{ r.pvalue }}</td><td>{{ r.verdict }}</td><td>{{ r.width }}</td>
+<td>{{ r.joint }}</td><td>{{ r.worst }}</td><td>{{ r.n_calibration }}</td></tr>{% endfor %}</table>
+{{ figure("fig_intervals_reliability") }}
+{{ figure("fig_intervals_width") }}
+{% endif %}
+
 <h2>Table B.1: loss functions</h2>
 <table><tr><th>method</th><th>optimised</th><th>L1~ &plusmn; SE</th><th>L2~ &plusmn; SE</th>
 <th>RMSLE &plusmn; SE</th><th>median L1~ &plusmn; SE</th></tr>
@@ -141,8 +158,8 @@ def render_report(context: Mapping[str, Any], figures: Mapping[str, tuple[bytes,
     ----------
     context : mapping
         Template variables: ``preset``, ``version``, ``generated``, ``notes``, ``checks``, ``sample_rows``,
-        ``metric_names``, ``experiment_rows``, ``table1``, ``significance``, ``per_class``, ``table_b1``,
-        ``timings``, ``config_text``.
+        ``metric_names``, ``experiment_rows``, ``table1``, ``significance``, ``per_class``, ``uncertainty``,
+        ``table_b1``, ``timings``, ``config_text``.
     figures : mapping of name to (PNG bytes, caption)
         Inlined where the template names them; a missing figure is shown as a one-line note.
 

@@ -17,6 +17,7 @@ from morphomass.config import EvaluateConfig
 from morphomass.evaluate import figures as figs
 from morphomass.evaluate.inputs import CNN1_PROBS, EvaluateInputs
 from morphomass.evaluate.results import Predictions
+from morphomass.evaluate.uncertainty import interval_width_errors, test_intervals
 from morphomass.metrics_schema import MetricsFile
 
 __all__ = ["make_figures"]
@@ -142,4 +143,30 @@ def make_figures(
                 },
             ),
             "Fig. 8: test L1~ per band set; dashed: L1~ = 1.",
+        )
+    if results.uncertainty:
+        labels = {"g_morph": "g-band + morphology", "gi_morph": "g+i + morphology"}
+        curves = {
+            labels.get(n, n): [r.model_dump() for r in u.reliability] for n, u in results.uncertainty.items()
+        }
+        yield (
+            "fig_intervals_reliability",
+            figs.plot_interval_reliability(curves),
+            "Prediction intervals: empirical coverage of the test galaxies against the nominal level, with "
+            "binomial 95 % intervals (calibrated on the training split by cross-conformal prediction).",
+        )
+        name = "g_morph" if "g_morph" in results.uncertainty else next(iter(results.uncertainty))
+        level = (
+            0.68
+            if 0.68 in inputs.interval_calibrations[name].levels
+            else results.uncertainty[name].overall[0].level
+        )
+        data = test_intervals(name, meta, inputs.gbm_predictions, inputs.interval_calibrations[name])
+        half, error = interval_width_errors(data, level)
+        yield (
+            "fig_intervals_width",
+            figs.plot_interval_width_vs_error(half, error, level=level),
+            f"Prediction intervals of {labels.get(name, name)}: each test galaxy's {level:.0%} half-width "
+            "against its error (left); coverage in bins of width (right): wider intervals for galaxies "
+            "the model knows less well.",
         )

@@ -363,6 +363,7 @@ def compute_results(
     *,
     preset: str,
     cfg: EvaluateConfig,
+    uncertainty: dict[str, dict[str, Any]] | None = None,
 ) -> MetricsFile:
     """Compute the whole content of results/metrics.json (DESIGN §4).
 
@@ -381,6 +382,8 @@ def compute_results(
     cfg : EvaluateConfig
         Uses ``dex_threshold``, ``bootstrap_samples`` (E8), ``interval_resamples`` (the intervals) and
         ``seed`` (the bootstraps' only randomness; see the module docstring).
+    uncertainty : dict or None
+        The ``uncertainty`` section (:func:`~morphomass.evaluate.uncertainty.compute_uncertainty`).
 
     Returns
     -------
@@ -409,5 +412,6 @@ def compute_results(
             for n in IMPORTANCE_MODELS
             if n in importance
         },
+        "uncertainty": uncertainty or {},
     }
     return MetricsFile.model_validate(_clean(data))

@@ -1,7 +1,8 @@
 """The ``evaluate`` stage: test metrics of every experiment, significance, per-class L1~, figures, report.
 
 Reads ``sample.parquet``, the feature tables (a few columns, for Fig. 6 and the E9 classes) and
-``models/gbm/`` (``predictions.parquet``, ``<experiment>.json``, ``importance.json``) written by
+``models/gbm/`` (``predictions.parquet``, ``<experiment>.json``, ``importance.json``, the interval
+calibrations ``intervals_<model>.json``) written by
 ``train-gbm`` (the stage's declared inputs); fits the baselines that need no
 GBM (constant, g-i power laws, Zibetti+09) on the same galaxies' training split; writes
 ``results/metrics.json`` (DESIGN §4, :class:`~morphomass.metrics_schema.MetricsFile`),
@@ -28,6 +29,7 @@ from morphomass.evaluate.report import render_report
 from morphomass.evaluate.report_figures import make_figures
 from morphomass.evaluate.results import compute_classes, compute_predictions, compute_results, count_classes
 from morphomass.evaluate.tables import make_tables
+from morphomass.evaluate.uncertainty import compute_uncertainty
 from morphomass.metrics_schema import write_metrics
 from morphomass.progress import progress_bar
 from morphomass.workdir import StageResult, WorkDir, atomic_path, write_bytes_atomic, write_text_atomic
@@ -89,8 +91,21 @@ def run_evaluate(config: PipelineConfig, workdir: WorkDir, *, progress: bool = T
         predictions = compute_predictions(inputs.meta, inputs.gbm_predictions, inputs.gbm_info, cfg)
         advance(1)
         classes = compute_classes(inputs.cnn, cfg)
+        uncertainty = compute_uncertainty(
+            inputs.meta,
+            inputs.gbm_predictions,
+            inputs.interval_calibrations,
+            classes,
+            levels=config.gbm.interval_levels,
+        )
         results = compute_results(
-            inputs.meta, predictions, classes, inputs.importance, preset=config.preset, cfg=cfg
+            inputs.meta,
+            predictions,
+            classes,
+            inputs.importance,
+            preset=config.preset,
+            cfg=cfg,
+            uncertainty=uncertainty,
         )
         advance(1)
         write_metrics(workdir.metrics, results)

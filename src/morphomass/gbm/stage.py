@@ -9,6 +9,11 @@ Reads ``sample.parquet``, ``features/photometric.parquet`` and ``features/cnn.pa
   fingerprint of everything it depends on (a rerun reloads an unchanged experiment instead of retraining it);
 * ``predictions.parquet``: ``objid``, ``split`` and ``pred_<experiment>`` (M/L, solar units) for every galaxy;
 * ``importance.json``: permutation importances on the validation split (``g_morph``, ``ablation_no_cnn4``);
+* ``intervals_<experiment>.json``: the prediction-interval calibration of each experiment of
+  :data:`INTERVAL_EXPERIMENTS` (normalised cross-conformal on the training split,
+  :mod:`morphomass.intervals`),
+  with ``intervals.json`` recording its fingerprint; ``predictions.parquet`` then also holds each galaxy's
+  spread ``sigma_dex_<experiment>`` (dex), from which the interval at any calibrated level follows;
 * ``cv_search.json``: the cross-validated grid (when ``gbm.cv_search``).
 
 The prediction bundle of the main models (``models/bundle.json``) is the next stage's work.
@@ -52,13 +57,15 @@ from morphomass.workdir import (
     write_text_atomic,
 )
 
-__all__ = ["IMPORTANCE_EXPERIMENTS", "MAIN_EXPERIMENT", "run_train_gbm"]
+__all__ = ["IMPORTANCE_EXPERIMENTS", "INTERVAL_EXPERIMENTS", "MAIN_EXPERIMENT", "run_train_gbm"]
 
 logger = logging.getLogger(__name__)
 
 MAIN_EXPERIMENT = "g_morph"
 #: Models whose permutation importances are computed (Fig. 5).
 IMPORTANCE_EXPERIMENTS: tuple[str, ...] = ("g_morph", "ablation_no_cnn4")
+#: Models whose prediction intervals are calibrated (those a prediction bundle carries).
+INTERVAL_EXPERIMENTS: tuple[str, ...] = ("g_morph", "gi_morph")
 #: GbmConfig fields that do not change a single model (the CV choice enters through the parameters it picks).
 _NOT_MODEL_FIELDS: tuple[str, ...] = (
     "permutation_repeats",
@@ -66,6 +73,8 @@ _NOT_MODEL_FIELDS: tuple[str, ...] = (
     "cv_search",
     "cv_grid",
     "cv_folds",
+    "interval_levels",
+    "interval_folds",
 )
 
 
@@ -330,6 +339,76 @@ def _importances(
     return out
 
 
+def _calibrate_intervals(
+    trainer: _Trainer, experiments: list[Experiment], workdir: WorkDir
+) -> dict[str, np.ndarray]:
+    """Calibrate the intervals of :data:`INTERVAL_EXPERIMENTS` (reused when unchanged); return their spreads.
+
+    Each calibration is a normalised cross-conformal fit on the experiment's training rows, with the point
+    model's features, parameters and best number of rounds (:func:`morphomass.intervals.fit_cross_conformal`).
+
+    Returns
+    -------
+    dict of str to (N,) ndarray
+        Experiment -> the spread (dex) of every galaxy of the feature table.
+    """
+    from morphomass.intervals import (
+        IntervalCalibration,
+        calibration_levels,
+        fit_cross_conformal,
+        predict_sigma,
+    )
+
+    gcfg, table = trainer.config, trainer.table
+    index_path = workdir.gbm_intervals
+    saved = json.loads(index_path.read_text(encoding="utf-8")) if index_path.exists() else {}
+    fingerprints: dict[str, str] = {}
+    spreads: dict[str, np.ndarray] = {}
+    for exp in experiments:
+        if exp.name not in INTERVAL_EXPERIMENTS or exp.name not in trainer.info:
+            continue
+        info = trainer.info[exp.name]
+        path = workdir.gbm_interval_calibration(exp.name)
+        fingerprint = _fingerprint(info["fingerprint"], gcfg.interval_folds, gcfg.interval_levels, gcfg.seed)
+        frame = trainer.frames[exp.name][info["features"]]
+        if path.exists() and saved.get(exp.name) == fingerprint:
+            logger.info("%s: interval calibration unchanged, reloading %s", exp.name, path.name)
+            calibration = IntervalCalibration.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        else:
+            cpu0 = time.process_time()
+            train_rows = _train_subset(table, exp.train_fraction, gcfg.seed)
+            label, weight = training_target(
+                table.meta["ml"].to_numpy(), table.meta["ml_err"].to_numpy(), objective=exp.objective
+            )
+            x = frame.to_numpy(dtype=np.float32)[train_rows]
+            calibration = fit_cross_conformal(
+                x,
+                label[train_rows],
+                None if weight is None else weight[train_rows],
+                params=trainer._params(train_rows.size, x.shape[1], exp.objective, dict(info["cv_params"])),
+                num_rounds=int(info["best_iteration"]),
+                feature_names=list(info["features"]),
+                label_scale="dex" if exp.objective == "rmsle" else "linear",
+                levels=calibration_levels(*gcfg.interval_levels),
+                folds=gcfg.interval_folds,
+                seed=gcfg.seed,
+                prediction_floor=trainer.floor,
+            )
+            write_text_atomic(path, calibration.to_json())
+            logger.info(
+                "%s: intervals calibrated on %d training galaxies (%d folds), %.1f CPU-s",
+                exp.name,
+                calibration.n_calibration,
+                gcfg.interval_folds,
+                time.process_time() - cpu0,
+            )
+        fingerprints[exp.name] = fingerprint
+        yhat_dex = calibration.to_dex(trainer.predictions[exp.name])
+        spreads[exp.name] = predict_sigma(calibration, frame.to_numpy(dtype=np.float32), yhat_dex)
+    write_json_atomic(index_path, fingerprints)
+    return spreads
+
+
 def _cross_validate(
     table: FeatureTable, gcfg: GbmConfig, experiments: list[Experiment], path: Path, inputs_hash: str
 ) -> dict[str, dict[str, Any]]:
@@ -435,21 +514,35 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     if gcfg.cv_search:
         overrides = _cross_validate(table, gcfg, experiments, workdir.gbm_cv_search, inputs_hash)
 
-    keep = {e.features_from for e in experiments if e.features_from} | set(IMPORTANCE_EXPERIMENTS)
+    keep = (
+        {e.features_from for e in experiments if e.features_from}
+        | set(IMPORTANCE_EXPERIMENTS)
+        | set(INTERVAL_EXPERIMENTS)
+    )
     trainer = _Trainer(table, gcfg, out_dir, inputs_hash, overrides, keep={k for k in keep if k})
     with progress_bar("train-gbm", total=len(experiments), enabled=progress) as advance:
         for exp in experiments:
             trainer.run(exp)
             advance(1)
 
+    spreads = _calibrate_intervals(trainer, experiments, workdir)
     _remove_stale(
-        out_dir, {e.name for e in experiments}, keep={workdir.gbm_importance.name, workdir.gbm_cv_search.name}
+        out_dir,
+        {e.name for e in experiments},
+        keep={
+            workdir.gbm_importance.name,
+            workdir.gbm_cv_search.name,
+            workdir.gbm_intervals.name,
+            *(workdir.gbm_interval_calibration(name).name for name in spreads),
+        },
     )
     predictions = pd.DataFrame(
         {"objid": table.meta["objid"].to_numpy(), "split": table.meta["split"].to_numpy()}
     )
     for exp in experiments:
         predictions[f"pred_{exp.name}"] = trainer.predictions[exp.name]
+    for name, sigma in spreads.items():
+        predictions[f"sigma_dex_{name}"] = sigma
     with atomic_path(workdir.gbm_predictions) as tmp:
         predictions.to_parquet(tmp, index=False)
     _importances(
