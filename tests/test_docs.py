@@ -133,7 +133,6 @@ def test_the_configuration_has_sections_and_nested_models() -> None:
     assert "cnn.nets.<name>" in names
 
 
-@pytest.mark.xfail(strict=True, reason="config descriptions pending")
 def test_every_configuration_field_has_a_description() -> None:
     lacking = [
         f"{section}.{field}"

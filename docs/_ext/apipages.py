@@ -36,10 +36,6 @@ MAX_VALUE_REPR = 120
 #: is not rendered either (a module keeps its page and members, without its docstring). The fix belongs in
 #: the source file; remove the entry with it. Nothing else is left out.
 PENDING_FIXES: dict[str, tuple[str, str]] = {
-    "morphomass.fetch.stage": (
-        "docstring",
-        "item 3 of the numbered list starts in the middle of a line; start it on its own line",
-    ),
     "morphomass.preprocess.tasks.PreprocessTask": (
         "summary",
         "autosummary cuts the first sentence at the '. ' inside ``start .. start + len(galaxies)``",

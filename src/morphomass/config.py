@@ -101,9 +101,20 @@ class CosmologyConfig(_Section):
     D = c z / H0 with c = 3e5 km/s for both.
     """
 
-    convention: Literal["astropy", "paper"] = "astropy"
-    h0_km_s_mpc: StrictFloat = Field(70.0, gt=0, le=200)
-    om0: StrictFloat = Field(0.3, ge=0, le=1)
+    convention: Literal["astropy", "paper"] = Field(
+        "astropy",
+        description=(
+            "'astropy': FlatLambdaCDM luminosity and angular-diameter distances; 'paper': D = c z / H0 for "
+            "both (D7)"
+        ),
+    )
+    h0_km_s_mpc: StrictFloat = Field(70.0, gt=0, le=200, description="Hubble constant H0 (km/s/Mpc; D7)")
+    om0: StrictFloat = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="matter density Omega_m0 of the flat LambdaCDM cosmology (convention 'astropy' only)",
+    )
 
 
 class MockConfig(_Section):
@@ -112,12 +123,20 @@ class MockConfig(_Section):
     n_galaxies: StrictInt = Field(
         84_723, ge=1, le=10_000_000, description="galaxies with images (pass the D25 cut)"
     )
-    seed: StrictInt = Field(2019, ge=0)
-    image_bands: tuple[str, ...] = ("g",)
-    pixel_scale_arcsec: StrictFloat = Field(0.396, gt=0, le=5)
-    psf_fwhm_arcsec: StrictFloat = Field(1.4, gt=0, le=10)
-    psf_fwhm_scatter_arcsec: StrictFloat = Field(0.2, ge=0, le=5)
-    psf_moffat_beta: StrictFloat = Field(3.0, gt=1.1, le=20)
+    seed: StrictInt = Field(
+        2019, ge=0, description="seed of the mock survey's random draws (the same seed gives the same survey)"
+    )
+    image_bands: tuple[str, ...] = Field(("g",), description="SDSS bands rendered as images")
+    pixel_scale_arcsec: StrictFloat = Field(
+        0.396, gt=0, le=5, description="pixel scale of the rendered images (arcsec/px)"
+    )
+    psf_fwhm_arcsec: StrictFloat = Field(
+        1.4, gt=0, le=10, description="mean seeing FWHM of the Moffat PSF; each galaxy draws its own (arcsec)"
+    )
+    psf_fwhm_scatter_arcsec: StrictFloat = Field(
+        0.2, ge=0, le=5, description="per-galaxy standard deviation of the seeing FWHM (arcsec)"
+    )
+    psf_moffat_beta: StrictFloat = Field(3.0, gt=1.1, le=20, description="Moffat index beta of the PSF")
     image_d25_min_arcmin: StrictFloat = Field(
         0.4, gt=0, description="HyperLeda D25 above which images are rendered"
     )
@@ -131,8 +150,12 @@ class MockConfig(_Section):
     extra_hyperleda_fraction: StrictFloat = Field(
         0.05, ge=0, le=5, description="unmatched HyperLeda rows per galaxy"
     )
-    star_density_per_arcmin2: StrictFloat = Field(0.6, ge=0, le=100)
-    star_catalog_completeness: StrictFloat = Field(0.9, ge=0, le=1)
+    star_density_per_arcmin2: StrictFloat = Field(
+        0.6, ge=0, le=100, description="mean number of field stars per arcmin^2 of image (Poisson)"
+    )
+    star_catalog_completeness: StrictFloat = Field(
+        0.9, ge=0, le=1, description="fraction of the rendered stars listed in stars.csv"
+    )
     spurious_star_fraction: StrictFloat = Field(
         0.03, ge=0, le=1, description="catalogued stars with no source"
     )
@@ -168,13 +191,19 @@ class FetchConfig(_Section):
     seed: StrictInt = Field(
         0, ge=0, description="which galaxies a limit keeps (a random subset, nested in N)"
     )
-    bands: tuple[str, ...] = ("g",)
-    gswlc_catalogs: tuple[Literal["X2", "A2", "M2", "D2"], ...] = Field(("X2",), min_length=1)
+    bands: tuple[str, ...] = Field(("g",), description="SDSS bands downloaded as images (D4: g)")
+    gswlc_catalogs: tuple[Literal["X2", "A2", "M2", "D2"], ...] = Field(
+        ("X2",),
+        min_length=1,
+        description="GSWLC-2 tables to download: X2 (deepest UV per galaxy), D2, M2, A2 (D1)",
+    )
     chi2_max: StrictFloat | None = Field(5.0, gt=0, description="image targets: SED reduced chi2 below this")
     image_d25_min_arcmin: StrictFloat = Field(
         0.4, ge=0, description="image targets: HyperLeda D25 above this"
     )
-    hyperleda_radius_arcsec: StrictFloat = Field(3.0, gt=0, le=60)
+    hyperleda_radius_arcsec: StrictFloat = Field(
+        3.0, gt=0, le=60, description="image targets: HyperLeda match within this (arcsec)"
+    )
     hyperleda_d25_min_arcmin: StrictFloat = Field(
         0.2, gt=0, description="HyperLeda rows with a smaller D25 are not fetched"
     )
@@ -185,12 +214,17 @@ class FetchConfig(_Section):
         15.0, gt=0, le=360, description="RA width of one HyperLeda query"
     )
     fov_factor: StrictFloat = Field(1.125, gt=0, le=10, description="image side = fov_factor x D25")
-    pixel_scale_arcsec: StrictFloat = Field(0.396, gt=0, le=5)
+    pixel_scale_arcsec: StrictFloat = Field(
+        0.396, gt=0, le=5, description="pixel scale of the downloaded images (arcsec/px; SDSS 0.396)"
+    )
     only_primary: StrictBool = Field(True, description="ask the mosaic service for primary frames only")
     single_frame_cutout: StrictBool = Field(
         True, description="cut the image out of one frame when it holds the whole FoV"
     )
-    mosaic_order: Literal["bilinear", "bicubic"] = "bicubic"
+    mosaic_order: Literal["bilinear", "bicubic"] = Field(
+        "bicubic",
+        description="interpolation of the frames reprojected into a mosaic (cut-outs are not resampled)",
+    )
     min_coverage: StrictFloat = Field(
         0.95, gt=0, le=1, description="fraction of the FoV the frames must cover"
     )
@@ -201,13 +235,34 @@ class FetchConfig(_Section):
         0.1, ge=0, le=10, description="stars searched to the FoV half-diagonal + this"
     )
     sql_batch_size: StrictInt = Field(50, ge=1, le=500, description="galaxies per SkyServer SQL query")
-    gswlc_url: str = "https://salims.pages.iu.edu/gswlc"
-    hyperleda_url: str = "http://leda.univ-lyon1.fr/G.cgi"
-    vizier_url: str = "https://vizier.cds.unistra.fr/viz-bin/asu-tsv"
-    gz2_url: str = "https://gz2hart.s3.amazonaws.com/gz2_hart16.csv.gz"
-    skyserver_sql_url: str = "https://skyserver.sdss.org/dr12/en/tools/search/x_results.aspx"
-    mosaic_url: str = "https://dr12.sdss.org/mosaics/script"
-    frames_url: str = "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames"
+    gswlc_url: str = Field(
+        "https://salims.pages.iu.edu/gswlc",
+        description="base URL, mirror or local folder of the GSWLC-2 tables (GSWLC-<version>.dat.gz)",
+    )
+    hyperleda_url: str = Field(
+        "http://leda.univ-lyon1.fr/G.cgi",
+        description="HyperLeda SQL interface (a server or mirror: a local copy cannot answer queries)",
+    )
+    vizier_url: str = Field(
+        "https://vizier.cds.unistra.fr/viz-bin/asu-tsv",
+        description="VizieR ASU-TSV service, HyperLeda's fallback (VII/237; a server or mirror)",
+    )
+    gz2_url: str = Field(
+        "https://gz2hart.s3.amazonaws.com/gz2_hart16.csv.gz",
+        description="URL, mirror or local file of the Hart+16 GZ2 table (CSV, gzipped or not)",
+    )
+    skyserver_sql_url: str = Field(
+        "https://skyserver.sdss.org/dr12/en/tools/search/x_results.aspx",
+        description="SDSS SkyServer SQL search for photometry and stars (a server or mirror)",
+    )
+    mosaic_url: str = Field(
+        "https://dr12.sdss.org/mosaics/script",
+        description="SDSS DR12 mosaic service that lists the frames of a field (a server or mirror)",
+    )
+    frames_url: str = Field(
+        "https://data.sdss.org/sas/dr12/env/BOSS_PHOTOOBJ/frames",
+        description="base URL, mirror or local folder of the SDSS DR12 frames (.../BOSS_PHOTOOBJ/frames)",
+    )
     cache_dir: Path | None = Field(
         None,
         description="download cache (default: <workdir>/cache); share it freely",
@@ -219,12 +274,32 @@ class FetchConfig(_Section):
     checksums: dict[str, str] = Field(
         default_factory=dict, description="file name -> SHA-256 of the download"
     )
-    timeout_s: StrictFloat = Field(60.0, gt=0, le=3600, json_schema_extra=RUNTIME)
-    retries: StrictInt = Field(5, ge=0, le=100, json_schema_extra=RUNTIME)
+    timeout_s: StrictFloat = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="connect and read timeout of one HTTP attempt (s)",
+        json_schema_extra=RUNTIME,
+    )
+    retries: StrictInt = Field(
+        5,
+        ge=0,
+        le=100,
+        description=(
+            "further attempts after a transient failure (timeout, dropped connection, HTTP 408/425/429/5xx)"
+        ),
+        json_schema_extra=RUNTIME,
+    )
     backoff_s: StrictFloat = Field(
         2.0, ge=0, le=600, description="first retry delay; doubles per attempt", json_schema_extra=RUNTIME
     )
-    max_backoff_s: StrictFloat = Field(120.0, ge=0, le=3600, json_schema_extra=RUNTIME)
+    max_backoff_s: StrictFloat = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="cap on the retry delay and on a server's Retry-After (s)",
+        json_schema_extra=RUNTIME,
+    )
     requests_per_second: StrictFloat = Field(2.0, gt=0, description="per server", json_schema_extra=RUNTIME)
     workers: StrictInt = Field(
         4, ge=1, le=64, description="galaxies fetched at the same time", json_schema_extra=RUNTIME
@@ -253,11 +328,21 @@ class FetchConfig(_Section):
 class CatalogConfig(_Section):
     """Readers, cross-matches, selection, targets and split (SPEC D1-D3, D6-D9)."""
 
-    d25_min_arcmin: StrictFloat = Field(0.4, ge=0)
-    chi2_max: StrictFloat = Field(5.0, gt=0)
-    hyperleda_radius_arcsec: StrictFloat = Field(3.0, gt=0, le=60)
-    gz2_radius_arcsec: StrictFloat = Field(3.6, gt=0, le=60)
-    ml_rel_err_floor: StrictFloat = Field(0.05, ge=0, lt=1)
+    d25_min_arcmin: StrictFloat = Field(
+        0.4, ge=0, description="keep galaxies whose HyperLeda D25 exceeds this (arcmin; D2)"
+    )
+    chi2_max: StrictFloat = Field(
+        5.0, gt=0, description="keep galaxies whose SED reduced chi2 is below this (D3)"
+    )
+    hyperleda_radius_arcsec: StrictFloat = Field(
+        3.0, gt=0, le=60, description="GSWLC-2 to HyperLeda cross-match radius, one-to-one (arcsec; D2)"
+    )
+    gz2_radius_arcsec: StrictFloat = Field(
+        3.6, gt=0, le=60, description="GSWLC-2 to GZ2 (Hart+16) cross-match radius, one-to-one (arcsec; D8)"
+    )
+    ml_rel_err_floor: StrictFloat = Field(
+        0.05, ge=0, lt=1, description="floor of the relative M/L error (D6)"
+    )
     m_sun_ab: dict[str, StrictFloat] = Field(
         default_factory=lambda: {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50},
         description="absolute AB magnitude of the Sun per band (Willmer 2018)",
@@ -275,11 +360,13 @@ class CatalogConfig(_Section):
     gz2_sum_atol: StrictFloat = Field(
         0.01, gt=0, lt=0.5, description="tolerance on per-question sums of the (rounded) Hart+16 fractions"
     )
-    test_fraction: StrictFloat = Field(0.1, gt=0, lt=1)
+    test_fraction: StrictFloat = Field(
+        0.1, gt=0, lt=1, description="fraction of the sample drawn at random for the test set (D9)"
+    )
     val_fraction: StrictFloat = Field(
         0.1, gt=0, lt=1, description="of the galaxies left after the test set; test + val must be below 1"
     )
-    split_seed: StrictInt = Field(123, ge=0)
+    split_seed: StrictInt = Field(123, ge=0, description="seed of the random train/val/test split")
 
     @field_validator("val_fraction")
     @classmethod
@@ -312,10 +399,18 @@ class PreprocessConfig(_Section):
 
     band: Literal["u", "g", "r", "i", "z"] = Field("g", description="the band whose images the CNNs see")
     noise_target: StrictFloat = Field(0.2, gt=0, lt=1, description="scaled noise level log(1+an)/log(1+a)")
-    sigma_clip: StrictFloat = Field(3.0, gt=0)
-    sigma_clip_maxiters: StrictInt = Field(5, ge=1, le=100)
+    sigma_clip: StrictFloat = Field(
+        3.0,
+        gt=0,
+        description="clipping threshold (std) of the sigma-clipped background and noise statistics (I3)",
+    )
+    sigma_clip_maxiters: StrictInt = Field(
+        5, ge=1, le=100, description="most iterations of the sigma clipping"
+    )
     noise_n_std: StrictFloat = Field(2.0, ge=0, description="noise level n = mean + noise_n_std * std")
-    star_search_radius_pix: StrictFloat = Field(3.0, gt=0, le=50)
+    star_search_radius_pix: StrictFloat = Field(
+        3.0, gt=0, le=50, description="a star's peak must lie within this of its catalogue position (px; D5)"
+    )
     star_detection_sigma: StrictFloat = Field(
         5.0, gt=0, description="star peak above the local background, in sigma"
     )
@@ -323,10 +418,22 @@ class PreprocessConfig(_Section):
     star_max_radius_arcsec: StrictFloat = Field(
         12.0, gt=0, description="largest radius of a replaced star disc"
     )
-    nucleus_exclusion_arcsec: StrictFloat = Field(3.0, ge=0)
-    image_dtype: Literal["float32", "float16"] = "float32"
+    nucleus_exclusion_arcsec: StrictFloat = Field(
+        3.0,
+        ge=0,
+        description="catalogued stars closer than this to the galaxy centre are left alone (arcsec)",
+    )
+    image_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the scaled images in images.zarr"
+    )
     chunk_images: StrictInt = Field(32, ge=1, le=4096, description="images per images.zarr chunk")
-    workers: StrictInt | None = Field(None, ge=1, le=1024, json_schema_extra=RUNTIME)
+    workers: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="processes of the local Dask cluster (default: all cores)",
+        json_schema_extra=RUNTIME,
+    )
     scheduler: str | None = Field(
         None,
         description="address of a running Dask scheduler (default: a LocalCluster)",
@@ -337,8 +444,10 @@ class PreprocessConfig(_Section):
 class NetConfig(_Section):
     """One CNN: its backbone ('dieleman' for the custom CNN3, else a timm model name) and input size in px."""
 
-    backbone: str
-    input_size: StrictInt = Field(ge=16, le=1024)
+    backbone: str = Field(
+        description="'dieleman': the custom CNN3 (N4); else a timm model (N2 resnet50, N3 legacy_xception)",
+    )
+    input_size: StrictInt = Field(ge=16, le=1024, description="side of the square input image (px; I4)")
     epochs: StrictInt | None = Field(
         None, ge=1, le=1000, description="this network's epochs (default: cnn.epochs)"
     )
@@ -356,12 +465,18 @@ class CnnConfig(_Section):
             "cnn1": NetConfig(backbone="resnet50", input_size=197),
             "cnn2": NetConfig(backbone="legacy_xception", input_size=128),
             "cnn3": NetConfig(backbone="dieleman", input_size=69),
-        }
+        },
+        description="network name -> backbone and input size of a GZ2 network (N2-N4); CNN4 starts from cnn1",
     )
     train_cnn4: StrictBool = Field(
         True, description="train CNN4 (cnn1's weights, dense-1 output, L1~ on M/L)"
     )
-    epochs: StrictInt = Field(30, ge=1, le=1000)
+    epochs: StrictInt = Field(
+        30,
+        ge=1,
+        le=1000,
+        description="training epochs of every network (N6); with a budget, its validation rounds",
+    )
     cnn4_epochs: StrictInt | None = Field(None, ge=1, le=1000, description="CNN4's epochs (default: epochs)")
     train_images_budget: StrictInt | None = Field(
         None,
@@ -374,7 +489,7 @@ class CnnConfig(_Section):
     cnn4_train_images_budget: StrictInt | None = Field(
         None, ge=1, description="CNN4's compute budget (default: train_images_budget)"
     )
-    batch_size: StrictInt = Field(32, ge=1, le=4096)
+    batch_size: StrictInt = Field(32, ge=1, le=4096, description="training images per batch and device")
     learning_rate: StrictFloat = Field(1e-3, gt=0, le=1, description="NAdam learning rate")
     lr_factor: StrictFloat = Field(
         0.3, gt=0, lt=1, description="ReduceLROnPlateau factor on the validation loss"
@@ -393,12 +508,25 @@ class CnnConfig(_Section):
     pretrained_weights: dict[str, Path] = Field(
         default_factory=dict, description="net name -> local ImageNet weight file of its timm backbone"
     )
-    accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", json_schema_extra=RUNTIME)
-    devices: StrictInt | Literal["auto"] = Field("auto", json_schema_extra=RUNTIME)
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="device of training and extraction ('auto': a GPU when torch sees one)",
+        json_schema_extra=RUNTIME,
+    )
+    devices: StrictInt | Literal["auto"] = Field(
+        "auto",
+        description="devices per node: a count or 'auto' (every GPU, else 1); more than one trains with DDP",
+        json_schema_extra=RUNTIME,
+    )
     strategy: str = Field(
         "auto", description="Lightning strategy ('ddp' for several GPUs or nodes)", json_schema_extra=RUNTIME
     )
-    num_nodes: StrictInt = Field(1, ge=1, json_schema_extra=RUNTIME)
+    num_nodes: StrictInt = Field(
+        1,
+        ge=1,
+        description="Lightning nodes; more than one needs a process per device started by torchrun or srun",
+        json_schema_extra=RUNTIME,
+    )
     workers: StrictInt | None = Field(
         None,
         ge=1,
@@ -409,7 +537,9 @@ class CnnConfig(_Section):
         ),
         json_schema_extra=RUNTIME,
     )
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = Field(
+        "32-true", description="Lightning training precision"
+    )
     deterministic: StrictBool = Field(
         True, description="deterministic algorithms (reproducible on a CPU; on a GPU, warns where none exist)"
     )
@@ -420,7 +550,9 @@ class CnnConfig(_Section):
         description="batch of validation and extraction",
         json_schema_extra=RUNTIME,
     )
-    seed: StrictInt = Field(0, ge=0)
+    seed: StrictInt = Field(
+        0, ge=0, description="seed of the weight initialisation, batch order and augmentation"
+    )
 
     @field_validator("augment_zoom")
     @classmethod
@@ -478,11 +610,17 @@ class GbmConfig(_Section):
     in bench/bench_gbm.py; ``learning_rate`` is not given by the paper.
     """
 
-    num_leaves: StrictInt = Field(40, ge=2)
-    min_data_in_leaf: StrictInt = Field(150, ge=1)
-    feature_fraction: StrictFloat = Field(0.4, gt=0, le=1)
-    bagging_fraction: StrictFloat = Field(0.8, gt=0, le=1)
-    bagging_freq: StrictInt = Field(1, ge=0)
+    num_leaves: StrictInt = Field(40, ge=2, description="leaves per tree (G1)")
+    min_data_in_leaf: StrictInt = Field(150, ge=1, description="fewest training galaxies per leaf (G1)")
+    feature_fraction: StrictFloat = Field(
+        0.4, gt=0, le=1, description="fraction of the features each tree sees (G1)"
+    )
+    bagging_fraction: StrictFloat = Field(
+        0.8, gt=0, le=1, description="fraction of the training galaxies each bagging draw keeps (G1)"
+    )
+    bagging_freq: StrictInt = Field(
+        1, ge=0, description="draw a new bagging sample every this many trees (0: no bagging)"
+    )
     learning_rate: StrictFloat = Field(
         0.1, gt=0, le=1, description="not given by the paper; LightGBM's default"
     )
@@ -494,21 +632,29 @@ class GbmConfig(_Section):
         ge=1,
         description="wide models train on the features a cheap screening model ranks highest (None: all)",
     )
-    max_rounds: StrictInt = Field(5000, ge=1)
-    early_stopping_rounds: StrictInt = Field(100, ge=1)
+    max_rounds: StrictInt = Field(5000, ge=1, description="most boosting rounds (trees)")
+    early_stopping_rounds: StrictInt = Field(
+        100, ge=1, description="stop when the validation loss has not improved for this many rounds (G1)"
+    )
     early_stopping_min_improvement: StrictFloat = Field(
         5e-4, ge=0, lt=1, description="relative drop of the validation loss that counts as an improvement"
     )
-    cv_folds: StrictInt = Field(5, ge=2)
-    cv_search: StrictBool = True
+    cv_folds: StrictInt = Field(5, ge=2, description="folds of the cross-validated parameter search (G1)")
+    cv_search: StrictBool = Field(
+        True, description="choose tree parameters by k-fold CV over cv_grid (G1); false: the values above"
+    )
     cv_grid: dict[str, list[StrictInt | StrictFloat]] = Field(
         default_factory=lambda: {"num_leaves": [20, 40, 80], "min_data_in_leaf": [50, 150, 300]},
         description=(
             "parameter -> candidates, searched by k-fold CV per kind of model (gbm.experiments.cv_group)"
         ),
     )
-    top_k: StrictInt = Field(50, ge=1)
-    permutation_repeats: StrictInt = Field(5, ge=1)
+    top_k: StrictInt = Field(
+        50, ge=1, description="the top-k models keep this many features, those the trees split on most (G2)"
+    )
+    permutation_repeats: StrictInt = Field(
+        5, ge=1, description="shuffles per feature of the permutation importance on the validation set (E5)"
+    )
     band_sequence: list[str] = Field(
         default_factory=lambda: ["g", "gr", "gri", "griz", "ugriz"],
         description="band sets of the Fig. 8 sequence (E10), each with and without morphology",
@@ -527,7 +673,9 @@ class GbmConfig(_Section):
     interval_folds: StrictInt = Field(
         5, ge=2, le=50, description="folds of the intervals' cross-conformal calibration (training split)"
     )
-    seed: StrictInt = Field(0, ge=0)
+    seed: StrictInt = Field(
+        0, ge=0, description="seed of LightGBM, the CV folds, the interval calibration and the permutations"
+    )
 
     _cv_grid = field_validator("cv_grid")(classmethod(lambda cls, v: _check_cv_grid(v)))
     _band_sequence = field_validator("band_sequence")(classmethod(lambda cls, v: _check_band_sequence(v)))
@@ -548,8 +696,12 @@ class GbmConfig(_Section):
 class EvaluateConfig(_Section):
     """Experiments, statistics and figures (SPEC E1-E11)."""
 
-    experiments: list[str] = Field(default_factory=lambda: ["all"])
-    bootstrap_samples: StrictInt = Field(100_000, ge=10)
+    experiments: list[str] = Field(
+        default_factory=lambda: ["all"], description="experiments to evaluate and report, by name, or 'all'"
+    )
+    bootstrap_samples: StrictInt = Field(
+        100_000, ge=10, description="bootstrap resamples of the significance tests (E8)"
+    )
     interval_resamples: StrictInt = Field(
         1000, ge=10, description="bootstrap resamples of the test galaxies for every metric's SE and 95 % CI"
     )
@@ -568,9 +720,12 @@ class EvaluateConfig(_Section):
         ge=0,
         description="power-law test galaxies with g-i beyond the training range +- this are excluded",
     )
-    figure_formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
-    figure_dpi: StrictInt = Field(120, ge=30, le=600)
-    seed: StrictInt = Field(0, ge=0)
+    figure_formats: list[Literal["png", "pdf", "svg"]] = Field(
+        default_factory=lambda: ["png", "pdf"],
+        description="file formats each figure is written in (results/figures)",
+    )
+    figure_dpi: StrictInt = Field(120, ge=30, le=600, description="figure resolution (dpi)")
+    seed: StrictInt = Field(0, ge=0, description="seed of the bootstraps (E8 tests, metric intervals)")
 
 
 class PipelineConfig(_Section):

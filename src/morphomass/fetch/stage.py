@@ -3,8 +3,9 @@
 Order of work (each step resumes from the download cache, ``fetch.cache_dir`` or ``<workdir>/cache``):
 
 1. GSWLC-2 (``GSWLC-<X2|A2|M2|D2>.dat.gz``; gzip detected by its magic bytes), rows in ``fetch.region``;
-2. HyperLeda galaxies with ``D25 > fetch.hyperleda_d25_min_arcmin`` in RA slices (SQL interface, or VizieR
-VII/237); 3. the image targets: GSWLC galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
+2. HyperLeda galaxies with ``D25 > fetch.hyperleda_d25_min_arcmin`` in RA slices (SQL interface, or
+   VizieR VII/237);
+3. the image targets: GSWLC galaxies with a mass, ``chi2_r < chi2_max`` and a HyperLeda match within
    ``hyperleda_radius_arcsec`` with ``D25 > image_d25_min_arcmin``; ``fetch.limit`` keeps a seeded random
    subset;
 4. Galaxy Zoo 2 (Hart+16) rows in the region (or near the targets when limited);
