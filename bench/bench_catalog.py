@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -111,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=0.25, help="fraction of the real sizes (1 = real)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures as JSON to this file (bench/run_all.py reads it)",
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     rows = {name: max(1000, int(n * args.scale)) for name, n in FULL_ROWS.items()}
@@ -155,9 +162,16 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(f"scale {args.scale:g}, best of {args.repeats}")
         print(f"{'case':45s} {'morphomass [s]':>15s} {'baseline [s]':>13s} {'ratio':>7s}")
+        rows = []
         for name, (ours, baseline) in cases.items():
             t_ours, t_base = _timed(ours, args.repeats), _timed(baseline, args.repeats)
             print(f"{name:45s} {t_ours:15.2f} {t_base:13.2f} {t_ours / t_base:7.2f}")
+            rows.append(
+                {"case": name, "morphomass_s": t_ours, "baseline_s": t_base, "ratio": t_ours / t_base}
+            )
+    if args.json is not None:
+        figures = {"scale": args.scale, "repeats": args.repeats, "rows": rows}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

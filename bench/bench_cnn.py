@@ -35,6 +35,7 @@ single-core cost.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
@@ -176,6 +177,11 @@ def _time_stage(config: PipelineConfig, workdir: WorkDir, *, threads: int | None
     }
 
 
+def _write_json(path: Path | None, figures: dict) -> None:
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
 def bench_stage(args: argparse.Namespace) -> None:
     """Time train-cnn and extract with worker processes against one process with one thread."""
     config = load_config(args.preset)
@@ -209,9 +215,20 @@ def bench_stage(args: argparse.Namespace) -> None:
         f"{'run':32} {'workers':>7} {'train img/s':>11} {'ratio':>6} {'cores busy':>10} "
         f"{'extract img/s':>13} {'ratio':>6} {'cores busy':>10}"
     )
+    rows = []
     for label, run in runs.items():
         train_rate = run["train_images"] / run["train_wall"]
         extract_rate = run["extract_images"] / run["extract_wall"]
+        rows.append(
+            {
+                "run": label,
+                **run,
+                "train_images_per_s": train_rate,
+                "train_ratio": train_rate / (base["train_images"] / base["train_wall"]),
+                "extract_images_per_s": extract_rate,
+                "extract_ratio": extract_rate / (base["extract_images"] / base["extract_wall"]),
+            }
+        )
         print(
             f"{label:32} {run['workers']:>7} {train_rate:>11.1f} "
             f"{train_rate / (base['train_images'] / base['train_wall']):>6.2f} "
@@ -226,6 +243,16 @@ def bench_stage(args: argparse.Namespace) -> None:
             f"({run['extract_cpu']:.1f} CPU-s)"
         )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+    _write_json(
+        args.json,
+        {
+            "mode": "stage",
+            "preset": args.preset,
+            "n_galaxies": args.n_galaxies,
+            "cores": available_cores(),
+            "rows": rows,
+        },
+    )
 
 
 def main() -> None:
@@ -247,6 +274,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--precision", default="32-true", choices=["32-true", "16-mixed", "bf16-mixed"])
     parser.add_argument("--n-sample", type=int, default=3000, help="sample size for the projected stage time")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures as JSON to this file (bench/run_all.py reads it)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -287,6 +320,7 @@ def main() -> None:
     print(header)
     projected = projected_cpu = 0.0
     n_train_sample = args.n_sample * TRAIN_FRACTION
+    rows = []
     for name, (backbone, size, epochs, budget) in nets.items():
         images = rng.random((args.n_train + args.n_val, size, size), dtype=np.float32)
         torch.manual_seed(0)
@@ -343,9 +377,38 @@ def main() -> None:
             f"      CPU time per image: training {1000 * cpu_per_train_image:.1f} ms, "
             f"inference {1000 * cpu_infer:.1f} ms"
         )
+        rows.append(
+            {
+                "net": name,
+                "backbone": backbone,
+                "input_size": size,
+                "train_images_per_s": ours_train,
+                "bare_train_images_per_s": base_train,
+                "train_ratio": ours_train / base_train,
+                "infer_images_per_s": ours_infer,
+                "bare_infer_images_per_s": base_infer,
+                "infer_ratio": ours_infer / base_infer,
+                "train_cpu_ms_per_image": 1000 * cpu_per_train_image,
+                "infer_cpu_ms_per_image": 1000 * cpu_infer,
+            }
+        )
     print(
         f"projected train-cnn + extract for {args.n_sample} galaxies with the preset's epochs or budgets: "
         f"{projected:.0f} s wall ({projected / 60:.1f} min), {projected_cpu:.0f} CPU-s"
+    )
+    _write_json(
+        args.json,
+        {
+            "mode": "per-network",
+            "preset": args.preset,
+            "device": str(device),
+            "precision": args.precision,
+            "n_train": args.n_train,
+            "rows": rows,
+            "projected_n_sample": args.n_sample,
+            "projected_wall_s": projected,
+            "projected_cpu_s": projected_cpu,
+        },
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import os
 import platform
@@ -181,6 +182,12 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement, best kept (default 3)")
     parser.add_argument("--seed", type=int, default=2019)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures as JSON to this file (bench/run_all.py reads it)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores visible; python "
@@ -204,6 +211,9 @@ def main() -> None:
             f"{r['mock_rate'] / TARGET_PER_CORE:.2f}x the target of {TARGET_PER_CORE:.0f} galaxies/s/core; "
             f"first-band images differ from the baseline's by at most {r['max_rel_diff']:.1e} of their peak"
         )
+    if args.json is not None:
+        figures = {"target_per_core": TARGET_PER_CORE, "repeats": args.repeats, "rows": rows}
+        args.json.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -61,6 +62,12 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=30, help="galaxies per size (ours)")
     parser.add_argument("--baseline", type=int, default=5, help="galaxies per size for statmorph")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 100, 150, 200])
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures as JSON to this file (bench/run_all.py reads it)",
+    )
     args = parser.parse_args()
     import cv2
 
@@ -83,11 +90,24 @@ def main() -> None:
 
     ours(sets[next(iter(sets))][0])  # imports and first-call costs out of the timings
     print(f"{'images':>18} {'n':>4} {'ours ms/gal':>12} {'statmorph ms/gal':>17} {'speed-up':>9}")
+    rows = []
     for name, images in sets.items():
         t_ours = _cpu_ms(ours, images)
         t_base = _cpu_ms(baseline, images[: args.baseline])
         print(f"{name:>18} {len(images):>4} {t_ours:>12.2f} {t_base:>17.1f} {t_base / t_ours:>8.0f}x")
+        rows.append(
+            {
+                "images": name,
+                "n": len(images),
+                "ours_cpu_ms_per_galaxy": t_ours,
+                "statmorph_cpu_ms_per_galaxy": t_base,
+                "speedup": t_base / t_ours,
+            }
+        )
     print("CPU time per galaxy (time.process_time), one thread; budget 10 ms at the quick sizes (64-200 px)")
+    if args.json is not None:
+        figures = {"budget_ms_per_galaxy": 10.0, "rows": rows}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

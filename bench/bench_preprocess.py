@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -191,6 +192,12 @@ def main() -> None:
     parser.add_argument(
         "--naive-n", type=int, default=None, help="galaxies for the naive baseline (default n/4)"
     )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the figures as JSON to this file (bench/run_all.py reads it)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
@@ -231,11 +238,24 @@ def main() -> None:
         f"{'':30s}{'galaxies':>9s}{'wall s':>8s}{'gal/s/core':>11s}{'CPU s':>8s}{'gal/CPU-s':>10s}"
         f"{'vs naive':>9s}{'vs target':>10s}"
     )
+    figures: dict = {"size_px": args.size, "sizes": sizes, "target_per_core": TARGET_PER_CORE, "rows": []}
     for name, n, wall, cores, cpu in rows:
         rate = n / cpu
         print(
             f"{name:30s}{n:9d}{wall:8.2f}{n / wall / cores:11.1f}{cpu:8.2f}{rate:10.1f}"
             f"{rate / naive_rate:8.2f}x{rate / TARGET_PER_CORE:9.2f}x"
+        )
+        figures["rows"].append(
+            {
+                "run": name,
+                "galaxies": n,
+                "wall_s": wall,
+                "galaxies_per_s_per_core": n / wall / cores,
+                "cpu_s": cpu,
+                "galaxies_per_cpu_s": rate,
+                "vs_naive": rate / naive_rate,
+                "vs_target": rate / TARGET_PER_CORE,
+            }
         )
     per_core = args.n / cpu_many
     minutes = PAPER_IMAGES / (per_core * 2) / 60
@@ -244,6 +264,9 @@ def main() -> None:
         f"{per_core:.0f} gal/CPU-s: "
         f"{minutes:.1f} min (target < 10 min: {'met' if minutes < 10 else 'not met'})"
     )
+    if args.json is not None:
+        figures["paper_sample_minutes_on_2_cores"] = minutes
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
