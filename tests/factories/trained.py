@@ -53,9 +53,14 @@ def save_networks(config: PipelineConfig, workdir: WorkDir) -> None:
 
 
 def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
-    """g_morph (image + CNN features) and gi_morph (+ catalogue g, i) as the train-gbm stage writes them."""
+    """g_morph (image + CNN features) and gi_morph (+ catalogue g, i) as the train-gbm stage writes them.
+
+    Each model gets its interval calibration (``intervals_<experiment>.json``), cross-conformal on the
+    training rows with 3 folds.
+    """
     from morphomass.gbm import Experiment, build_features, fit_booster, lgb_params, load_feature_table
     from morphomass.gbm.train import training_target
+    from morphomass.intervals import calibration_levels, fit_cross_conformal
 
     table = load_feature_table(
         workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet"
@@ -84,6 +89,19 @@ def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
         )
         out = workdir.models / "gbm"
         write_text_atomic(out / f"{experiment.name}.txt", fit.booster.model_to_string())
+        calibration = fit_cross_conformal(
+            x[train],
+            label[train],
+            weight[train],
+            params=params,
+            num_rounds=max(1, fit.best_iteration),
+            feature_names=columns,
+            label_scale="linear",
+            levels=calibration_levels(*config.gbm.interval_levels),
+            folds=3,
+            prediction_floor=floor,
+        )
+        write_text_atomic(workdir.gbm_interval_calibration(experiment.name), calibration.to_json())
         write_json_atomic(
             out / f"{experiment.name}.json",
             {

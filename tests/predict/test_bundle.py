@@ -40,7 +40,14 @@ def test_bundle_lists_every_file_with_its_hash(bundle_dir: Path) -> None:
         "cnn/cnn4.safetensors",
         "gbm/g_morph.txt",
         "gbm/gi_morph.txt",
+        "gbm/intervals_g_morph.json",
+        "gbm/intervals_gi_morph.json",
     }
+    assert {m["intervals"] for m in manifest["models"].values()} == {
+        "gbm/intervals_g_morph.json",
+        "gbm/intervals_gi_morph.json",
+    }
+    assert manifest["interval_levels"] == [0.68, 0.95]
     for rel, entry in files.items():
         data = (bundle_dir / rel).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -112,7 +119,7 @@ def test_another_morphomass_version_is_refused(bundle_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda m: m.__setitem__("format_version", 3), "bundle format version 3"),
+        (lambda m: m.__setitem__("format_version", 4), "bundle format version 4"),
         (lambda m: m.__setitem__("format", "other"), "is not a morphomass prediction bundle"),
         (lambda m: m.pop("format"), "is not a morphomass prediction bundle"),
     ],

@@ -67,7 +67,7 @@ __all__ = [
 BUNDLE_NAME = WorkDir(Path()).bundle_manifest.name
 BUNDLE_FORMAT = "morphomass-bundle"
 #: Version of the manifest layout; 1 was the minimal manifest of the first ``train-gbm``.
-BUNDLE_FORMAT_VERSION = 2
+BUNDLE_FORMAT_VERSION = 3
 #: Bundle model key (the catalogue bands it needs besides the image) -> GBM experiment (DESIGN §4 names).
 MODEL_EXPERIMENTS: dict[str, str] = {"g": "g_morph", "gi": "gi_morph"}
 #: Libraries whose versions are recorded, by name -> the distributions that provide it; one of another
@@ -336,6 +336,7 @@ def _check_models(
         if not isinstance(model, dict):
             raise _wrong(where, f"models.{key}", "a JSON object", model)
         _listed(_string(model, "file", where, f"models.{key}."), files, where, f"models.{key}.file")
+        _listed(_string(model, "intervals", where, f"models.{key}."), files, where, f"models.{key}.intervals")
         _string(model, "objective", where, f"models.{key}.")
         _number(model, "prediction_floor", where, f"models.{key}.")
         bands = _string(model, "catalog_bands", where, f"models.{key}.")
@@ -380,6 +381,13 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds)
         ):
             raise _wrong(where, f"training_ranges.{key}", "a [min, max] pair of numbers", bounds)
+    levels = manifest.get("interval_levels")
+    if (
+        not isinstance(levels, list)
+        or not levels
+        or not all(isinstance(v, float) and 0 < v < 1 for v in levels)
+    ):
+        raise _wrong(where, "interval_levels", "a non-empty list of nominal coverages in (0, 1)", levels)
 
 
 def _bundle_path(root: Path, rel: Any, *, where: str) -> Path:
@@ -750,6 +758,10 @@ class Bundle:
             key: self._booster(key, model, contents[model["file"]])
             for key, model in manifest["models"].items()
         }
+        self._intervals = {
+            key: self._interval_calibration(key, model, contents[model["intervals"]])
+            for key, model in manifest["models"].items()
+        }
 
     def _network_parts(
         self, name: str, spec: Mapping[str, Any], contents: Mapping[str, bytes]
@@ -793,6 +805,38 @@ class Bundle:
             )
             raise BundleError(msg)
         return booster
+
+    def _interval_calibration(self, key: str, model: Mapping[str, Any], data: bytes) -> Any:
+        """Parse a model's interval calibration from its checked bytes; check it fits the model."""
+        from morphomass.intervals import IntervalCalibration
+
+        path = self.root / model["intervals"]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            msg = f"bundle file {path} is not UTF-8 JSON ({err.reason} at byte {err.start})"
+            raise BundleError(msg) from err
+        calibration = IntervalCalibration.from_json(text, source=str(path))
+        if list(calibration.feature_names) != list(model["features"]):
+            msg = (
+                f"bundle file {path} calibrates a model on other features than bundle.json's "
+                f"models.{key}.features"
+            )
+            raise BundleError(msg)
+        missing = [level for level in self.interval_levels if level not in calibration.levels]
+        if missing:
+            msg = f"bundle file {path} has no calibration for the levels {missing} of bundle.json"
+            raise BundleError(msg)
+        return calibration
+
+    @property
+    def interval_levels(self) -> list[float]:
+        """Nominal coverages of the prediction intervals that predict writes (e.g. 0.68, 0.95)."""
+        return [float(level) for level in self.manifest["interval_levels"]]
+
+    def interval_calibrations(self) -> dict[str, Any]:
+        """Return each model's interval calibration (:class:`morphomass.intervals.IntervalCalibration`)."""
+        return dict(self._intervals)
 
     def __repr__(self) -> str:
         return (

@@ -147,9 +147,14 @@ def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, A
                 "features are supported"
             )
             raise WorkdirError(msg)
+        interval_path = workdir.gbm_interval_calibration(experiment)
+        if not interval_path.is_file():
+            msg = f"{interval_path} not found (the model's interval calibration); run 'morphomass train-gbm'"
+            raise WorkdirError(msg)
         out[key] = {
             "experiment": experiment,
             "file": model_rel,
+            "intervals": _relative(interval_path, _bundle_root(workdir)),
             "objective": info["objective"],
             "features": list(info["features"]),
             "catalog_bands": bands,
@@ -265,6 +270,7 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
             *(n["card"] for n in networks.values()),
             *(n["weights"] for n in networks.values()),
             *(m["file"] for m in gbm.values()),
+            *(m["intervals"] for m in gbm.values()),
         }
     )
     manifest: dict[str, Any] = {
@@ -276,6 +282,7 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
         "preset": config.preset,
         "config": config.model_dump(mode="json"),
         "target": "ml_g",
+        "interval_levels": list(config.gbm.interval_levels),
         "preprocessing": _preprocessing(config, networks),
         "networks": networks,
         "features": {"photometric": list(FEATURE_COLUMNS), "cnn": kept, "dead": dead},
