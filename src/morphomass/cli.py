@@ -508,6 +508,13 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Star catalogue (ra, dec, type) whose stars are subtracted from the images; none by default.",
 )
+@click.option(
+    "--recut",
+    is_flag=True,
+    help="Cut an image whose field of view is more than 25 % wider than 1.125 x D25 (and nowhere narrower) "
+    "to the 1.125 x D25 square centred on the galaxy's catalogue position, then predict it (flag 'recut' "
+    "instead of 'fov_mismatch'). A narrower image is still flagged 'fov_mismatch'.",
+)
 def predict(
     workdir: Path,
     preset: str,
@@ -518,8 +525,13 @@ def predict(
     catalog_path: Path,
     out_path: Path,
     stars_path: Path | None,
+    recut: bool,
 ) -> None:
-    """Apply a saved model bundle to new galaxies (no training data needed)."""
+    """Apply a saved model bundle to new galaxies (no training data needed).
+
+    Images wider or taller than 4096 pixels are refused (image_too_large); those above 2048 pixels are
+    block-reduced (block_reduced). Every flag is explained in the README.
+    """
     if out_path.suffix.lower() not in (".csv", ".fits", ".parquet"):
         msg = f"--out {out_path}: expected a .csv, .fits or .parquet file name"
         raise InputDataError(msg)
@@ -527,15 +539,24 @@ def predict(
         msg = f"--out {out_path} already exists; pass --force to overwrite it"
         raise InputDataError(msg)
     config = load_config(preset, config_path)
-    result = execute_predict(
-        config,
-        model_dir=model_dir,
-        images_dir=images_dir,
-        catalog_path=catalog_path,
-        out_path=out_path,
-        stars_path=stars_path,
-        progress=_progress(),
-    )
+    paths = {
+        "model_dir": model_dir,
+        "images_dir": images_dir,
+        "catalog_path": catalog_path,
+        "out_path": out_path,
+        "stars_path": stars_path,
+    }
+    if not recut:
+        result = execute_predict(config, **paths, progress=_progress())
+    else:  # execute_predict does not pass options on to the runner: time it as execute_predict does
+        import time
+
+        from morphomass.pipeline import cpu_seconds
+        from morphomass.predict.stage import run_predict
+
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        result = run_predict(config, **paths, progress=_progress(), recut=True)
+        result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     _report_stage(result)
 
 

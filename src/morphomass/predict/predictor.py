@@ -35,11 +35,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FOV_TOLERANCE",
     "DEFAULT_MAX_IMAGE_SIDE",
+    "DEFAULT_REDUCE_ABOVE",
     "FLAGS",
     "FOV_FACTOR",
     "OUTPUT_COLUMNS",
     "fov_flag",
     "predict_catalog",
+    "recut_side_arcsec",
     "range_flags",
 ]
 
@@ -79,6 +81,11 @@ FLAGS: dict[str, str] = {
     "pixel_scale_mismatch": "the image's pixel scale differs by more than 2 % from the training images'",
     "fov_mismatch": "the image's field of view (side from the WCS) differs from 1.125 x D25 by more than "
     "fov_tolerance",
+    "recut": "the image's field of view was wider than fov_tolerance allows: with recut, the square of "
+    "1.125 x D25 centred on the catalogue position was cut from it and predicted (pixels beyond the image "
+    "are filled: bad_pixels)",
+    "block_reduced": "the image is wider or taller than reduce_above pixels: its k x k pixel blocks were "
+    "summed before preprocessing (features at k times the pixel scale, hence also pixel_scale_mismatch)",
 }
 #: Failure kinds of the preprocessing (morphomass.preprocess.fits_image.FAILURE_KINDS) -> flag; the other
 #: kinds (corrupt FITS, bad WCS, galaxy outside the image, all NaN) are ``image_error``. Rows are checked
@@ -97,6 +104,9 @@ FOV_FACTOR = 1.125
 DEFAULT_FOV_TOLERANCE = 0.25
 #: Default largest image side (pixels) read; larger images get ``image_too_large``.
 DEFAULT_MAX_IMAGE_SIDE = 4096
+#: Default largest image side (pixels) preprocessed as it is; larger images are block-reduced to at most half
+#: of it (``block_reduced``), which bounds the preprocessing's memory (bench/README.md).
+DEFAULT_REDUCE_ABOVE = 2048
 _MODEL_CHOICES = ("auto", "g", "gi")
 
 
@@ -203,6 +213,32 @@ def fov_flag(
     )
 
 
+def recut_side_arcsec(
+    shape: tuple[int, int], pixel_scale_arcsec: float, d25_arcmin: float, *, tolerance: float
+) -> float | None:
+    """Return the side of the square to cut from an image wider than FOV_FACTOR x D25 allows.
+
+    Parameters
+    ----------
+    shape, pixel_scale_arcsec, d25_arcmin, tolerance
+        As :func:`fov_flag`.
+
+    Returns
+    -------
+    float or None
+        FOV_FACTOR x D25 in arcsec when a side is larger than that by more than ``tolerance`` and neither side
+        is smaller by more than it (the image holds the whole field); None otherwise (a narrower image cannot
+        be re-cut: :func:`fov_flag` tells).
+    """
+    expected = FOV_FACTOR * d25_arcmin * 60.0
+    if not (math.isfinite(expected) and expected > 0 and math.isfinite(pixel_scale_arcsec)):
+        return None
+    sides = (shape[0] * pixel_scale_arcsec, shape[1] * pixel_scale_arcsec)
+    if min(sides) < expected * (1.0 - tolerance) or max(sides) <= expected * (1.0 + tolerance):
+        return None
+    return expected
+
+
 _FITS_BLOCK = 2880
 _FITS_CARD = 80
 #: Headers longer than this many 2880-byte blocks are left to the full read.
@@ -285,6 +321,19 @@ def _check_image_size(galaxy: _Galaxy, path: Path, *, max_side: int) -> None:
         galaxy.flag("image_too_large", note, fails=True)
 
 
+def _recut_side(path: str, d25_arcmin: float, *, tolerance: float) -> float | None:
+    """Return the side (arcsec) to re-cut an image to, from its header (None: no cut, or unreadable)."""
+    from morphomass.errors import GalaxyImageError
+    from morphomass.preprocess.cutout import read_fits_geometry
+    from morphomass.preprocess.fits_image import pixel_scale_arcsec
+
+    try:
+        shape, wcs = read_fits_geometry(path)
+    except GalaxyImageError:
+        return None  # the full read reports it
+    return recut_side_arcsec(shape, pixel_scale_arcsec(wcs), d25_arcmin, tolerance=tolerance)
+
+
 def _preprocess(
     galaxy: _Galaxy,
     job: GalaxyJob,
@@ -295,14 +344,24 @@ def _preprocess(
     pixel_scale: float,
     fov_tolerance: float,
     d25_arcmin: float,
+    recut: bool,
+    reduce_above: int | None,
 ) -> None:
     """Star subtraction, scaling, resizing and F1-F3 features of one galaxy, recorded on ``galaxy``."""
     from morphomass.errors import GalaxyImageError
     from morphomass.photometry import luminosity_per_nanomaggy
     from morphomass.preprocess.tasks import measure_job
 
+    recut_arcsec = _recut_side(job.path, d25_arcmin, tolerance=fov_tolerance) if recut else None
     try:
-        products, features, _ = measure_job(job, sizes=sizes, config=settings, m_sun_ab=m_sun)
+        products, features, _ = measure_job(
+            job,
+            sizes=sizes,
+            config=settings,
+            m_sun_ab=m_sun,
+            recut_arcsec=recut_arcsec,
+            reduce_above=reduce_above,
+        )
     except GalaxyImageError as err:
         galaxy.flag(_KIND_FLAGS.get(err.kind, "image_error"), f"{err.kind}: {err}", fails=True)
         return
@@ -318,6 +377,23 @@ def _preprocess(
     galaxy.images = {size: products.resized[size].astype(dtype).astype(np.float32) for size in sizes}
     galaxy.features = features
     galaxy.image_flux_nmgy = features["lum_sum"] / luminosity_per_nanomaggy(job.dist_mpc, m_sun_ab=m_sun)
+    if products.source_shape is not None:
+        (ny, nx), k = products.source_shape, products.block_factor
+        scale = products.pixel_scale_arcsec / k
+        if products.recut:
+            note = (
+                f"image {nx * scale:.1f} x {ny * scale:.1f} arcsec cut to {FOV_FACTOR} x D25 = "
+                f"{recut_arcsec:.1f} arcsec around the catalogue position"
+            )
+            galaxy.flag("recut", note)
+        if k > 1:
+            height, width = products.input_shape
+            what = "the cut" if products.recut else f"image {nx} x {ny} pixels"
+            note = (
+                f"{what} block-reduced by {k} ({k} x {k} pixel sums) to {width} x {height} pixels of "
+                f"{products.pixel_scale_arcsec:.3f} arcsec"
+            )
+            galaxy.flag("block_reduced", note)
     if products.n_star_priors_rejected:
         galaxy.flag("star_not_found", f"{products.n_star_priors_rejected} catalogued star(s) not found")
     if products.n_nucleus_skipped:
@@ -378,6 +454,8 @@ def _predict_batch(
     device: Any,
     fov_tolerance: float,
     max_image_side: int,
+    recut: bool,
+    reduce_above: int | None,
 ) -> pd.DataFrame:
     from morphomass.gbm.table import band_features
     from morphomass.gbm.train import predict_ml
@@ -411,6 +489,8 @@ def _predict_batch(
             pixel_scale=float(pre["pixel_scale_arcsec"]),
             fov_tolerance=fov_tolerance,
             d25_arcmin=float(row["d25_arcmin"]),
+            recut=recut,
+            reduce_above=reduce_above,
         )
     ok = [g for g in galaxies if not g.failed]
     ml = np.full(len(galaxies), np.nan)
@@ -486,6 +566,8 @@ def predict_catalog(
     progress: bool = False,
     fov_tolerance: float = DEFAULT_FOV_TOLERANCE,
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    recut: bool = False,
+    reduce_above: int | None = DEFAULT_REDUCE_ABOVE,
 ) -> pd.DataFrame:
     """Predict every galaxy of a catalogue with a bundle (the work of :meth:`Bundle.predict`, which see).
 
@@ -493,10 +575,20 @@ def predict_catalog(
     ----------
     fov_tolerance : float
         Largest accepted relative difference of the image's sides from :data:`FOV_FACTOR` x D25; beyond it the
-        galaxy is predicted and flagged ``fov_mismatch``.
+        galaxy is predicted and flagged ``fov_mismatch`` (or re-cut, with ``recut``).
     max_image_side : int
         Largest image side in pixels; a larger image is refused (``image_too_large``) from its header, before
         its data are read.
+    recut : bool
+        Cut an image whose field of view is wider than ``fov_tolerance`` allows (and nowhere narrower) to the
+        :data:`FOV_FACTOR` x D25 square centred on the catalogue position (:func:`recut_side_arcsec`;
+        :class:`astropy.nddata.Cutout2D` on the WCS; only that square is read) and predict it, flagged
+        ``recut`` instead of ``fov_mismatch``. A narrower image is still flagged ``fov_mismatch``.
+    reduce_above : int or None
+        An image (or re-cut square) wider or taller than this many pixels is read in strips and block-reduced
+        (sums of k x k pixels, k the smallest integer bringing it to at most ``reduce_above / 2`` pixels) and
+        flagged ``block_reduced``; its features are measured at k times the pixel scale. This bounds the
+        preprocessing's memory to about 3x the image (bench/README.md). None never reduces.
     The other parameters are those of :meth:`Bundle.predict`.
 
     Returns
@@ -521,6 +613,14 @@ def predict_catalog(
         raise InputDataError(msg)
     if isinstance(max_image_side, bool) or not isinstance(max_image_side, int) or max_image_side < 1:
         msg = f"max_image_side must be a positive integer (pixels), got {max_image_side!r}"
+        raise InputDataError(msg)
+    if reduce_above is not None and (
+        isinstance(reduce_above, bool) or not isinstance(reduce_above, int) or reduce_above < 2
+    ):
+        msg = f"reduce_above must be None or an integer of at least 2 (pixels), got {reduce_above!r}"
+        raise InputDataError(msg)
+    if not isinstance(recut, bool):
+        msg = f"recut must be True or False, got {recut!r}"
         raise InputDataError(msg)
     pre = bundle.manifest["preprocessing"]
     settings = _preprocess_config(pre)
@@ -556,6 +656,8 @@ def predict_catalog(
                     device=torch_device,
                     fov_tolerance=float(fov_tolerance),
                     max_image_side=max_image_side,
+                    recut=recut,
+                    reduce_above=reduce_above,
                 )
             )
             advance(len(parts[-1]))

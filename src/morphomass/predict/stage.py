@@ -12,7 +12,12 @@ from morphomass.config import PipelineConfig
 from morphomass.errors import InputDataError
 from morphomass.predict.bundle import load_bundle
 from morphomass.predict.inputs import IMAGE_SUFFIXES
-from morphomass.predict.predictor import DEFAULT_FOV_TOLERANCE, DEFAULT_MAX_IMAGE_SIDE, predict_catalog
+from morphomass.predict.predictor import (
+    DEFAULT_FOV_TOLERANCE,
+    DEFAULT_MAX_IMAGE_SIDE,
+    DEFAULT_REDUCE_ABOVE,
+    predict_catalog,
+)
 from morphomass.workdir import StageResult, atomic_path
 
 __all__ = ["OUTPUT_FORMATS", "check_output_path", "run_predict", "write_predictions"]
@@ -112,6 +117,8 @@ def run_predict(
     progress: bool = True,
     fov_tolerance: float = DEFAULT_FOV_TOLERANCE,
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    recut: bool = False,
+    reduce_above: int | None = DEFAULT_REDUCE_ABOVE,
 ) -> StageResult:
     """Predict M/L and stellar mass for the galaxies of a catalogue and write the table (DESIGN §1 predict).
 
@@ -136,6 +143,11 @@ def run_predict(
         Largest relative difference of an image's side from 1.125 x D25 before the flag ``fov_mismatch``.
     max_image_side : int
         Images larger than this many pixels per side are refused (``image_too_large``) from their header.
+    recut : bool
+        Cut an image wider than ``fov_tolerance`` allows to the 1.125 x D25 square around the galaxy (flag
+        ``recut``); see :func:`morphomass.predict.predictor.predict_catalog`.
+    reduce_above : int or None
+        Images larger than this many pixels per side are block-reduced (flag ``block_reduced``).
 
     Returns
     -------
@@ -172,6 +184,8 @@ def run_predict(
         progress=progress,
         fov_tolerance=fov_tolerance,
         max_image_side=max_image_side,
+        recut=recut,
+        reduce_above=reduce_above,
     )
     write_predictions(table, out_path)
     flags = table["flags"].str.split(";").explode()

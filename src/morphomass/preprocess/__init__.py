@@ -2,7 +2,8 @@
 
 The numerics are pure functions (:mod:`.stars`, :mod:`.scaling`, :mod:`.resize`, :mod:`.features`, combined
 per galaxy in :mod:`.galaxy`); :mod:`.stage` runs them over the sample with Dask and writes ``images.zarr``
-and ``features/photometric.parquet``.
+and ``features/photometric.parquet``. :mod:`.cutout` reads part of a large or wide image for ``predict`` (a
+re-cut square around the galaxy, block reduction).
 """
 
 from morphomass.preprocess.features import FEATURE_COLUMNS, compute_photometric_features

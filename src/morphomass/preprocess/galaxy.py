@@ -50,6 +50,13 @@ class GalaxyProducts:
         Shape (ny, nx) of the input image, before it was made square.
     pixel_scale_arcsec : float
         Pixel scale of the input image.
+    block_factor : int
+        Side of the pixel blocks summed when the input was block-reduced from a larger FITS image (1: not
+        reduced; set by :func:`morphomass.preprocess.tasks.measure_job`).
+    source_shape : (int, int) or None
+        Shape (ny, nx) of the FITS image when the input was cut from it or block-reduced; None otherwise.
+    recut : bool
+        True when the input is a square cut around the galaxy from a wider FITS image.
     """
 
     star_subtracted: np.ndarray
@@ -65,6 +72,9 @@ class GalaxyProducts:
     constant_image: bool
     input_shape: tuple[int, int]
     pixel_scale_arcsec: float
+    block_factor: int = 1
+    source_shape: tuple[int, int] | None = None
+    recut: bool = False
 
 
 def preprocess_galaxy(

@@ -8,6 +8,7 @@ arrays, and then commits a Parquet *part* with their features, diagnostics or fa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -20,16 +21,12 @@ import pandas as pd
 from morphomass.config import PreprocessConfig
 from morphomass.errors import InputDataError
 from morphomass.photometry import luminosity_per_nanomaggy
+from morphomass.preprocess.cutout import load_galaxy_image
 from morphomass.preprocess.features import (
     FEATURE_COLUMNS,
     compute_photometric_features,
 )
-from morphomass.preprocess.fits_image import (
-    GalaxyImageError,
-    load_fits_image,
-    pixel_scale_arcsec,
-    sky_to_pixel,
-)
+from morphomass.preprocess.fits_image import GalaxyImageError
 from morphomass.preprocess.galaxy import GalaxyProducts, preprocess_galaxy
 from morphomass.preprocess.morphology import MorphologyResult, compute_morphology
 from morphomass.workdir import atomic_path
@@ -247,7 +244,13 @@ def _morphology(job: GalaxyJob, products: GalaxyProducts) -> MorphologyResult:
 
 
 def measure_job(
-    job: GalaxyJob, *, sizes: tuple[int, ...], config: PreprocessConfig, m_sun_ab: float
+    job: GalaxyJob,
+    *,
+    sizes: tuple[int, ...],
+    config: PreprocessConfig,
+    m_sun_ab: float,
+    recut_arcsec: float | None = None,
+    reduce_above: int | None = None,
 ) -> tuple[GalaxyProducts, dict[str, float], str]:
     """Read, preprocess and measure one galaxy, with the reason for any NaN ``morph_*`` feature.
 
@@ -259,10 +262,19 @@ def measure_job(
     config : PreprocessConfig
     m_sun_ab : float
         Absolute magnitude of the Sun in the band, on the images' magnitude system.
+    recut_arcsec : float, optional
+        Preprocess only the square of this side (arcsec) centred on the galaxy's position, cut from the image
+        (:func:`morphomass.preprocess.cutout.load_galaxy_image`); None (the preprocess stage) uses the whole
+        image.
+    reduce_above : int, optional
+        Block-reduce an image (or cut) wider or taller than this many pixels to at most half of it
+        (:func:`morphomass.preprocess.cutout.block_factor`); its pixel scale and ``pixel_kpc`` grow by the
+        block factor. None (the preprocess stage) never reduces.
 
     Returns
     -------
     products : GalaxyProducts
+        With ``block_factor``, ``source_shape`` and ``recut`` saying how the input was read.
     features : dict of str to float
         The F1-F3 and ``morph_*`` features (:data:`morphomass.preprocess.features.FEATURE_COLUMNS`).
     morph_reason : str
@@ -276,28 +288,37 @@ def measure_job(
         does not cover the galaxy, an all-NaN image. A failed morphology is not an error.
     """
     check_job(job)
-    data, wcs = load_fits_image(job.path)
+    image = load_galaxy_image(
+        job.path, ra_deg=job.ra, dec_deg=job.dec, recut_arcsec=recut_arcsec, reduce_above=reduce_above
+    )
+    data = image.data
     ny, nx = data.shape
-    cx, cy = sky_to_pixel(wcs, job.ra, job.dec)[0]
+    cx, cy = image.sky_to_pixel(job.ra, job.dec)[0]
     if not (-0.5 <= cx < nx - 0.5 and -0.5 <= cy < ny - 0.5):
         msg = (
             f"{job.path}: the WCS puts the galaxy (ra={job.ra:.6f}, dec={job.dec:.6f}) at pixel "
             f"({cx:.1f}, {cy:.1f}), outside the {nx}x{ny} image"
         )
         raise GalaxyImageError("wcs_outside", msg)
-    stars_xy = sky_to_pixel(wcs, job.stars_radec[:, 0], job.stars_radec[:, 1])
+    stars_xy = image.sky_to_pixel(job.stars_radec[:, 0], job.stars_radec[:, 1])
     try:
         products = preprocess_galaxy(
             data,
             center_xy=(float(cx), float(cy)),
             stars_xy=stars_xy[np.isfinite(stars_xy).all(axis=1)],
-            pixel_scale_arcsec=pixel_scale_arcsec(wcs),
+            pixel_scale_arcsec=image.pixel_scale_arcsec,
             sizes=sizes,
             config=config,
             rng=np.random.default_rng(job.objid & 0x7FFFFFFFFFFFFFFF),
         )
     except GalaxyImageError as err:
         raise GalaxyImageError(err.kind, f"{job.path}: {err}") from err
+    if image.block_factor > 1 or image.recut:
+        products = dataclasses.replace(
+            products, block_factor=image.block_factor, source_shape=image.source_shape, recut=image.recut
+        )
+        # a reduced pixel is block_factor catalogue pixels wide: pixel_kpc and morph_hlr_kpc follow
+        job = dataclasses.replace(job, pixel_kpc=job.pixel_kpc * image.block_factor)
     morphology = _morphology(job, products)
     features = compute_photometric_features(
         products.star_subtracted,
