@@ -546,17 +546,7 @@ def predict(
         "out_path": out_path,
         "stars_path": stars_path,
     }
-    if not recut:
-        result = execute_predict(config, **paths, progress=_progress())
-    else:  # execute_predict does not pass options on to the runner: time it as execute_predict does
-        import time
-
-        from morphomass.pipeline import cpu_seconds
-        from morphomass.predict.stage import run_predict
-
-        start, cpu_start = time.perf_counter(), cpu_seconds()
-        result = run_predict(config, **paths, progress=_progress(), recut=True)
-        result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
+    result = execute_predict(config, **paths, progress=_progress(), recut=recut)
     _report_stage(result)
 
 

@@ -134,7 +134,9 @@ class CoverageAtLevel(_Strict):
     ``ci95`` is the Clopper-Pearson interval of the coverage; ``se_combined`` the standard error expected of
     an exactly calibrated method (the test binomial and the calibration set's finite size, both); ``pvalue``
     the two-sided test of nominal coverage under that null; ``within_3se`` whether |coverage - level| <= 3
-    ``se_combined``. Widths are in dex (hi - lo of log10 of the target).
+    ``se_combined``. Widths are in dex (hi - lo of log10 of the target); None where the intervals are
+    unbounded (too few calibration galaxies for that level: the conformal quantile's rank exceeds their
+    number).
     """
 
     level: Annotated[float, Field(gt=0, lt=1)]
@@ -145,10 +147,10 @@ class CoverageAtLevel(_Strict):
     se_combined: float
     pvalue: Annotated[float, Field(ge=0, le=1)]
     within_3se: bool
-    mean_width_dex: float
-    median_width_dex: float
-    width_p16_dex: float
-    width_p84_dex: float
+    mean_width_dex: float | None
+    median_width_dex: float | None
+    width_p16_dex: float | None
+    width_p84_dex: float | None
 
 
 class GroupCoverage(_Strict):
@@ -160,7 +162,7 @@ class GroupCoverage(_Strict):
     n_covered: int
     coverage: float
     ci95: Interval
-    median_width_dex: float
+    median_width_dex: float | None
 
 
 class UncertaintyMetrics(_Strict):

@@ -325,10 +325,12 @@ def execute_predict(
     out_path: Path,
     stars_path: Path | None = None,
     progress: bool = True,
+    recut: bool = False,
 ) -> StageResult:
     """Apply a saved model bundle to new galaxies (``morphomass predict``; no work directory, always runs).
 
-    ``stars_path`` is an optional star catalogue for the star subtraction.
+    ``stars_path`` is an optional star catalogue for the star subtraction; ``recut`` cuts images wider than
+    the bundle's field of view to it (``morphomass predict --recut``).
     """
     runner = resolve_runner("predict")
     start, cpu_start = time.perf_counter(), cpu_seconds()
@@ -340,6 +342,7 @@ def execute_predict(
         out_path=Path(out_path),
         stars_path=None if stars_path is None else Path(stars_path),
         progress=progress,
+        recut=recut,
     )
     result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from morphomass.config import load_config
 from morphomass.errors import InputDataError
 from morphomass.gbm import Experiment, build_features, load_feature_table
 from morphomass.predict import FLAGS, OUTPUT_COLUMNS, BundleError, load_bundle, run_predict, write_bundle
+from morphomass.predict.predictor import output_dtypes
 from morphomass.workdir import WorkDir
 
 
@@ -55,7 +57,8 @@ def fixture_predicted(trained_workdir: WorkDir, tmp_path_factory: pytest.TempPat
 def test_predictions_reproduce_the_training_pipeline(predicted, trained_workdir: WorkDir) -> None:
     """Raw FITS -> bundle: the M/L the stages' feature tables give through the same GBM, to rounding."""
     bundle_dir, catalog, out = predicted
-    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.columns) == list(output_dtypes([0.68, 0.95]))
+    assert set(OUTPUT_COLUMNS) < set(out.columns)
     assert out["objid"].tolist() == catalog["objid"].tolist()
     assert (out["model"] == "gi").all()  # every mock galaxy has g and i magnitudes
     expected = _expected_ml(trained_workdir, bundle_dir, "gi")
@@ -124,11 +127,14 @@ def test_bad_rows_and_extrapolations_are_flagged(predicted, trained_workdir) -> 
     assert out["flags"].iloc[0] == "bad_catalog_row"
     assert "z is -0.1" in out["reason"].iloc[0]
     assert np.isnan(out["ml_pred"].iloc[0])
-    assert "z_outside_training" in out["flags"].iloc[1].split(";")
+    assert {"z_outside_training", "interval_extrapolated"} <= set(out["flags"].iloc[1].split(";"))
     assert np.isfinite(out["ml_pred"].iloc[1])  # a flag, still a prediction
+    assert np.isfinite(out["ml_lo_68"].iloc[1])  # and an interval, flagged as extrapolated
     before = [f for f in reference["flags"].iloc[2].split(";") if f]
+    assert "interval_extrapolated" not in before  # the catalogue galaxies are within the training ranges
     # a 3x larger D25 also makes the image a third of 1.125 x D25 wide
-    assert out["flags"].iloc[2].split(";") == [*before, "fov_mismatch", "size_outside_training"]
+    expected = [*before, "fov_mismatch", "size_outside_training", "interval_extrapolated"]
+    assert out["flags"].iloc[2].split(";") == expected
     assert out["ml_pred"].iloc[2] == pytest.approx(reference["ml_pred"].iloc[2], rel=1e-6)  # D25: flags only
     assert all(f in FLAGS for f in ";".join(out["flags"]).split(";"))
 
@@ -150,8 +156,34 @@ def test_another_pixel_scale_is_flagged(predicted, trained_workdir, tmp_path: Pa
 def test_an_empty_catalogue_gives_an_empty_table(predicted, trained_workdir) -> None:
     bundle_dir, catalog, _ = predicted
     out = load_bundle(bundle_dir).predict(trained_workdir.raw_images, catalog.head(0))
-    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out.columns) == list(output_dtypes([0.68, 0.95]))
     assert out.empty
+
+
+def test_every_prediction_has_nested_intervals_from_the_bundle_calibration(predicted) -> None:
+    bundle_dir, _, out = predicted
+    bundle = load_bundle(bundle_dir)
+    calibration = bundle.interval_calibrations()["gi"]
+    ok = out["ml_pred"].notna()
+    assert ok.any()
+    for quantity, centre in (("ml", out["ml_pred"]), ("log_mstar", out["log_mstar_pred"])):
+        lo68, hi68 = out[f"{quantity}_lo_68"], out[f"{quantity}_hi_68"]
+        lo95, hi95 = out[f"{quantity}_lo_95"], out[f"{quantity}_hi_95"]
+        assert ((lo95 <= lo68) & (lo68 <= centre) & (centre <= hi68) & (hi68 <= hi95))[ok].all()
+    # the bounds are the calibration's: log10 M/L -/+ q sigma, with the same q for every galaxy of a model;
+    # with the fixture's ~16 calibration galaxies the 95 % quantile is unbounded (rank 17 of 16)
+    q68, q95 = calibration.quantile(0.68), calibration.quantile(0.95)
+    assert math.isfinite(q68)
+    if math.isinf(q95):
+        assert (out["ml_lo_95"][ok] == 0).all() and np.isinf(out["ml_hi_95"][ok]).all()
+    else:
+        half = (np.log10(out["ml_hi_95"]) - np.log10(out["ml_lo_95"])) / 2
+        ratio = half / ((np.log10(out["ml_hi_68"]) - np.log10(out["ml_lo_68"])) / 2)
+        np.testing.assert_allclose(ratio[ok], q95 / q68, rtol=1e-9)
+    # log M* bounds are the M/L bounds times the same luminosity
+    np.testing.assert_allclose(
+        out["log_mstar_hi_68"][ok], np.log10(out["ml_hi_68"][ok] * out["lum_g"][ok]), rtol=1e-9
+    )
 
 
 def test_cli_predict_writes_fits_and_refuses_a_tampered_bundle(

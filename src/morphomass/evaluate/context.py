@@ -200,7 +200,9 @@ def _uncertainty_rows(results: MetricsFile) -> list[dict[str, Any]]:
                     "offset": f"{(o.coverage - o.level) / o.se_combined:+.1f}",
                     "pvalue": fmt(o.pvalue),
                     "verdict": "calibrated" if o.within_3se else "off by more than 3 SE",
-                    "width": f"{o.median_width_dex:.3f} ({o.width_p16_dex:.3f}-{o.width_p84_dex:.3f})",
+                    "width": "unbounded"
+                    if o.median_width_dex is None
+                    else f"{o.median_width_dex:.3f} ({fmt(o.width_p16_dex)}-{fmt(o.width_p84_dex)})",
                     "joint": "" if joint is None else fmt(joint),
                     "worst": "" if worst is None else f"{worst.group} {worst.coverage:.3f} (n = {worst.n})",
                     "n_calibration": u.n_calibration,

@@ -883,8 +883,9 @@ class Bundle:
         batch_size: int = 64,
         device: str = "auto",
         progress: bool = False,
+        recut: bool = False,
     ) -> pd.DataFrame:
-        """Predict the M/L and stellar mass of every galaxy of a catalogue from its image.
+        """Predict the M/L, stellar mass and their intervals for every galaxy of a catalogue from its image.
 
         Parameters
         ----------
@@ -905,11 +906,17 @@ class Bundle:
         device : {'auto', 'cpu', 'gpu'}
         progress : bool
             Show a progress bar.
+        recut : bool
+            Cut an image whose field of view is wider than the bundle's (1.125 x D25, within the default
+            tolerance) to that square around the catalogue position, instead of flagging ``fov_mismatch``.
 
         Returns
         -------
         pandas.DataFrame
-            One row per catalogue row, in order: see :data:`morphomass.predict.predictor.OUTPUT_COLUMNS`.
+            One row per catalogue row, in order: :data:`morphomass.predict.predictor.OUTPUT_COLUMNS` with the
+            interval bounds ``ml_lo_<p>``, ``ml_hi_<p>``, ``log_mstar_lo_<p>``, ``log_mstar_hi_<p>`` after
+            ``log_mstar_pred``, for each nominal coverage p (percent) of :attr:`interval_levels`
+            (:func:`morphomass.predict.predictor.output_dtypes`).
 
         Raises
         ------
@@ -926,4 +933,5 @@ class Bundle:
             batch_size=batch_size,
             device=device,
             progress=progress,
+            recut=recut,
         )

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from morphomass.config import CosmologyConfig, PreprocessConfig
 from morphomass.errors import BundleError, InputDataError
+from morphomass.intervals import predict_intervals
 from morphomass.predict.inputs import derive_quantities, find_images, read_catalog, read_stars
 from morphomass.progress import progress_bar
 
@@ -39,6 +40,9 @@ __all__ = [
     "FLAGS",
     "FOV_FACTOR",
     "OUTPUT_COLUMNS",
+    "interval_columns",
+    "level_suffix",
+    "output_dtypes",
     "fov_flag",
     "predict_catalog",
     "recut_side_arcsec",
@@ -59,6 +63,35 @@ _OUTPUT_DTYPES: dict[str, str] = {
     "reason": "object",
 }
 OUTPUT_COLUMNS: tuple[str, ...] = tuple(_OUTPUT_DTYPES)
+
+
+def level_suffix(level: float) -> str:
+    """Column suffix of a nominal coverage: 0.68 -> ``"68"``, 0.995 -> ``"99p5"``."""
+    return f"{100 * level:.10g}".replace(".", "p")
+
+
+def interval_columns(levels: Sequence[float]) -> tuple[str, ...]:
+    """Interval columns of the prediction table for these levels, e.g. ``ml_lo_68``, ``log_mstar_hi_95``."""
+    return tuple(
+        f"{quantity}_{side}_{level_suffix(level)}"
+        for level in levels
+        for quantity in ("ml", "log_mstar")
+        for side in ("lo", "hi")
+    )
+
+
+def output_dtypes(levels: Sequence[float]) -> dict[str, str]:
+    """Columns of the prediction table and their dtypes: :data:`OUTPUT_COLUMNS` and the interval bounds.
+
+    The bounds follow ``log_mstar_pred``: ``ml_lo_<p>, ml_hi_<p>`` (M/L, solar units) and
+    ``log_mstar_lo_<p>, log_mstar_hi_<p>`` (log10 Msun) for each nominal coverage p in percent.
+    """
+    base = list(_OUTPUT_DTYPES.items())
+    cut = [name for name, _ in base].index("log_mstar_pred") + 1
+    bounds = [(name, "float64") for name in interval_columns(levels)]
+    return dict(base[:cut] + bounds + base[cut:])
+
+
 #: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first six mean no prediction.
 FLAGS: dict[str, str] = {
     "missing_image": "no FITS image for the galaxy",
@@ -84,6 +117,8 @@ FLAGS: dict[str, str] = {
     "recut": "the image's field of view was wider than fov_tolerance allows: with recut, the square of "
     "1.125 x D25 centred on the catalogue position was cut from it and predicted (pixels beyond the image "
     "are filled: bad_pixels)",
+    "interval_extrapolated": "the galaxy is outside the training ranges (z, size or flux flag): its interval "
+    "was calibrated on training galaxies unlike it and may not hold its nominal coverage",
     "block_reduced": "the image is wider or taller than reduce_above pixels: its k x k pixel blocks were "
     "summed before preprocessing (features at k times the pixel scale, hence also pixel_scale_mismatch)",
 }
@@ -494,6 +529,9 @@ def _predict_batch(
         )
     ok = [g for g in galaxies if not g.failed]
     ml = np.full(len(galaxies), np.nan)
+    levels = bundle.interval_levels
+    bounds_dex = {level: np.full((len(galaxies), 2), np.nan) for level in levels}
+    calibrations = bundle.interval_calibrations()
     if ok:
         rows_ok = rows.iloc[[g.row for g in ok]].reset_index(drop=True)
         cnn = _cnn_features(ok, networks, manifest["networks"], batch_size=len(ok), device=device)
@@ -508,20 +546,29 @@ def _predict_batch(
                 catalogue = band_features(rows_ok[chosen].reset_index(drop=True), spec["catalog_bands"])
                 x = pd.concat([x.reset_index(drop=True), catalogue], axis=1)
             values = x[spec["features"]].to_numpy(dtype=np.float32)
-            ml[[g.row for g, c in zip(ok, chosen, strict=True) if c]] = predict_ml(
+            where = [g.row for g, c in zip(ok, chosen, strict=True) if c]
+            ml[where] = predict_ml(
                 booster, values, objective=spec["objective"], floor=spec["prediction_floor"]
             )
-    return _finish(galaxies, rows, ml, models, ranges)
+            calibration = calibrations[key]
+            intervals = predict_intervals(calibration, calibration.to_dex(ml[where]), values, levels=levels)
+            for level, (lo, hi) in intervals.items():
+                bounds_dex[level][where] = np.column_stack([lo, hi])
+    return _finish(galaxies, rows, ml, bounds_dex, models, ranges)
 
 
 def _finish(
     galaxies: list[_Galaxy],
     rows: pd.DataFrame,
     ml: np.ndarray,
+    bounds_dex: Mapping[float, np.ndarray],
     models: list[str | None],
     ranges: Mapping[str, list[float]],
 ) -> pd.DataFrame:
-    """Make the output rows of a batch: L_g, stellar mass, model, range flags, reasons."""
+    """Make the output rows of a batch: L_g, stellar mass, intervals, model, range flags, reasons.
+
+    ``bounds_dex`` maps each nominal level to the (N, 2) lower and upper bounds of log10 M/L.
+    """
     records = []
     for galaxy, (_, row), ml_pred in zip(galaxies, rows.iterrows(), ml, strict=True):
         lum_g, source = float(row.get("lum_g", math.nan)), "modelMag"
@@ -536,14 +583,30 @@ def _finish(
             }
             if models[galaxy.row] == "gi":
                 values["flux_i_nmgy"] = float(row["flux_i"])
-            for flag, note in range_flags(values, ranges):
+            outside = range_flags(values, ranges)
+            for flag, note in outside:
                 galaxy.flag(flag, note)
+            if outside and math.isfinite(ml_pred):
+                galaxy.flag(
+                    "interval_extrapolated",
+                    "outside the training ranges: " + ", ".join(f for f, _ in outside),
+                )
         predicted = math.isfinite(ml_pred)
+        log_lum = math.log10(lum_g) if predicted and math.isfinite(lum_g) and lum_g > 0 else math.nan
+        bounds = {}
+        for level, values_dex in bounds_dex.items():
+            lo, hi = (float(v) for v in values_dex[galaxy.row])
+            suffix = level_suffix(level)
+            bounds[f"ml_lo_{suffix}"] = 10**lo if predicted else math.nan
+            bounds[f"ml_hi_{suffix}"] = 10**hi if predicted else math.nan
+            bounds[f"log_mstar_lo_{suffix}"] = lo + log_lum
+            bounds[f"log_mstar_hi_{suffix}"] = hi + log_lum
         records.append(
             {
                 "objid": galaxy.objid,
                 "ml_pred": float(ml_pred),
                 "log_mstar_pred": math.log10(ml_pred * lum_g) if predicted and lum_g > 0 else math.nan,
+                **bounds,
                 "lum_g": lum_g if predicted and math.isfinite(lum_g) else math.nan,
                 "lum_g_source": source if predicted and math.isfinite(lum_g) else "",
                 "model": models[galaxy.row] if predicted else "",
@@ -551,7 +614,7 @@ def _finish(
                 "reason": "; ".join(galaxy.notes),
             }
         )
-    return pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
+    return pd.DataFrame.from_records(records, columns=list(output_dtypes(list(bounds_dex))))
 
 
 def predict_catalog(
@@ -594,10 +657,12 @@ def predict_catalog(
     Returns
     -------
     pandas.DataFrame
-        :data:`OUTPUT_COLUMNS`, one row per catalogue row in order: ``ml_pred`` (M/L_g, solar units),
-        ``log_mstar_pred`` (log10 M*/M_sun = log10(ml_pred * L_g)), ``lum_g`` (L_sun,g; from ``modelMag_g``,
-        else from the star-subtracted image: ``lum_g_source``), ``model`` (``g`` or ``gi``, empty without a
-        prediction), ``flags`` (names of :data:`FLAGS` joined by ';') and ``reason`` (notes for the flags).
+        :func:`output_dtypes` of the bundle's interval levels, one row per catalogue row in order: ``ml_pred``
+        (M/L_g, solar units), ``log_mstar_pred`` (log10 M*/M_sun = log10(ml_pred * L_g)), the calibrated
+        interval bounds of both at each level (``ml_lo_68`` ... ``log_mstar_hi_95``), ``lum_g`` (L_sun,g; from
+        ``modelMag_g``, else from the star-subtracted image: ``lum_g_source``), ``model`` (``g`` or ``gi``,
+        empty without a prediction), ``flags`` (names of :data:`FLAGS` joined by ';') and ``reason`` (notes
+        for the flags).
     """
     from morphomass.cnn.extract import resolve_device
     from morphomass.preprocess.tasks import make_galaxy_jobs
@@ -662,5 +727,5 @@ def predict_catalog(
             )
             advance(len(parts[-1]))
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _OUTPUT_DTYPES.items()})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in output_dtypes(bundle.interval_levels).items()})
     return pd.concat(parts, ignore_index=True)
