@@ -498,8 +498,9 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait:
     "--out",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Output table: CSV, FITS or Parquet, chosen by the extension.",
+    type=click.Path(path_type=Path),
+    help="Output table: CSV, FITS or Parquet, chosen by the extension; with --workers or --scheduler a "
+    "folder of Parquet files, one per partition (a rerun skips the finished ones).",
 )
 @click.option(
     "--stars",
@@ -515,6 +516,25 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait:
     "to the 1.125 x D25 square centred on the galaxy's catalogue position, then predict it (flag 'recut' "
     "instead of 'fov_mismatch'). A narrower image is still flagged 'fov_mismatch'.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Predict on a local Dask cluster of N worker processes (one thread each); --out is then a folder.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDR",
+    help="Predict on the running Dask scheduler at ADDR; --out is then a folder.",
+)
+@click.option(
+    "--partition-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Galaxies per partition (one task, one output file) with --workers or --scheduler.",
+)
 def predict(
     workdir: Path,
     preset: str,
@@ -526,12 +546,34 @@ def predict(
     out_path: Path,
     stars_path: Path | None,
     recut: bool,
+    workers: int | None,
+    scheduler: str | None,
+    partition_size: int,
 ) -> None:
     """Apply a saved model bundle to new galaxies (no training data needed).
 
     Images wider or taller than 4096 pixels are refused (image_too_large); those above 2048 pixels are
     block-reduced (block_reduced). Every flag is explained in the README.
     """
+    if workers is not None or scheduler is not None:
+        _predict_on_dask(
+            config_path,
+            preset,
+            force,
+            model_dir,
+            images_dir,
+            catalog_path,
+            out_path,
+            stars_path,
+            recut,
+            workers=workers,
+            scheduler=scheduler,
+            partition_size=partition_size,
+        )
+        return
+    if out_path.is_dir():
+        msg = f"--out {out_path} is a folder; a folder of partitions needs --workers or --scheduler"
+        raise InputDataError(msg)
     if out_path.suffix.lower() not in (".csv", ".fits", ".parquet"):
         msg = f"--out {out_path}: expected a .csv, .fits or .parquet file name"
         raise InputDataError(msg)
@@ -547,6 +589,48 @@ def predict(
         "stars_path": stars_path,
     }
     result = execute_predict(config, **paths, progress=_progress(), recut=recut)
+    _report_stage(result)
+
+
+def _predict_on_dask(
+    config_path: Path | None,
+    preset: str,
+    force: bool,
+    model_dir: Path,
+    images_dir: Path,
+    catalog_path: Path,
+    out_path: Path,
+    stars_path: Path | None,
+    recut: bool,
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    partition_size: int,
+) -> None:
+    """``morphomass predict --workers N | --scheduler ADDR``: partitioned Parquet in the folder ``--out``."""
+    from morphomass.predict.distributed import predict_distributed
+
+    if workers is not None and scheduler is not None:
+        msg = "--workers and --scheduler exclude each other"
+        raise InputDataError(msg)
+    if out_path.suffix.lower() in (".csv", ".fits", ".parquet") or out_path.is_file():
+        msg = f"--out {out_path}: with --workers or --scheduler, expected a folder (partitioned Parquet)"
+        raise InputDataError(msg)
+    config = load_config(preset, config_path)
+    result = predict_distributed(
+        model_dir,
+        images_dir,
+        catalog_path,
+        out_dir=out_path,
+        client=scheduler,
+        n_workers=workers,
+        partition_size=partition_size,
+        stars=stars_path,
+        batch_size=config.cnn.inference_batch_size,
+        device=config.cnn.accelerator,
+        recut=recut,
+        resume=not force,
+    )
     _report_stage(result)
 
 
