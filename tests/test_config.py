@@ -200,8 +200,8 @@ QUICK_HASHES = {
     "fetch": "36c7315bf01d0bd328b0d88336be7b7f0cbd1dcf9ca31a17b982dedc4199992d",
     "catalog": "de7553b39bf35a3223ec053f0de21b4e16f9aa83703954529f62feecc2ebda3e",
     "preprocess": "0a852bdbd95aa4d6786661bb3fb475b2d85675295516ec54b0ee9317fd22e0d9",
-    "train-cnn": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
-    "extract": "a8a49e5bba5b7de62bbeb83ff2bbb8516ebfef8b67b5ba52cc12148e4bae7afa",
+    "train-cnn": "999838aacb56851fdbafe795b7d7e49b8a69532caa0c775eb2b7a0891d60433c",
+    "extract": "999838aacb56851fdbafe795b7d7e49b8a69532caa0c775eb2b7a0891d60433c",
     "train-gbm": "c85b295265082dce5c7762cc6febe1612466f638c5a5f057ef2655d1ec92980b",
     "evaluate": "f166d26adbe1e98832a7c5d27e73c8b1ff197629f3dd236b83831a3bbe57c41e",
 }

@@ -38,12 +38,16 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from morphomass.errors import ConfigError
 
 __all__ = [
+    "DIELEMAN",
     "PRESETS",
+    "PRETRAINED_IMAGENET",
+    "PRETRAINED_NONE",
     "RUNTIME",
     "STAGE_CONFIG",
     "CatalogConfig",
@@ -68,6 +72,11 @@ PresetName = Literal["paper", "quick", "tiny"]
 #: ``json_schema_extra`` of the fields that change how a stage runs, not what it writes (see
 #: :func:`runtime_fields`): ``Field(..., json_schema_extra=RUNTIME)``.
 RUNTIME: dict[str, Any] = {"runtime": True}
+#: ``cnn.nets.<net>.pretrained`` values that are not a file (the names of :mod:`morphomass.cnn.encoders`).
+PRETRAINED_IMAGENET = "imagenet"
+PRETRAINED_NONE = "none"
+#: Backbone name of the custom CNN3 (re-exported as :data:`morphomass.cnn.architectures.DIELEMAN`).
+DIELEMAN = "dieleman"
 
 
 class _Section(BaseModel):
@@ -442,7 +451,10 @@ class PreprocessConfig(_Section):
 
 
 class NetConfig(_Section):
-    """One CNN: its backbone ('dieleman' for the custom CNN3, else a timm model name) and input size in px."""
+    """One CNN: backbone ('dieleman': the custom CNN3, else a timm model), input size (px), initial weights.
+
+    ``pretrained`` is ``"imagenet"``, ``"none"`` or a weights file; the custom CNN3 accepts only ``"none"``.
+    """
 
     backbone: str = Field(
         description="'dieleman': the custom CNN3 (N4); else a timm model (N2 resnet50, N3 legacy_xception)",
@@ -455,15 +467,74 @@ class NetConfig(_Section):
     train_images_budget: StrictInt | None = Field(
         None, ge=1, description="this network's training images (default: cnn.train_images_budget)"
     )
+    pretrained: str = Field(
+        PRETRAINED_NONE,
+        min_length=1,
+        description=(
+            "'imagenet' (timm's pretrained weights: hub, HF cache or torch cache), 'none' (random init) or a "
+            "local weights file"
+        ),
+    )
+
+    @field_validator("pretrained")
+    @classmethod
+    def _check_pretrained(cls, pretrained: str, info: ValidationInfo) -> str:
+        if info.data.get("backbone") == DIELEMAN and pretrained != PRETRAINED_NONE:
+            msg = f"the {DIELEMAN!r} network (the custom CNN3) has no pretrained weights; expected 'none'"
+            raise ValueError(msg)
+        return pretrained
+
+
+def _move_pretrained_weights(data: dict[str, Any], default_nets: dict[str, NetConfig]) -> dict[str, Any]:
+    """Move the old ``cnn.pretrained_weights`` (net -> file) to ``cnn.nets.<net>.pretrained`` in raw input.
+
+    Raises
+    ------
+    ConfigError
+        If an entry names a network not in ``cnn.nets``, or that network's ``pretrained`` is given too.
+    """
+    data = dict(data)
+    old = data.pop("pretrained_weights")
+    if not isinstance(old, dict):
+        msg = (
+            f"cnn.pretrained_weights = {old!r}: expected a table net -> file (now cnn.nets.<net>.pretrained)"
+        )
+        raise ConfigError(msg)
+    given = "nets" in data
+    nets: dict[str, Any] = (
+        dict(data["nets"]) if given else {k: v.model_dump() for k, v in default_nets.items()}
+    )
+    for name, path in old.items():
+        if name not in nets:
+            msg = f"cnn.pretrained_weights.{name}: no network {name!r} in cnn.nets ({sorted(nets)})"
+            raise ConfigError(msg)
+        net = nets[name]
+        if isinstance(net, NetConfig):
+            net = net.model_dump(exclude_unset=given)
+        if given and isinstance(net, dict) and "pretrained" in net:
+            msg = (
+                f"cnn.pretrained_weights.{name} and cnn.nets.{name}.pretrained are both given; keep only "
+                f"cnn.nets.{name}.pretrained (cnn.pretrained_weights is its old name)"
+            )
+            raise ConfigError(msg)
+        # a network that is not a table is left as it is, for pydantic's error
+        nets[name] = {**net, "pretrained": str(path)} if isinstance(net, dict) else net
+    data["nets"] = nets
+    return data
 
 
 class CnnConfig(_Section):
-    """The four networks and their training (SPEC N1-N7)."""
+    """The four networks and their training (SPEC N1-N7).
+
+    The older table ``pretrained_weights`` (net -> weights file) is still accepted: each entry becomes
+    ``nets.<net>.pretrained`` (an error when that is given too or the network does not exist).
+    """
 
     nets: dict[str, NetConfig] = Field(
         default_factory=lambda: {
-            "cnn1": NetConfig(backbone="resnet50", input_size=197),
-            "cnn2": NetConfig(backbone="legacy_xception", input_size=128),
+            # the paper initialised its ResNet50 and Xception from ImageNet
+            "cnn1": NetConfig(backbone="resnet50", input_size=197, pretrained=PRETRAINED_IMAGENET),
+            "cnn2": NetConfig(backbone="legacy_xception", input_size=128, pretrained=PRETRAINED_IMAGENET),
             "cnn3": NetConfig(backbone="dieleman", input_size=69),
         },
         description="network name -> backbone and input size of a GZ2 network (N2-N4); CNN4 starts from cnn1",
@@ -505,9 +576,6 @@ class CnnConfig(_Section):
         (0.7, 1.3), description="isotropic zoom range (>1 zooms out)"
     )
     augment_flips: StrictBool = Field(True, description="random horizontal and vertical flips")
-    pretrained_weights: dict[str, Path] = Field(
-        default_factory=dict, description="net name -> local ImageNet weight file of its timm backbone"
-    )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto",
         description="device of training and extraction ('auto': a GPU when torch sees one)",
@@ -561,6 +629,24 @@ class CnnConfig(_Section):
             msg = f"augment_zoom must be (low, high) with 0 < low <= high, got {zoom}"
             raise ValueError(msg)
         return zoom
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_pretrained_weights(cls, data: Any) -> Any:
+        """Accept the old ``pretrained_weights`` table (net -> file) as ``nets.<net>.pretrained``."""
+        if not isinstance(data, dict) or "pretrained_weights" not in data:
+            return data
+        default_nets = cls.model_fields["nets"].get_default(call_default_factory=True)
+        return _move_pretrained_weights(data, default_nets)
+
+    @property
+    def pretrained_weights(self) -> dict[str, Path]:
+        """The networks initialised from a file: net -> ``nets.<net>.pretrained`` (read-only; the old key)."""
+        return {
+            name: Path(net.pretrained)
+            for name, net in self.nets.items()
+            if net.pretrained not in (PRETRAINED_IMAGENET, PRETRAINED_NONE)
+        }
 
 
 #: LightGBM parameters the cross-validated search of ``gbm.cv_grid`` may vary.
@@ -881,6 +967,15 @@ def load_config(
         data = _deep_merge(data, overrides)
         source += " + command-line options"
     data["preset"] = preset
+    cnn_data = data.get("cnn")
+    if isinstance(cnn_data, dict) and "pretrained_weights" in cnn_data:
+        # done here too, not only by the model's validator, for a one-line message without the section's repr
+        try:
+            data["cnn"] = _move_pretrained_weights(
+                cnn_data, CnnConfig.model_fields["nets"].get_default(call_default_factory=True)
+            )
+        except ConfigError as err:
+            raise ConfigError(f"invalid configuration ({source}): {err}") from None
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as err:

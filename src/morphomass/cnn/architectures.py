@@ -24,12 +24,15 @@ prediction after 2.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from morphomass.cnn.encoders import PRETRAINED_NONE, create_timm_model, resolve_pretrained
 from morphomass.cnn.normalisation import N_ANSWERS, GZ2Normalisation
+from morphomass.config import DIELEMAN, NetConfig
 from morphomass.errors import ConfigError
 
 __all__ = [
@@ -40,12 +43,11 @@ __all__ = [
     "MLNet",
     "TimmTrunk",
     "build_gz2_net",
+    "check_pretrained",
     "glorot_init",
     "make_ml_net",
 ]
 
-#: Backbone name of the custom CNN3.
-DIELEMAN = "dieleman"
 #: Initial bias of the 37 rectified outputs: every answer starts alive (see the module docstring).
 OUTPUT_BIAS_INIT = 0.1
 #: Width of the dense layer between the trunk and the 37 outputs, per backbone family.
@@ -89,27 +91,43 @@ class DielemanTrunk(nn.Module):
 class TimmTrunk(nn.Module):
     """A timm backbone without its classifier: (B, 1, S, S) -> (B, F) globally average-pooled features.
 
+    The backbone is made by :func:`morphomass.cnn.encoders.create_timm_model` with three input channels, so
+    ImageNet weights and files fit unchanged; with ``"none"`` it is exactly ``timm.create_model(backbone,
+    num_classes=0, global_pool="avg", in_chans=3)``.
+
     Parameters
     ----------
     backbone : str
         timm model name (``resnet50``, ``legacy_xception``, ``resnet18``, ...).
-    pretrained_path : Path, optional
-        Local ImageNet weight file (safetensors or a PyTorch state dict) for this backbone; never downloaded.
-        Without it the weights are random.
+    pretrained : str or Path
+        ``"imagenet"`` (timm's pretrained weights: the hub, the Hugging Face cache or the torch cache),
+        ``"none"`` (random weights) or a local weights file (safetensors or a PyTorch state dict), loaded
+        strictly (:func:`morphomass.cnn.encoders.load_state_into`).
+    field : str
+        The configuration key of ``pretrained``, for the messages.
+
+    Raises
+    ------
+    ConfigError
+        If the backbone is not a timm model, or the weights cannot be had.
+    InputDataError
+        If a weights file cannot be read or does not fit the backbone.
     """
 
-    def __init__(self, backbone: str, *, pretrained_path: Path | None = None) -> None:
+    def __init__(
+        self, backbone: str, *, pretrained: str | Path = PRETRAINED_NONE, field: str = "cnn.pretrained"
+    ) -> None:
         super().__init__()
         import timm
 
-        kwargs: dict[str, object] = {"num_classes": 0, "global_pool": "avg", "in_chans": 3}
-        if pretrained_path is not None:
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_path)})
-        try:
-            self.model = timm.create_model(backbone, **kwargs)
-        except RuntimeError as err:  # timm: unknown model name
-            msg = f"cnn backbone {backbone!r} is neither {DIELEMAN!r} nor a timm model ({err})"
-            raise ConfigError(msg) from err
+        if not timm.is_model(backbone):
+            msg = (
+                f"cnn backbone {backbone!r} is neither {DIELEMAN!r} nor a timm model (see timm.list_models())"
+            )
+            raise ConfigError(msg)
+        self.model = create_timm_model(
+            backbone, pretrained=pretrained, in_chans=3, num_classes=0, global_pool="avg", field=field
+        )
         self.num_features = int(self.model.num_features)
         cfg = self.model.pretrained_cfg
         mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, 3, 1, 1)
@@ -169,8 +187,15 @@ class MLNet(nn.Module):
         return {"f": features, "ml": self.out(features).squeeze(-1)}
 
 
-def build_gz2_net(backbone: str, *, dropout: float = 0.25, pretrained_path: Path | None = None) -> GZ2Net:
-    """Build CNN1, CNN2 or CNN3 (random or ImageNet-initialised trunk, Glorot-initialised head).
+def build_gz2_net(
+    backbone: str,
+    *,
+    dropout: float = 0.25,
+    pretrained: str | Path = PRETRAINED_NONE,
+    pretrained_path: Path | None = None,
+    field: str = "cnn.pretrained",
+) -> GZ2Net:
+    """Build CNN1, CNN2 or CNN3 (random, ImageNet- or file-initialised trunk, Glorot-initialised head).
 
     Parameters
     ----------
@@ -178,8 +203,12 @@ def build_gz2_net(backbone: str, *, dropout: float = 0.25, pretrained_path: Path
         ``"dieleman"`` for the custom CNN3, otherwise a timm model name.
     dropout : float
         CNN3's dropout rate (ignored for timm backbones).
+    pretrained : str or Path
+        Initial weights of a timm trunk: ``"imagenet"``, ``"none"`` or a weights file (:class:`TimmTrunk`).
     pretrained_path : Path, optional
-        Local ImageNet weights for a timm backbone.
+        A local weights file: the same as ``pretrained=pretrained_path`` (the older keyword).
+    field : str
+        The configuration key of ``pretrained``, for the messages.
 
     Returns
     -------
@@ -188,18 +217,55 @@ def build_gz2_net(backbone: str, *, dropout: float = 0.25, pretrained_path: Path
     Raises
     ------
     ConfigError
-        If the backbone is unknown, or pretrained weights are given for the custom network.
+        If the backbone is unknown, pretrained weights are given for the custom network, both ``pretrained``
+        and ``pretrained_path`` are given, or the weights cannot be had.
+    InputDataError
+        If a weights file cannot be read or does not fit the backbone.
     """
+    if pretrained_path is not None:
+        if str(pretrained) != PRETRAINED_NONE:
+            msg = f"build_gz2_net: give pretrained={str(pretrained)!r} or pretrained_path, not both"
+            raise ConfigError(msg)
+        pretrained = pretrained_path
     if backbone == DIELEMAN:
-        if pretrained_path is not None:
-            msg = f"the {DIELEMAN!r} network has no pretrained variant; remove its cnn.pretrained_weights"
+        if str(pretrained) != PRETRAINED_NONE:
+            msg = f"the {DIELEMAN!r} network has no pretrained variant; set {field} to 'none'"
             raise ConfigError(msg)
         trunk: nn.Module = DielemanTrunk(dropout=dropout)
         width = HEAD_WIDTH[DIELEMAN]
     else:
-        trunk = TimmTrunk(backbone, pretrained_path=pretrained_path)
+        trunk = TimmTrunk(backbone, pretrained=pretrained, field=field)
         width = HEAD_WIDTH["timm"]
     return GZ2Net(trunk, _head(int(trunk.num_features), width))
+
+
+def check_pretrained(nets: Mapping[str, NetConfig]) -> None:
+    """Make sure the initial weights of every network can be had, before anything trains.
+
+    Each timm network's ``pretrained`` is resolved once (:func:`morphomass.cnn.encoders.resolve_pretrained`:
+    ImageNet weights are found on the hub or in a local cache, a file is read); the weights are not kept.
+
+    Parameters
+    ----------
+    nets : mapping of str to NetConfig
+        ``cnn.nets``.
+
+    Raises
+    ------
+    ConfigError
+        If a backbone is unknown, the custom network is given weights, or weights cannot be had; one line
+        naming ``cnn.nets.<net>.pretrained``, what was tried and how to pass a file or choose ``"none"``.
+    InputDataError
+        If a weights file cannot be read.
+    """
+    for name, net in nets.items():
+        field = f"cnn.nets.{name}.pretrained"
+        if net.backbone == DIELEMAN:
+            if net.pretrained != PRETRAINED_NONE:
+                msg = f"{field} = {net.pretrained!r}: the {DIELEMAN!r} network has no pretrained variant"
+                raise ConfigError(msg)
+            continue
+        resolve_pretrained(net.pretrained, net.backbone, field=field)
 
 
 def make_ml_net(gz2_net: GZ2Net) -> MLNet:

@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from morphomass import __version__
-from morphomass.cnn.architectures import GZ2Net, build_gz2_net, make_ml_net
+from morphomass.cnn.architectures import GZ2Net, build_gz2_net, check_pretrained, make_ml_net
 from morphomass.cnn.columns import CNN4, CNN4_BASE
 from morphomass.cnn.data import ImageGroup, gz2_targets, load_sample, ml_targets
 from morphomass.cnn.extract import (
@@ -554,13 +554,14 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     InputDataError
         If ``sample.parquet`` or ``images.zarr`` lacks what the networks need.
     ConfigError
-        If a backbone is unknown, a pretrained-weight file is missing, or several devices are asked for
-        with a strategy other than DDP or on several nodes without processes started on each.
+        If a backbone is unknown, a network's initial weights (``cnn.nets.<net>.pretrained``) cannot be had
+        (checked before anything trains), or several devices are asked for with a strategy other than DDP
+        or on several nodes without processes started on each.
     WorkdirError
         If CNN4 is asked for without CNN1's trained weights.
     """
     cnn = config.cnn
-    _check_pretrained(cnn)
+    check_pretrained(cnn.nets)  # before any network trains or any worker starts: weights found or one line
     ranks = ddp_ranks(cnn)
     if not cnn.nets and not cnn.train_cnn4:
         msg = "cnn.nets is empty and cnn.train_cnn4 is false: there is no network to train"
