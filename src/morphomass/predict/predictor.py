@@ -445,22 +445,40 @@ def _preprocess(
         galaxy.flag("fov_mismatch", fov)
 
 
+def _network_images(galaxies: list[_Galaxy], size: int) -> np.ndarray:
+    """(n, size, size) float32 stack of the galaxies' preprocessed images at one network input size."""
+    return np.stack([g.images[size] for g in galaxies])
+
+
 def _cnn_features(
     galaxies: list[_Galaxy],
     networks: Mapping[str, Any],
     spec: Mapping[str, Any],
     *,
-    batch_size: int,
+    batch_size: int | str,
     device: Any,
+    precision: str = "bf16",
 ) -> dict[str, np.ndarray]:
-    """Feature column -> (n,) float32 values of every network of the bundle, for the given galaxies."""
+    """Feature column -> (n,) float32 values of every network of the bundle, for the given galaxies.
+
+    The forward passes are those of the extract stage (:func:`morphomass.cnn.extract.extract_features`):
+    batches of ``batch_size`` galaxies (``"auto"``: sized from the GPU's free memory) under
+    ``torch.inference_mode``; on a CUDA device channels-last, through pinned memory with the next batch copied
+    while the current one runs, and under bf16 autocast unless ``precision="fp32"``. On the CPU: float32, no
+    autocast, the same batches as before (bit-identical results).
+    """
     from morphomass.cnn.extract import extract_features
 
     columns: dict[str, np.ndarray] = {}
     for name, net in networks.items():
         size = int(spec[name]["input_size"])
-        stack = np.stack([g.images[size] for g in galaxies])
-        outputs = extract_features(net, stack, batch_size=batch_size, device=device)
+        outputs = extract_features(
+            net,
+            _network_images(galaxies, size),
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+        )
         for key, names in spec[name]["columns"].items():
             values = outputs[key]
             columns.update({column: values[:, i] for i, column in enumerate(names)})
