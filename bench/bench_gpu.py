@@ -21,6 +21,8 @@ numbers (``--quick``: fp32 only, a few images) so that it can be tested anywhere
    59 637 galaxies (the paper's sample) and to the preset's 30 epochs.
 
 Writes ``bench/results/<date>-<machine>-gpu.json`` (machine as bench/run_all.py names it) or ``--out``.
+Without a CUDA device and without ``--quick`` or ``--device cpu`` it measures nothing and says so (so that
+bench/run_all.py, which runs every ``bench_*.py``, skips it on a CPU machine).
 
     .venv/bin/python bench/bench_gpu.py                     # on a GPU machine (see bench/gpu_check.sh)
     .venv/bin/python bench/bench_gpu.py --quick --out /tmp/gpu.json   # the CPU smoke run
@@ -240,6 +242,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device.type == "cpu" and not args.quick:
+            # bench/run_all.py runs every bench_*.py: without a GPU this one is skipped, not run at GPU sizes
+            print("no CUDA device: nothing measured (--quick for the CPU smoke run, --device cpu to insist)")
+            return
     else:
         device = torch.device(args.device)
     if args.quick:
