@@ -160,6 +160,33 @@ def test_read_predictions_refuses_an_unfinished_folder(setup, trained_workdir, c
         )
 
 
+def test_an_image_mapping_travels_per_partition(setup, trained_workdir, client, tmp_path) -> None:
+    bundle_dir, catalog, expected = setup
+    band = load_bundle(bundle_dir).manifest["preprocessing"]["band"]
+    images = {int(o): trained_workdir.raw_images / band / f"{o}.fits" for o in catalog["objid"]}
+    dropped = int(expected.loc[expected["flags"] == "", "objid"].iloc[0])
+    del images[dropped]  # no entry: flagged missing_image, the others as before
+    predict_distributed(
+        bundle_dir,
+        images,
+        catalog,
+        out_dir=tmp_path / "out",
+        client=client,
+        partition_size=PARTITION_SIZE,
+        stars=trained_workdir.stars,
+    )
+    got = read_predictions(tmp_path / "out").set_index("objid")
+    assert got.loc[dropped, "flags"] == "missing_image"
+    keep = expected["objid"] != dropped
+    _assert_same(got.drop(index=dropped).reset_index(), expected[keep].reset_index(drop=True))
+    with pytest.raises(InputDataError, match="model must be 'auto' or one of the bundle's models"):
+        predict_distributed(bundle_dir, images, catalog, out_dir=tmp_path / "x", client=client, model="ugriz")
+    with pytest.raises(InputDataError, match="batch_size must be at least 1, got 0"):
+        predict_distributed(bundle_dir, images, catalog, out_dir=tmp_path / "x", client=client, batch_size=0)
+    with pytest.raises(InputDataError, match="expected a folder of FITS images"):
+        predict_distributed(bundle_dir, tmp_path / "none", catalog, out_dir=tmp_path / "x", client=client)
+
+
 def test_cli_predicts_on_a_scheduler_into_a_folder(setup, trained_workdir, client, tmp_path, capsys) -> None:
     bundle_dir, catalog, expected = setup
     catalog_path = tmp_path / "catalog.csv"

@@ -313,6 +313,18 @@ def predict_distributed(
         raise InputDataError(msg)
     bundle = load_bundle(bundle_path)
     bundle_sha256 = str(bundle.manifest["bundle_sha256"])
+    if model != "auto" and model not in bundle.model_keys:
+        msg = f"model must be 'auto' or one of the bundle's models {bundle.model_keys}, got {model!r}"
+        raise InputDataError(msg)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"batch_size must be at least 1, got {batch_size!r}"
+        raise InputDataError(msg)
+    image_map = None
+    if isinstance(images, Mapping):
+        image_map = {int(k): str(v) for k, v in images.items()}
+    elif not Path(images).is_dir():
+        msg = f"{images}: expected a folder of FITS images (<objid>.fits or <band>/<objid>.fits)"
+        raise InputDataError(msg)
     table = read_catalog(catalog)
     options = {"model": model, "batch_size": batch_size, "device": device, "recut": recut}
     fingerprint = _fingerprint(table, partition_size, bundle_sha256, options)
@@ -338,31 +350,30 @@ def predict_distributed(
     for part in done.values():
         totals.add(part)
     todo = [i for i in range(fingerprint["partitions"]) if i not in done]
-    if isinstance(images, Mapping):
-        images = {int(k): str(v) for k, v in images.items()}
-    elif not Path(images).is_dir():
-        msg = f"{images}: expected a folder of FITS images (<objid>.fits or <band>/<objid>.fits)"
-        raise InputDataError(msg)
     star_table = None if stars is None else read_stars(stars)
+    recorder = _Recorder(out_dir / PARTITIONS_NAME, record, totals)
     if todo:
-        _run_parts(
-            todo,
-            table,
-            partition_size,
-            client=client,
-            n_workers=n_workers,
-            retries=retries,
-            max_in_flight=max_in_flight,
-            on_done=lambda part: _record_part(out_dir, record, part, totals),
-            task_options={
-                "bundle_path": str(Path(bundle_path).resolve()),
-                "bundle_sha256": bundle_sha256,
-                "images": images if isinstance(images, Mapping) else str(Path(images).resolve()),
-                "out_dir": str(out_dir.resolve()),
-                "options": options,
-            },
-            stars=star_table,
-        )
+        try:
+            _run_parts(
+                todo,
+                table,
+                partition_size,
+                client=client,
+                n_workers=n_workers,
+                retries=retries,
+                max_in_flight=max_in_flight,
+                on_done=recorder.add,
+                images=image_map if image_map is not None else str(Path(images).resolve()),
+                task_options={
+                    "bundle_path": str(Path(bundle_path).resolve()),
+                    "bundle_sha256": bundle_sha256,
+                    "out_dir": str(out_dir.resolve()),
+                    "options": options,
+                },
+                stars=star_table,
+            )
+        finally:
+            recorder.write()
     logger.info("predict: %d partitions written, %d already finished, in %s", len(todo), len(done), out_dir)
     summary = {
         "galaxies": len(table),
@@ -382,11 +393,27 @@ def predict_distributed(
     )
 
 
-def _record_part(out_dir: Path, record: dict[str, Any], part: dict[str, Any], totals: _Totals) -> None:
-    record["parts"][str(part["index"])] = {k: v for k, v in part.items() if k != "index"}
-    record["parts"] = dict(sorted(record["parts"].items(), key=lambda kv: int(kv[0])))
-    write_json_atomic(out_dir / PARTITIONS_NAME, record)
-    totals.add(part)
+class _Recorder:
+    """Keep ``_partitions.json`` up to date: rewritten at most every ``every_s`` seconds, and at the end.
+
+    Rewriting it after every part would cost O(partitions^2) for a large catalogue; a part finished but not
+    yet recorded when the client dies is redone by the next run (its file is replaced atomically).
+    """
+
+    def __init__(self, path: Path, record: dict[str, Any], totals: _Totals, *, every_s: float = 10.0) -> None:
+        self.path, self.record, self.totals, self.every_s = path, record, totals, every_s
+        self.written = time.monotonic()
+
+    def add(self, part: Mapping[str, Any]) -> None:
+        self.record["parts"][str(part["index"])] = {k: v for k, v in part.items() if k != "index"}
+        self.totals.add(part)
+        if time.monotonic() - self.written >= self.every_s:
+            self.write()
+
+    def write(self) -> None:
+        parts = dict(sorted(self.record["parts"].items(), key=lambda kv: int(kv[0])))
+        write_json_atomic(self.path, {**self.record, "parts": parts})
+        self.written = time.monotonic()
 
 
 def _run_parts(
@@ -399,6 +426,7 @@ def _run_parts(
     retries: int,
     max_in_flight: int | None,
     on_done: Any,
+    images: str | Mapping[int, str],
     task_options: dict[str, Any],
     stars: pd.DataFrame | None,
 ) -> None:
@@ -414,10 +442,17 @@ def _run_parts(
 
         def submit(index: int) -> Any:
             rows = table.iloc[index * partition_size : (index + 1) * partition_size]
+            if isinstance(images, Mapping):  # only this partition's paths travel with its task
+                part_images: str | dict[int, str] = {
+                    o: images[o] for o in rows["objid"].tolist() if o in images
+                }
+            else:
+                part_images = images
             return dask_client.submit(
                 _predict_part,
                 index,
                 rows,
+                images=part_images,
                 stars=star_future,
                 retries=retries,
                 pure=False,
