@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from morphomass.cnn import run_extract, run_train_cnn
 from morphomass.cnn.parallel import Job, available_cores, run_jobs, worker_count
 from morphomass.cnn.training import StreamSampler, epoch_images
 from morphomass.config import PipelineConfig, load_config
-from morphomass.errors import ConfigError
+from morphomass.errors import InputDataError
 from morphomass.workdir import WorkDir
 
 NETS = ("cnn1", "cnn2", "cnn3", "cnn4")
@@ -130,12 +130,14 @@ def test_an_error_in_a_worker_names_its_network(
 ) -> None:
     make_cnn_inputs(tmp_path, n=30, sizes=(32, 69))
     weights = tmp_path / "imagenet.safetensors"
-    weights.write_bytes(b"not used")
+    save_file({"not_resnet18.weight": torch.zeros(2)}, str(weights))
     config = _tiny(2, budget=16)
     config.cnn.train_cnn4 = False
     config.cnn.nets = {"cnn1": config.cnn.nets["cnn1"], "cnn3": config.cnn.nets["cnn3"]}
-    config.cnn.pretrained_weights = {"cnn3": weights}  # found by the checks, refused when cnn3 is built
-    with pytest.raises(ConfigError, match=r"^cnn3: the 'dieleman' network has no pretrained variant"):
+    config.cnn.nets["cnn1"].pretrained = str(weights)  # read by the checks, refused when cnn1 is built
+    with pytest.raises(
+        InputDataError, match=r"^cnn.nets.cnn1.pretrained = .*: weights do not fit timm 'resnet18'"
+    ):
         run_train_cnn(config, WorkDir(tmp_path).ensure(), progress=False)
 
 

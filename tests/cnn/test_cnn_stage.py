@@ -255,11 +255,8 @@ def test_configuration_errors(tmp_path: Path, make_cnn_inputs: Callable[..., pd.
     make_cnn_inputs(tmp_path, n=12, sizes=(69,))
     workdir = WorkDir(tmp_path).ensure()
     config = _tiny()
-    config.cnn.pretrained_weights = {"cnn1": tmp_path / "missing.safetensors"}
-    with pytest.raises(ConfigError, match=r"cnn.pretrained_weights.cnn1 = .*missing.safetensors.: file not"):
-        run_train_cnn(config, workdir, progress=False)
-    config.cnn.pretrained_weights = {"cnn9": tmp_path / "missing.safetensors"}
-    with pytest.raises(ConfigError, match=r"cnn.pretrained_weights.cnn9: no network 'cnn9' in cnn.nets"):
+    config.cnn.nets["cnn1"].pretrained = str(tmp_path / "missing.safetensors")
+    with pytest.raises(ConfigError, match=r"cnn.nets.cnn1.pretrained = .*missing.safetensors.: no such file"):
         run_train_cnn(config, workdir, progress=False)
     config = _tiny()
     config.cnn.nets, config.cnn.train_cnn4 = {}, False

@@ -6,9 +6,12 @@ temporary folders and sockets refuse to connect, so nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
+import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -204,3 +207,36 @@ def test_none_builds_the_same_random_trunk_as_timm() -> None:
     reference = timm.create_model("resnet18", num_classes=0, global_pool="avg", in_chans=3)
     for key, value in reference.state_dict().items():
         assert torch.equal(net.trunk.model.state_dict()[key], value), key
+
+
+def test_imagenet_weights_reach_the_network_that_trains(
+    tmp_path: Path,
+    offline: Path,
+    make_cnn_inputs: Callable[..., pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from morphomass.cnn import stage
+
+    source = _imagenet_like(seed=4)
+    snapshot = offline / "models--timm--test_convnext.r160_in1k" / "snapshots" / REVISION
+    save_for_hf(source, str(snapshot), safe_serialization=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(REVISION)
+    make_cnn_inputs(tmp_path, n=12, sizes=(32,))
+    net = {"backbone": TINY_ARCH, "input_size": 32, "pretrained": "imagenet"}
+    config = load_config("tiny", overrides={"cnn": {"nets": {"cnn1": net}, "train_cnn4": False}})
+    config.cnn.accelerator, config.cnn.workers = "cpu", 1
+    config.cnn.nets = {"cnn1": config.cnn.nets["cnn1"]}
+    built: list[torch.nn.Module] = []
+
+    def keep_a_copy(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        built.append(build_gz2_net(*args, **kwargs))
+        return copy.deepcopy(built[-1])  # the copy trains, the kept one shows the initial weights
+
+    monkeypatch.setattr(stage, "build_gz2_net", keep_a_copy)
+    summary = run_train_cnn(config, WorkDir(tmp_path).ensure(), progress=False).summary
+    assert summary["nets"]["cnn1"]["status"] == "trained"
+    card = json.loads((tmp_path / "models" / "cnn" / "cnn1.json").read_text(encoding="utf-8"))
+    assert card["pretrained_weights"] == "imagenet"
+    assert len(built) == 1
+    _trunk_equals(built[0], source)

@@ -65,7 +65,14 @@ from morphomass.cnn.parallel import (
 )
 from morphomass.cnn.training import FitResult, epoch_images, fit_network, weighted_median
 from morphomass.cnn.weights import load_card, load_network, save_network
-from morphomass.config import CnnConfig, NetConfig, PipelineConfig, section_hash
+from morphomass.config import (
+    PRETRAINED_IMAGENET,
+    PRETRAINED_NONE,
+    CnnConfig,
+    NetConfig,
+    PipelineConfig,
+    section_hash,
+)
 from morphomass.errors import ConfigError, InputDataError, WorkdirError
 from morphomass.workdir import StageResult, WorkDir, atomic_path, file_sha256, tree_sha256
 
@@ -114,16 +121,6 @@ def _train_key(**parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_pretrained(cnn: CnnConfig) -> None:
-    for name, path in cnn.pretrained_weights.items():
-        if name not in cnn.nets:
-            msg = f"cnn.pretrained_weights.{name}: no network {name!r} in cnn.nets ({sorted(cnn.nets)})"
-            raise ConfigError(msg)
-        if not Path(path).is_file():
-            msg = f"cnn.pretrained_weights.{name} = {str(path)!r}: file not found (nothing is downloaded)"
-            raise ConfigError(msg)
-
-
 #: Training cost per image relative to a ResNet18 at 64 px on a CPU, per pixel (one thread: ResNet18 9.8 ms,
 #: Xception 31 ms at 64 px, the custom network 4.0 ms at 69 px; ResNet50 from its FLOPs), scaled by the number
 #: of pixels: only used to start the longest training first and to skip workers for tiny jobs.
@@ -142,7 +139,7 @@ class _TrainJob:
     epochs: int
     train_images: int | None
     learning_rate: float
-    pretrained: Path | None
+    pretrained: str | None  # cnn.nets.<net>.pretrained: "imagenet" or a file; None for "none"
     train: tuple[np.ndarray, ...]
     val: tuple[np.ndarray, ...]
     images: int
@@ -265,7 +262,7 @@ def _plan_gz2_net(
     group = ImageGroup(workdir.images_zarr, net_config.input_size)
     train_id, train_y = _with_images(group, "train", train_id, train_y, what=name)
     val_id, val_y = _with_images(group, "val", val_id, val_y, what=name)
-    pretrained = cnn.pretrained_weights.get(name)
+    pretrained = None if net_config.pretrained == PRETRAINED_NONE else net_config.pretrained
     epochs = net_config.epochs or cnn.epochs
     train_images = net_config.train_images_budget or cnn.train_images_budget
     learning_rate = net_config.learning_rate or cnn.learning_rate
@@ -278,7 +275,12 @@ def _plan_gz2_net(
         train_images=train_images,
         learning_rate=learning_rate,
         training={f: getattr(cnn, f) for f in TRAINING_FIELDS},
-        pretrained=None if pretrained is None else file_sha256(pretrained),
+        # None ("none") and file hashes as before, so that networks trained earlier are kept
+        pretrained=(
+            pretrained
+            if pretrained in (None, PRETRAINED_IMAGENET)
+            else file_sha256(Path(pretrained).expanduser())
+        ),
         sample=sample_sha,
         images=tree_sha256(workdir.images_zarr / str(net_config.input_size)),
     )
@@ -408,7 +410,7 @@ def _train_job(
     if job.kind == "gz2":
         if job.pretrained is None:
             logger.info(
-                "%s: %s with random initialisation (no cnn.pretrained_weights.%s)",
+                "%s: %s with random initialisation (cnn.nets.%s.pretrained = 'none')",
                 job.name,
                 job.backbone,
                 job.name,
@@ -417,7 +419,10 @@ def _train_job(
             logger.info("%s: %s initialised from %s", job.name, job.backbone, job.pretrained)
         L.seed_everything(cnn.seed, workers=True, verbose=False)
         net: torch.nn.Module = build_gz2_net(
-            job.backbone, dropout=cnn.dropout, pretrained_path=job.pretrained
+            job.backbone,
+            dropout=cnn.dropout,
+            pretrained=job.pretrained or PRETRAINED_NONE,
+            field=f"cnn.nets.{job.name}.pretrained",
         )
         what = "galaxies with GZ2"
     else:
