@@ -187,6 +187,19 @@ def test_an_image_mapping_travels_per_partition(setup, trained_workdir, client, 
         predict_distributed(bundle_dir, tmp_path / "none", catalog, out_dir=tmp_path / "x", client=client)
 
 
+def test_an_unreachable_scheduler_is_a_one_line_error(setup, trained_workdir, tmp_path) -> None:
+    import dask
+
+    bundle_dir, catalog, _ = setup
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(InputDataError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"),
+    ):
+        predict_distributed(
+            bundle_dir, trained_workdir.raw_images, catalog, out_dir=tmp_path, client="tcp://127.0.0.1:1"
+        )
+
+
 def test_cli_predicts_on_a_scheduler_into_a_folder(setup, trained_workdir, client, tmp_path, capsys) -> None:
     bundle_dir, catalog, expected = setup
     catalog_path = tmp_path / "catalog.csv"

@@ -216,7 +216,12 @@ def _client(client: Any, n_workers: int | None) -> Iterator[Any]:
         yield client
         return
     if isinstance(client, str):
-        with Client(client) as own:
+        try:
+            own = Client(client)
+        except (OSError, TimeoutError) as err:
+            msg = f"cannot reach the Dask scheduler at {client!r} ({type(err).__name__}: {err})"
+            raise InputDataError(" ".join(msg.split())) from err
+        with own:
             yield own
         return
     if n_workers is None or isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
