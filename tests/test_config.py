@@ -171,6 +171,7 @@ def test_runtime_fields_are_marked_on_the_models() -> None:
         "num_nodes",
         "workers",
         "inference_batch_size",
+        "inference_precision",
     )
     assert set(runtime_fields(FetchConfig)) == {
         "workers",

@@ -618,6 +618,11 @@ class CnnConfig(_Section):
         description="batch of validation and extraction",
         json_schema_extra=RUNTIME,
     )
+    inference_precision: Literal["bf16", "fp32"] = Field(
+        "bf16",
+        description="extraction on a CUDA device: bf16 autocast or fp32 (the CPU always computes in fp32)",
+        json_schema_extra=RUNTIME,
+    )
     seed: StrictInt = Field(
         0, ge=0, description="seed of the weight initialisation, batch order and augmentation"
     )

@@ -807,6 +807,7 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
             {size: group.images for size, group in groups.items()},
             batch_size=batch_size,
             device=device,
+            precision=cnn.inference_precision,
             progress=progress,
         )
     else:
