@@ -3,12 +3,12 @@
 Renders a new mock survey with another seed (quick preset settings, ``--n-galaxies`` image galaxies) in a work
 directory of its own, runs the catalogue stage on it (the paper's cuts and M/L_g from the GSWLC-format table,
 as for training), predicts every selected galaxy from its raw FITS image with the bundle (``Bundle.predict``,
-the catalogue's magnitudes given, so the g+i model is used where the bundle has it, as ``model="auto"`` does),
+the catalogue's magnitudes given, so the g+i model is used where the bundle has it unless ``--model g``),
 and prints the fraction of galaxies whose catalogue M/L lies inside each interval, with its Clopper-Pearson
 95 % interval, beside the nominal level. The mock's truth file is not read: the target is the catalogue's
 M/L, as in training. Usage::
 
-    python docs/scripts/fresh_mock_coverage.py BUNDLE_DIR WORKDIR [--n-galaxies 2000] [--seed 7]
+    python docs/scripts/fresh_mock_coverage.py BUNDLE_DIR WORKDIR [--n-galaxies 2000] [--seed 7] [--model g]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("workdir", type=Path, help="new work directory for the fresh mock")
     parser.add_argument("--n-galaxies", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model", choices=["auto", "g", "gi"], default="auto", help="as Bundle.predict's")
     args = parser.parse_args()
     config = load_config("quick", overrides={"mock": {"n_galaxies": args.n_galaxies, "seed": args.seed}})
     workdir = WorkDir(args.workdir)
@@ -49,7 +50,7 @@ def main() -> None:
         phot[["objid", "modelMag_g", "modelMag_i"]], on="objid", how="left"
     )
     bundle = load_bundle(args.bundle)
-    out = bundle.predict(workdir.raw_images, catalog, stars=workdir.stars, progress=True)
+    out = bundle.predict(workdir.raw_images, catalog, stars=workdir.stars, model=args.model, progress=True)
     merged = out.merge(sample[["objid", "ml"]], on="objid", validate="one_to_one")
     ok = merged["ml_pred"].notna()
     models = dict(merged.loc[ok, "model"].value_counts())
