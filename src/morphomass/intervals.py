@@ -12,25 +12,25 @@ is ``yhat -/+ q * sigma(x)``. The width therefore follows ``sigma(x)``, i.e. how
 kind of galaxy (normalised / locally adaptive conformal prediction, Papadopoulos et al. 2008). One spread
 model serves every level, so a reliability curve over many levels costs only the quantiles.
 
-Calibration data. Scores must come from galaxies that neither trained the point model nor chose its
-settings. :func:`fit_cross_conformal` uses K-fold cross-fitting on the *training* split: each galaxy's
-residual comes from a point model trained (same parameters, same fixed number of rounds, no early stopping)
-on the other K-1 folds, and its ``sigma`` from a spread model trained on the other folds' out-of-fold
-|residuals|, so every one of the N training galaxies is an honest calibration point and no galaxy is taken
-away from training (a split carved from training would cost 10-20 % of it; the validation split chose the
-number of rounds and the test split is for measuring coverage). The final spread model is trained on all N
-out-of-fold |residuals|. At prediction time the centre is the caller's final point model (trained on all
-the training data), not the K fold models: this is the "cross-conformal with the full model" variant, not
-CV+ (Barber et al. 2021), which would need the K fold models in the bundle. Its coverage is guaranteed only
-approximately: the fold models are trained on (K-1)/K of the data and the cross-fitted spreads on
-(K-1)/K of the residuals, so calibration residuals are a little larger and spreads a little noisier than at
-prediction time, and both err on the conservative side. The test-split coverage that the evaluate stage
-reports is the audit. Measured on the synthetic regression of ``tests/test_intervals.py`` (2 000 training
-draws, 40 seeds, 5 000 fresh draws each), the mean coverage at 68 % / 95 % is 0.6885 / 0.9530 with K = 5
-and 0.6857 / 0.9509 with K = 10 (finite-sample expectation 0.6802 / 0.9500): K = 10 halves the excess for
-2.25 times the fold-training cost. The default is K = 5. Two leaks remain and are small: fold k's ``sigma``
-comes from |residuals| of point models that saw fold k, and hyper-parameters chosen by a cross-validated
-grid search on the training split (``gbm.cv_search``) were chosen on these galaxies.
+Calibration data. Scores must come from galaxies that neither trained the point model nor chose its settings.
+:func:`fit_cross_conformal` uses K-fold cross-fitting on the *training* split: each galaxy's residual comes
+from a point model trained (same parameters, same fixed number of rounds, no early stopping) on the other K-1
+folds, and its ``sigma`` from a spread model trained on the other folds' out-of-fold |residuals|, so every one
+of the N training galaxies is an honest calibration point and no galaxy is taken away from training (a split
+carved from training would cost 10-20 % of it; the validation split chose the number of rounds and the test
+split is for measuring coverage). The final spread model is trained on all N out-of-fold |residuals|. At
+prediction time the centre is the caller's final point model (trained on all the training data), not the K
+fold models: this is the "cross-conformal with the full model" variant, not CV+ (Barber et al. 2021), which
+would need the K fold models in the bundle. Its coverage is guaranteed only approximately: the fold models are
+trained on (K-1)/K of the data and the cross-fitted spreads on (K-1)/K of the residuals, so calibration
+residuals are a little larger and spreads a little noisier than at prediction time, and both err on the
+conservative side. The test-split coverage that the evaluate stage reports is the audit. Measured on the
+synthetic regression of ``tests/test_prediction_intervals.py`` (2 000 training draws, 40 seeds, 5 000 fresh
+draws each), the mean coverage at 68 % / 95 % is 0.6885 / 0.9530 with K = 5 and 0.6857 / 0.9509 with K = 10
+(finite-sample expectation 0.6802 / 0.9500): K = 10 halves the excess for 2.25 times the fold-training cost.
+The default is K = 5. Two leaks remain and are small: fold k's ``sigma`` comes from |residuals| of point
+models that saw fold k, and hyper-parameters chosen by a cross-validated grid search on the training split
+(``gbm.cv_search``) were chosen on these galaxies.
 
 Class-conditional ("Mondrian") calibration: with class labels (e.g. the E9 morphology class), the quantile
 of a class is taken over that class's calibration scores, so coverage holds per class; classes with fewer
@@ -52,9 +52,9 @@ estimator wrapper around LightGBM, its CV+ keeps the K fold models for predictio
 pickle; crepes declares only numpy/pandas/scipy but imports scikit-learn when imported
 (``crepes/extras.py``), keeps its state in Python objects (pickle again), and falls back to an infinite
 interval, not the pooled quantile, for a small Mondrian bin. What either would save is the quantile rule
-(a few lines, tested on a hand-computed example in ``tests/test_intervals.py``); the cross-fitting around
-LightGBM, the JSON calibration document and the coverage statistics would have to be written anyway. So
-this module uses LightGBM and scipy only.
+(a few lines, tested on a hand-computed example in ``tests/test_prediction_intervals.py``); the
+cross-fitting around LightGBM, the JSON calibration document and the coverage statistics would have to
+be written anyway. So this module uses LightGBM and scipy only.
 
 Statistics of coverage. With m calibration scores and continuous scores, the coverage of split conformal
 prediction given the calibration set is Beta(a, m + 1 - a) distributed with ``a = ceil((m + 1) level)``,
