@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -24,3 +25,22 @@ def fixture_bundle_dir(trained_workdir: WorkDir, tmp_path: Path) -> Path:
 
     write_bundle(small_config(), trained_workdir)
     return Path(shutil.copytree(trained_workdir.models, tmp_path / "models"))
+
+
+@pytest.fixture(name="client", scope="module")
+def fixture_client():
+    """One Dask LocalCluster of two worker processes (one thread each) per test module, and its client."""
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},  # HTTP endpoints on a free port, never 8787
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -35,24 +34,6 @@ def fixture_setup(trained_workdir: WorkDir, tmp_path_factory: pytest.TempPathFac
         trained_workdir.raw_images, catalog, stars=trained_workdir.stars, batch_size=5
     )
     return bundle_dir, catalog, expected
-
-
-@pytest.fixture(name="client", scope="module")
-def fixture_client():
-    """One LocalCluster of two worker processes (one thread each) for the module."""
-    from dask.distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -46,24 +45,6 @@ def fixture_setup(trained_workdir: WorkDir, tmp_path_factory: pytest.TempPathFac
         trained_workdir.raw_images, catalog, stars=trained_workdir.stars
     )
     return bundle_dir, catalog, expected
-
-
-@pytest.fixture(name="client", scope="module")
-def fixture_client():
-    """One LocalCluster of two worker processes for the module, the default scheduler while it lives."""
-    from dask.distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def test_hats_in_predictions_as_hats_out(setup, trained_workdir, client, tmp_path) -> None:

@@ -204,7 +204,13 @@ def test_dask_scheduler_gives_the_same_outputs(
     from dask.distributed import LocalCluster
 
     workdir = survey_copy()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+    ) as cluster:
         result = run_preprocess(_config(scheduler=cluster.scheduler_address), workdir, progress=False)
     assert result.summary["preprocessed"] == 60
     _assert_same_outputs(workdir, reference)

@@ -233,6 +233,9 @@ def _client(client: Any, n_workers: int | None) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard, and the scheduler's HTTP endpoints on a free port: a second cluster on the same
+            # machine (another run) then starts without the "port 8787 is already in use" warning
+            scheduler_kwargs={"dashboard_address": ":0"},
             silence_logs=logging.WARNING,
         ) as cluster,
         Client(cluster) as own,

@@ -224,7 +224,13 @@ def _dask_client(config: PreprocessConfig, n_workers: int) -> Iterator[Any]:
         return
     import dask
 
-    cluster_options = {"threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    # no dashboard, and the scheduler's HTTP endpoints on a free port (no warning when another run holds 8787)
+    cluster_options = {
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard_address": ":0"},
+    }
     with (
         _quiet_dask_logs(),
         dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in _WORKER_MALLOC.items()}),
