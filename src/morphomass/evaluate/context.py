@@ -187,9 +187,13 @@ def _uncertainty_rows(results: MetricsFile) -> list[dict[str, Any]]:
     rows = []
     for name, u in results.uncertainty.items():
         for o in u.overall:
-            groups = [*u.per_class, *u.per_z_tercile, *u.per_target_tercile]
-            at_level = [g for g in groups if g.level == o.level]
-            worst = min(at_level, key=lambda g: g.coverage, default=None)
+            groups = [
+                *(("class", g) for g in u.per_class),
+                *(("z tercile", g) for g in u.per_z_tercile),
+                *(("target tercile", g) for g in u.per_target_tercile),
+            ]
+            at_level = [(kind, g) for kind, g in groups if g.level == o.level]
+            worst = min(at_level, key=lambda item: item[1].coverage, default=None)
             joint = u.per_class_joint_pvalue.get(f"{o.level:g}")
             rows.append(
                 {
@@ -204,7 +208,9 @@ def _uncertainty_rows(results: MetricsFile) -> list[dict[str, Any]]:
                     if o.median_width_dex is None
                     else f"{o.median_width_dex:.3f} ({fmt(o.width_p16_dex)}-{fmt(o.width_p84_dex)})",
                     "joint": "" if joint is None else fmt(joint),
-                    "worst": "" if worst is None else f"{worst.group} {worst.coverage:.3f} (n = {worst.n})",
+                    "worst": ""
+                    if worst is None
+                    else f"{worst[0]} {worst[1].group}: {worst[1].coverage:.3f} (n = {worst[1].n})",
                     "n_calibration": u.n_calibration,
                 }
             )
