@@ -12,6 +12,7 @@ spread; and the reliability curve over every calibrated level.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,20 +42,15 @@ __all__ = [
 MIN_CLASS_TEST = 50
 
 
+@dataclass(frozen=True)
 class TestIntervals:
     """One model's intervals on the test galaxies: target, centre and bounds (dex) per calibrated level."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(
-        self,
-        y_dex: NDArray[np.float64],
-        yhat_dex: NDArray[np.float64],
-        bounds: dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]],
-    ) -> None:
-        self.y_dex = y_dex
-        self.yhat_dex = yhat_dex
-        self.bounds = bounds
+    y_dex: NDArray[np.float64]
+    yhat_dex: NDArray[np.float64]
+    bounds: dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]]
 
 
 def test_intervals(
