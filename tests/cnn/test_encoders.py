@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,8 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from timm.models import save_for_hf
 
+from factories.hub import offline_hub_cache, put_in_cache
 from morphomass.cnn.encoders import (
     Pca,
     apply_pca,
@@ -41,30 +40,12 @@ from morphomass.errors import ConfigError, InputDataError
 ARCH = "test_convnext"
 SIZE = 160  # test_convnext's pretrained input size
 REPO = "morphotest/tiny-encoder"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make an empty hub cache under a temporary HF_HOME, offline, sockets refused; return its path."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf"
-    cache = home / "hub"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    # huggingface_hub read its environment at import: patch what it reads at call time
-    monkeypatch.setattr(constants, "HF_HOME", str(home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return cache
+    """Return the offline hub cache of :func:`factories.hub.offline_hub_cache`."""
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 def tiny_model(
@@ -72,16 +53,6 @@ def tiny_model(
 ) -> torch.nn.Module:
     torch.manual_seed(seed)
     return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans).eval()
-
-
-def put_in_cache(cache: Path, repo_id: str, model: torch.nn.Module) -> Path:
-    """Write ``model`` as hub repo ``repo_id`` in the cache layout; return its snapshot folder."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / REVISION
-    save_for_hf(model, str(snapshot), safe_serialization=True)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    return snapshot
 
 
 def images(n: int = 5, size: int = SIZE, seed: int = 1) -> np.ndarray:

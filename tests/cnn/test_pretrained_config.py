@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from timm.models import save_for_hf
 
+from factories.hub import offline_hub_cache, put_in_cache
 from morphomass.cnn import run_train_cnn
 from morphomass.cnn.architectures import build_gz2_net, check_pretrained
 from morphomass.config import load_config
@@ -27,30 +26,12 @@ from morphomass.errors import ConfigError
 from morphomass.workdir import WorkDir
 
 TINY_ARCH = "test_convnext"  # 0.2 M parameters; ImageNet weights on the hub as timm/test_convnext.r160_in1k
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(name="offline")
 def fixture_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make an empty hub cache under a temporary HF_HOME, the hub offline, sockets refused; return it."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf"
-    cache = home / "hub"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    # huggingface_hub read its environment at import: patch what it reads at call time
-    monkeypatch.setattr(constants, "HF_HOME", str(home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return cache
+    """Return the offline hub cache of :func:`factories.hub.offline_hub_cache`."""
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 def _imagenet_like(seed: int) -> torch.nn.Module:
@@ -161,10 +142,7 @@ def test_train_cnn_stops_before_training_when_imagenet_weights_cannot_be_had(
 
 def test_imagenet_weights_in_the_hub_cache_are_found_offline_and_loaded(offline: Path) -> None:
     source = _imagenet_like(seed=3)
-    snapshot = offline / "models--timm--test_convnext.r160_in1k" / "snapshots" / REVISION
-    save_for_hf(source, str(snapshot), safe_serialization=True)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text(REVISION)
+    put_in_cache(offline, "timm/test_convnext.r160_in1k", source)
     config = load_config(
         "tiny", overrides={"cnn": {"nets": {"cnn1": {"backbone": TINY_ARCH, "pretrained": "imagenet"}}}}
     )
@@ -218,10 +196,7 @@ def test_imagenet_weights_reach_the_network_that_trains(
     from morphomass.cnn import stage
 
     source = _imagenet_like(seed=4)
-    snapshot = offline / "models--timm--test_convnext.r160_in1k" / "snapshots" / REVISION
-    save_for_hf(source, str(snapshot), safe_serialization=True)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text(REVISION)
+    put_in_cache(offline, "timm/test_convnext.r160_in1k", source)
     make_cnn_inputs(tmp_path, n=12, sizes=(32,))
     net = {"backbone": TINY_ARCH, "input_size": 32, "pretrained": "imagenet"}
     config = load_config("tiny", overrides={"cnn": {"nets": {"cnn1": net}, "train_cnn4": False}})
