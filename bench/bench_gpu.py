@@ -36,6 +36,7 @@ import datetime as dt
 import importlib.util
 import json
 import logging
+import sys
 import tempfile
 import time
 import warnings
@@ -43,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from morphomass.cnn.architectures import build_gz2_net, make_ml_net
@@ -122,25 +122,12 @@ def network_throughput(
     }
 
 
-def build_tiny_bundle(root: Path) -> Path:
-    """Run the stages up to the bundle with the tiny preset in ``root`` (on the default device)."""
-    from morphomass.config import load_config
-    from morphomass.pipeline import execute_stage
-    from morphomass.workdir import WorkDir
+def _throughput_helpers() -> Any:
+    """Return bench/bench_predict_throughput.py as a module (bundle builder, work-dir finder, inputs)."""
+    sys.path.insert(0, str(BENCH))
+    import bench_predict_throughput
 
-    config = load_config("tiny")
-    workdir = WorkDir(root)
-    for stage in ("mock", "catalog", "preprocess", "train-cnn", "extract", "train-gbm", "bundle"):
-        execute_stage(stage, config, workdir, progress=False)
-    return root
-
-
-def _work_dir_of(path: Path) -> Path:
-    for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / "sample.parquet").is_file() and (candidate / "raw").is_dir():
-            return candidate
-    msg = f"{path}: no work directory (sample.parquet, raw/) around this bundle"
-    raise SystemExit(msg)
+    return bench_predict_throughput
 
 
 def end_to_end(
@@ -149,25 +136,19 @@ def end_to_end(
     """Wall-clock galaxies/s of ``Bundle.predict`` on a work directory's galaxies, per device."""
     from morphomass.predict import load_bundle
 
-    workdir = _work_dir_of(bundle_path)
-    sample = pd.read_parquet(workdir / "sample.parquet", columns=["objid", "ra", "dec", "z", "d25_arcmin"])
-    phot_path = workdir / "raw" / "sdss_photometry.csv"
-    if phot_path.is_file():
-        phot = pd.read_csv(phot_path).rename(columns={"objID": "objid"})
-        columns = ["objid", *(c for c in ("modelMag_g", "modelMag_i") if c in phot)]
-        sample = sample.merge(phot[columns], on="objid", how="left")
-    if limit is not None:
-        sample = sample.head(limit)
-    stars = workdir / "raw" / "stars.csv"
+    helpers = _throughput_helpers()
+    workdir = helpers.work_dir_of(bundle_path)
+    if workdir is None:
+        msg = f"{bundle_path}: no work directory (sample.parquet, raw/) around this bundle"
+        raise SystemExit(msg)
+    sample, images, stars = helpers.prediction_inputs(workdir, limit)
     bundle = load_bundle(bundle_path)
     result: dict[str, Any] = {"bundle": str(bundle_path), "galaxies": len(sample), "batch_size": batch_size}
     for device in devices:
-        kwargs = {"stars": stars if stars.is_file() else None, "batch_size": batch_size, "device": device}
-        bundle.predict(
-            workdir / "raw" / "images", sample.head(batch_size), **kwargs
-        )  # warm-up, networks built
+        kwargs = {"stars": stars, "batch_size": batch_size, "device": device}
+        bundle.predict(images, sample.head(batch_size), **kwargs)  # warm-up, networks built
         start, cpu = time.perf_counter(), time.process_time()
-        out = bundle.predict(workdir / "raw" / "images", sample, **kwargs)
+        out = bundle.predict(images, sample, **kwargs)
         wall = time.perf_counter() - start
         result[device] = {
             "galaxies_per_s": len(sample) / wall,
@@ -283,7 +264,7 @@ def main() -> None:
             bundle_path = args.bundle
             if bundle_path is None:
                 start = time.perf_counter()
-                bundle_path = build_tiny_bundle(Path(tmp) / "work")
+                bundle_path = _throughput_helpers().build_tiny_bundle(Path(tmp) / "work")
                 print(f"built a tiny bundle in {time.perf_counter() - start:.0f} s (not timed)", flush=True)
             devices = ["cpu"] if device.type == "cpu" else ["gpu", "cpu"]
             figures["predict"] = end_to_end(

@@ -166,7 +166,7 @@ def main() -> None:
             workdir = helpers.build_tiny_bundle(tmp / "work")
             print(f"built a tiny-preset bundle in {time.perf_counter() - start:.0f} s (not timed)")
         else:
-            workdir = helpers._work_dir_of(args.bundle)
+            workdir = helpers.work_dir_of(args.bundle)
             if workdir is None:
                 parser.error(f"{args.bundle}: no work directory (sample.parquet, raw/) around it")
         band = str(load_bundle(workdir).manifest["preprocessing"]["band"])

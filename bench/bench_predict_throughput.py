@@ -62,7 +62,7 @@ PARTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _work_dir_of(bundle: Path) -> Path | None:
+def work_dir_of(bundle: Path) -> Path | None:
     """Return the work directory around a bundle path (``bundle.json``, ``models/`` or the work dir)."""
     for candidate in (bundle, bundle.parent, bundle.parent.parent):
         if (candidate / "sample.parquet").is_file() and (candidate / "raw").is_dir():
@@ -239,7 +239,7 @@ def main() -> None:
             bundle_path = root
         else:
             bundle_path = args.bundle
-        workdir = _work_dir_of(bundle_path)
+        workdir = work_dir_of(bundle_path)
         if workdir is None and (args.images is None or args.catalog is None):
             parser.error(f"{bundle_path}: no work directory around it; give --images and --catalog")
         catalog: pd.DataFrame | Path
