@@ -199,7 +199,7 @@ def test_without_runtime_fields_resets_them_and_copies() -> None:
 QUICK_HASHES = {
     "mock": "3f27865aae541201e4318344a396bcf7ba506c1db677b966cbf18b1efcae5c1f",
     "fetch": "36c7315bf01d0bd328b0d88336be7b7f0cbd1dcf9ca31a17b982dedc4199992d",
-    "catalog": "de7553b39bf35a3223ec053f0de21b4e16f9aa83703954529f62feecc2ebda3e",
+    "catalog": "6070ac1ab720990f71b97d068545191ac54bd9b8bb0e29d6c8ca483b615360c7",  # + catalog.target*
     "preprocess": "0a852bdbd95aa4d6786661bb3fb475b2d85675295516ec54b0ee9317fd22e0d9",
     "train-cnn": "f890f4480c2e034988fe578572337aa5a71f820c79a1d61ae124384429532a79",
     "extract": "f890f4480c2e034988fe578572337aa5a71f820c79a1d61ae124384429532a79",

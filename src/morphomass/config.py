@@ -352,6 +352,28 @@ class CatalogConfig(_Section):
     ml_rel_err_floor: StrictFloat = Field(
         0.05, ge=0, lt=1, description="floor of the relative M/L error (D6)"
     )
+    target: str = Field(
+        "ml_g",
+        min_length=1,
+        description=(
+            "what the models predict: 'ml_g' (the paper's g-band M/L), 'logmstar' (GSWLC-2 log M*), 'logsfr' "
+            "(GSWLC-2 SED log SFR) or any GSWLC-2 column (with its error column, catalog.target_error)"
+        ),
+    )
+    target_error: str | None = Field(
+        None,
+        min_length=1,
+        description="error column of a GSWLC-2 column named by catalog.target (None: '<target>_err')",
+    )
+    dex_err_floor: StrictFloat = Field(
+        0.0217,
+        ge=0,
+        lt=1,
+        description=(
+            "floor of the error of a target already in dex (logmstar, logsfr, a user column): 0.0217 dex is "
+            "ml_rel_err_floor's 5 % (0.05 / ln 10)"
+        ),
+    )
     m_sun_ab: dict[str, StrictFloat] = Field(
         default_factory=lambda: {"u": 6.39, "g": 5.11, "r": 4.65, "i": 4.53, "z": 4.50},
         description="absolute AB magnitude of the Sun per band (Willmer 2018)",

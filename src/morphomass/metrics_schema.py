@@ -188,12 +188,17 @@ class UncertaintyMetrics(_Strict):
 class MetricsFile(_Strict):
     """``results/metrics.json`` (DESIGN §4): the whole file, extra keys forbidden.
 
+    ``target`` says what the models predict (the fields of :class:`morphomass.targets.Target`); for a
+    target already in dex (``kind = "difference"``) the dex metrics (``rmsle``, ``frac_*_015dex``) are
+    computed on ``pred - true`` instead of ``log10(pred / true)``, and L1~ uses the target's error in dex.
+
     ``per_class`` maps a class to the mean test L1~ of ``gi_gbm`` and ``gi_morph`` (None for an empty class).
     ``uncertainty`` maps each model with calibrated prediction intervals to their coverage (empty when
     train-gbm calibrated none).
     """
 
     preset: Literal["paper", "quick", "tiny"]
+    target: dict[str, str]
     n: dict[Literal["train", "val", "test"], int]
     experiments: dict[str, ExperimentMetrics]
     significance: dict[SignificanceName, Significance]

@@ -17,6 +17,8 @@ from morphomass.catalog import run_catalog
 from morphomass.config import load_config
 from morphomass.errors import InputDataError
 from morphomass.gz2 import obeys_tree
+from morphomass.rawformats import read_gswlc
+from morphomass.targets import ML_G, read_target
 from morphomass.workdir import WorkDir
 
 #: sample.parquet columns as DESIGN §2 lists them (photometry in ugriz: flux_<band>, lum_<band>).
@@ -32,6 +34,8 @@ DESIGN_COLUMNS = [
     "lum_g",
     "ml",
     "ml_err",
+    "target",  # catalog.target and its error (ml, ml_err by default); not in DESIGN §2, added by issue 16
+    "target_err",
     "split",
     "has_gz2",
     *(f"gz2_p_{a.task}_{a.answer_id}" for a in gz2.ANSWERS),
@@ -300,3 +304,39 @@ def test_gz2_matches_give_no_warning(
     with caplog.at_level(logging.WARNING, logger="morphomass.catalog"):
         _run(survey(list(galaxies.values())))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_target_is_configurable_and_recorded_in_the_sample(
+    survey: Survey, galaxies: dict[str, Galaxy]
+) -> None:
+    workdir = survey(list(galaxies.values()))
+    default, _ = _run(workdir)
+    assert read_target(workdir.sample) == ML_G
+    np.testing.assert_array_equal(default["target"], default["ml"])
+    np.testing.assert_array_equal(default["target_err"], default["ml_err"])
+
+    gswlc = read_gswlc(workdir.gswlc_dir / "GSWLC-X2.dat").set_index("objid")
+    sample, summary = _run(workdir, target="logsfr", dex_err_floor=0.3)
+    target = read_target(workdir.sample)
+    assert (target.name, target.kind, target.prediction, target.unit) == (
+        "logsfr",
+        "difference",
+        "log_sfr",
+        "dex",
+    )
+    assert sample["objid"].tolist() == default["objid"].tolist()  # the same galaxies and split
+    assert sample["split"].tolist() == default["split"].tolist()
+    rows = gswlc.loc[sample["objid"]]
+    np.testing.assert_allclose(sample["target"], rows["log_sfr_sed"])
+    np.testing.assert_allclose(sample["target_err"], np.maximum(rows["log_sfr_sed_err"], 0.3))
+    assert summary["target_median"] == pytest.approx(sample["target"].median())
+
+    sample, _ = _run(workdir, target="a_v")  # a user-named GSWLC-2 column, its error column a_v_err
+    target = read_target(workdir.sample)
+    assert (target.kind, target.prediction, target.error_column) == ("difference", "a_v", "a_v_err")
+    np.testing.assert_allclose(sample["target"], gswlc.loc[sample["objid"], "a_v"])
+
+    with pytest.raises(InputDataError, match=r"catalog\.target = 'a_x' is not a GSWLC-2 column"):
+        _run(workdir, target="a_x")
+    with pytest.raises(InputDataError, match=r"catalog\.target_error = 'a_b_err2'"):
+        _run(workdir, target="a_v", target_error="a_b_err2")

@@ -61,6 +61,8 @@ def make_inputs(
             "has_gz2": has_gz2,
             "ml": ml,
             "ml_err": 0.1 * ml,
+            "target": ml,
+            "target_err": 0.1 * ml,
         }
     )
     for j, column in enumerate(ANSWER_COLUMNS):

@@ -26,7 +26,7 @@ def test_targets_keep_only_usable_rows(inputs: tuple[Path, pd.DataFrame]) -> Non
     sample.loc[sample.index[0], "split"] = "train"
     sample.loc[sample.index[0], "has_gz2"] = True
     sample.loc[sample.index[0], ANSWER_COLUMNS[5]] = np.nan  # a match with one missing probability
-    sample.loc[sample.index[1], ["split", "ml_err"]] = ["train", 0.0]
+    sample.loc[sample.index[1], ["split", "target_err"]] = ["train", 0.0]
     objid, targets = gz2_targets(sample, "train")
     complete = sample[list(ANSWER_COLUMNS)].notna().all(axis=1)
     expected = sample[(sample.split == "train") & sample.has_gz2 & complete]
@@ -54,7 +54,7 @@ def test_images_come_back_in_the_requested_order(inputs: tuple[Path, pd.DataFram
 
 def test_missing_column(tmp_path: Path) -> None:
     pd.DataFrame({"objid": [1], "split": ["train"]}).to_parquet(tmp_path / "s.parquet")
-    with pytest.raises(InputDataError, match=r"s.parquet: missing column\(s\) \['has_gz2', 'ml'"):
+    with pytest.raises(InputDataError, match=r"s.parquet: missing column\(s\) \['has_gz2', 'target'"):
         load_sample(tmp_path / "s.parquet")
 
 

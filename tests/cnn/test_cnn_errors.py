@@ -148,7 +148,9 @@ def test_cnn4_needs_ml_targets_and_a_gz2_base(
     with pytest.raises(InputDataError, match="cnn1.json: CNN4 needs a GZ2 network as base, got kind 'ml'"):
         run_train_cnn(config, workdir, progress=False)
     save_network(workdir.models / "cnn", "cnn1", build_gz2_net("dieleman"), _card("cnn1"))
-    sample["ml"] = np.nan
+    sample["target"] = np.nan
     sample.to_parquet(tmp_path / "sample.parquet", index=False)
-    with pytest.raises(InputDataError, match="no train galaxy with a finite ml and a positive ml_err"):
+    with pytest.raises(
+        InputDataError, match="no train galaxy with a finite target and a positive target_err"
+    ):
         run_train_cnn(config, workdir, progress=False)

@@ -64,7 +64,7 @@ def _write_tables(root, n: int = 500) -> tuple[WorkDir, pd.DataFrame]:
 @pytest.fixture(name="evaluated", scope="module")
 def fixture_evaluated(tmp_path_factory):
     wd, sample = _write_tables(tmp_path_factory.mktemp("evaluate"))
-    pd.DataFrame({"ml": [0.05, 30.0, 2.0]}).to_parquet(wd.tables / "sample_chi2_rejected.parquet")
+    pd.DataFrame({"target": [0.05, 30.0, 2.0]}).to_parquet(wd.tables / "sample_chi2_rejected.parquet")
     run_train_gbm(_config(), wd, progress=False)
     result = run_evaluate(_config(), wd, progress=False)
     return wd, sample, result

@@ -108,7 +108,6 @@ def test_metric_properties(data: tuple[np.ndarray, np.ndarray, np.ndarray, float
         ([[1.0]], [1.0], [1.0], "pred must be a 1-D array"),
         ([np.nan], [1.0], [1.0], "pred holds 1 non-finite"),
         ([1.0], [1.0], [0.0], "err must be positive"),
-        ([1.0], [-1.0], [1.0], "true M/L must be positive"),
         ([], [], [], "empty set"),
     ],
 )
@@ -120,3 +119,16 @@ def test_bad_inputs_are_named(pred: list, true: list, err: list, match: str) -> 
 def test_log_metrics_need_positive_predictions() -> None:
     with pytest.raises(InputDataError, match="pred must be positive for a logarithmic metric"):
         rmsle([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(InputDataError, match="true M/L must be positive for a logarithmic metric"):
+        rmsle([1.0], [-1.0])
+
+
+def test_a_target_in_dex_is_compared_by_differences() -> None:
+    pred, true, err = np.array([-1.2, 0.5, 1.0]), np.array([-1.0, 0.45, 1.3]), np.array([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(dex_error(pred, true, in_dex=True), pred - true)
+    m = compute_metrics(pred, true, err, in_dex=True)
+    assert m["l1"] == pytest.approx(np.mean(np.abs(pred - true) / err))  # L1~ needs no positive values
+    assert m["rmsle"] == pytest.approx(np.sqrt(np.mean((pred - true) ** 2)))
+    assert m["frac_within_015dex"] == pytest.approx(1 / 3)  # only 0.05
+    assert m["frac_under_015dex"] == pytest.approx(2 / 3)  # -0.2 and -0.3
+    assert m["frac_over_015dex"] == pytest.approx(0.0)

@@ -41,6 +41,7 @@ _EXPERIMENT = {
 }
 _FILE = {
     "preset": "tiny",
+    "target": {"name": "ml_g", "kind": "ratio", "unit": "M_sun/L_sun"},
     "n": {"train": 80, "val": 10, "test": 10},
     "experiments": {"g_morph": _EXPERIMENT, "gi_gbm": _EXPERIMENT},
     "significance": {

@@ -12,6 +12,7 @@ from morphomass.evaluate.report import fmt, png_data_uri, render_report
 def _context(**over: object) -> dict:
     context = {
         "preset": "tiny",
+        "target": {"name": "ml_g", "kind": "ratio", "description": "M/L", "unit": "M_sun/L_sun"},
         "version": "0",
         "generated": "now",
         "notes": ["a <note>"],

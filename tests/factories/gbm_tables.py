@@ -103,6 +103,7 @@ def make_synthetic_tables(
     sample["lum_g"] = lum_g
     sample["ml"] = ml
     sample["ml_err"] = ml_err
+    sample["target"], sample["target_err"] = ml, ml_err  # catalog.target = "ml_g"
     u = rng.random(n)
     sample["split"] = np.where(u < splits[0], "test", np.where(u < splits[0] + splits[1], "val", "train"))
     has_gz2 = rng.random(n) < gz2_fraction

@@ -66,10 +66,10 @@ def fit_gbms(config: PipelineConfig, workdir: WorkDir) -> None:
         workdir.sample, workdir.features / "photometric.parquet", workdir.features / "cnn.parquet"
     )
     train, val = table.split_mask("train"), table.split_mask("val")
-    ml, ml_err = table.meta["ml"].to_numpy(), table.meta["ml_err"].to_numpy()
+    ml, ml_err = table.meta["target"].to_numpy(), table.meta["target_err"].to_numpy()
     label, weight = training_target(ml, ml_err, objective="l1")
     params = lgb_params(config.gbm, objective="l1", min_data_in_leaf=2, num_leaves=4, min_data_in_bin=1)
-    floor = float(table.meta["ml"].to_numpy()[train].min())
+    floor = float(table.meta["target"].to_numpy()[train].min())
     for experiment in (Experiment("g_morph"), Experiment("gi_morph", catalog_bands="gi")):
         frame = build_features(table, experiment)
         values = frame.to_numpy(dtype=np.float32)

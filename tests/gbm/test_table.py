@@ -50,11 +50,11 @@ def test_inner_join_drops_and_counts_missing_galaxies(tables) -> None:
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda s, p, c: (s.drop(columns="ml_err"), p, c), r"lacks the columns \['ml_err'\]"),
+        (lambda s, p, c: (s.drop(columns="target_err"), p, c), r"lacks the columns \['target_err'\]"),
         (lambda s, p, c: (s.assign(split="holdout"), p, c), "split must be one of"),
         (
-            lambda s, p, c: (s.assign(ml=s["ml"].where(s.index != 5, -1.0)), p, c),
-            "row 5 .*ml must be finite and > 0",
+            lambda s, p, c: (s.assign(target=s["target"].where(s.index != 5, -1.0)), p, c),
+            r"row 5 .*target \(ml_g\) must be finite and > 0",
         ),
         (lambda s, p, c: (s, pd.concat([p, p.iloc[:1]]), c), "appears more than once"),
         (lambda s, p, c: (s, p.assign(objid=p["objid"].astype(float)), c), "must be int64"),

@@ -489,3 +489,14 @@ def test_redshifts_and_truth_columns(big_survey: tuple[PipelineConfig, Survey]) 
     for column in ("cls", "inclination_deg", "a_g_mag", "log_ml_g_intrinsic", "ml_true"):
         assert column in survey.truth.columns, column
     np.testing.assert_allclose(survey.truth["ml_true"], 10 ** survey.truth["log_ml_g_target"])
+
+
+def test_sed_sfr_errors_grow_as_star_formation_fades(big_survey: tuple[PipelineConfig, Survey]) -> None:
+    _, survey = big_survey
+    rows = survey.gswlc[survey.gswlc["log_sfr_sed"] != -99]
+    error = rows["log_sfr_sed_err"]
+    assert error.between(0.08, 0.7).all()
+    log_ssfr = rows["log_sfr_sed"] - rows["log_mstar"]
+    star_forming, quiescent = error[log_ssfr > -9.8], error[log_ssfr < -12.0]
+    assert len(star_forming) > 50 and len(quiescent) > 50
+    assert star_forming.median() < 0.2 < 0.4 < quiescent.median()

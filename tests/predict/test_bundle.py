@@ -119,7 +119,7 @@ def test_another_morphomass_version_is_refused(bundle_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda m: m.__setitem__("format_version", 4), "bundle format version 4"),
+        (lambda m: m.__setitem__("format_version", 5), "bundle format version 5"),
         (lambda m: m.__setitem__("format", "other"), "is not a morphomass prediction bundle"),
         (lambda m: m.pop("format"), "is not a morphomass prediction bundle"),
     ],

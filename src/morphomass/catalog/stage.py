@@ -12,8 +12,10 @@ train/val/test split.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ from morphomass.photometry import (
 from morphomass.progress import progress_bar
 from morphomass.rawformats import read_gswlc_dir, read_gz2, read_hyperleda, read_photometry, read_stars
 from morphomass.selection import CHI2_CUT, Cut, sample_cuts
+from morphomass.targets import Target, resolve_target, target_from_json, target_metadata
 from morphomass.workdir import StageResult, WorkDir, atomic_path, write_text_atomic
 
 __all__ = ["build_sample", "run_catalog", "sample_columns"]
@@ -53,6 +56,8 @@ _CORE_COLUMNS = [
     "lum_g",
     "ml",
     "ml_err",
+    "target",
+    "target_err",
 ]
 
 
@@ -105,6 +110,15 @@ def _photometry_for(gswlc: pd.DataFrame, photometry: pd.DataFrame, bands: list[s
     return pd.DataFrame(_take(photometry[columns].to_numpy(dtype=np.float64), position), columns=columns)
 
 
+def _missing_target_cut(gswlc: pd.DataFrame, target: Target) -> Cut:
+    """Rows whose target or error is missing, or whose error is not positive (a difference target)."""
+    value = gswlc[target.column].to_numpy(dtype=np.float64)
+    error = gswlc[target.error_column].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        reject = ~np.isfinite(value) | ~(error > 0)
+    return Cut("no_target", f"no {target.column} or no positive {target.error_column}", reject)
+
+
 def build_sample(
     gswlc: pd.DataFrame,
     hyperleda: pd.DataFrame,
@@ -130,7 +144,9 @@ def build_sample(
     Returns
     -------
     sample : pandas.DataFrame
-        One row per selected galaxy, sorted by ``objid``, columns :func:`sample_columns` (DESIGN §2).
+        One row per selected galaxy, sorted by ``objid``, columns :func:`sample_columns` (DESIGN §2);
+        ``target`` and ``target_err`` are ``catalog.target`` and its (floored) error (``ml``, ``ml_err`` for
+        the paper's target); ``sample.attrs["target"]`` holds its :class:`~morphomass.targets.Target` as JSON.
     chi2_rejected : pandas.DataFrame
         Galaxies that pass every cut but ``chi2_r < chi2_max``, with the first 11 sample columns and
         ``dist_mpc``.
@@ -168,6 +184,7 @@ def build_sample(
         for b in bands
     }
     mag_err_g = phot["model_mag_err_g"].to_numpy()
+    target = resolve_target(catalog.target, catalog.target_error, gswlc.columns)
     with np.errstate(invalid="ignore"):
         photometry_ok = ~(np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0))
     cuts = {
@@ -185,6 +202,8 @@ def build_sample(
             photometry_ok=photometry_ok,
         )
     }
+    if target.in_dex:
+        cuts["no_target"] = _missing_target_cut(gswlc, target)
     flow.cut(cuts.pop("no_hyperleda"))
     flow.add(
         "hyperleda_match_fraction",
@@ -212,6 +231,12 @@ def build_sample(
         mag_err_g[valid],
         rel_err_floor=catalog.ml_rel_err_floor,
     )
+    if target.in_dex:
+        target_value = gswlc[target.column].to_numpy(dtype=np.float64)[valid]
+        error = gswlc[target.error_column].to_numpy(dtype=np.float64)[valid]
+        target_err = np.maximum(error, catalog.dex_err_floor)
+    else:
+        target_value, target_err = ml, ml_err
     pixel_scale = resolve_pixel_scale_arcsec(catalog.pixel_scale_arcsec, convention=cosmology.convention)
     table = pd.DataFrame(
         {
@@ -226,6 +251,8 @@ def build_sample(
             "lum_g": lum["g"],
             "ml": ml,
             "ml_err": ml_err,
+            "target": target_value,
+            "target_err": target_err,
             **{f"flux_{b}": fluxes[b][valid] for b in bands},
             **{f"lum_{b}": lum[b] for b in bands if b != "g"},
             "dist_mpc": dist_lum,
@@ -302,11 +329,27 @@ def build_sample(
         float(chi2_rejected["ml"].median()) if len(chi2_rejected) else np.nan,
         f"median M/L_g of the galaxies with chi2_r >= {catalog.chi2_max:g}",
     )
+    if target.in_dex:
+        values = sample["target"].to_numpy()
+        for stat, value in (("min", values.min()), ("median", np.median(values)), ("max", values.max())):
+            flow.add(f"target_{stat}", float(value), f"{stat} {target.name} of the sample ({target.unit})")
     keys, values, descriptions = zip(*flow.rows, strict=True)
     summary = pd.DataFrame(
         {"key": list(keys), "value": pd.Series(values, dtype=object), "description": list(descriptions)}
     )
+    sample.attrs["target"] = target.to_json()
     return sample, chi2_rejected.sort_values("objid").reset_index(drop=True), summary
+
+
+def _write_sample(sample: pd.DataFrame, path: Path) -> None:
+    """Write ``sample.parquet`` with its target recorded in the schema metadata (:func:`read_target`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = target_from_json(sample.attrs["target"], source="build_sample")
+    table = pa.Table.from_pandas(sample, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **target_metadata(target)})
+    pq.write_table(table, path)
 
 
 def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
@@ -365,7 +408,7 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         chi2_rejected.to_parquet(tmp, index=False)
     write_text_atomic(workdir.sample_summary, summary.to_csv(index=False, lineterminator="\n"))
     with atomic_path(workdir.sample) as tmp:  # the declared output last
-        sample.to_parquet(tmp, index=False)
+        _write_sample(sample, tmp)
     seconds = time.perf_counter() - start
     counts = sample["split"].value_counts()
     values = dict(zip(summary["key"], summary["value"], strict=True))
@@ -396,6 +439,7 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         "split": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")},
         "gz2_match_fraction": round(float(sample["has_gz2"].mean()), 4),
         "ml_median": round(float(sample["ml"].median()), 4),
+        "target": json.loads(sample.attrs["target"])["name"],
     }
     outputs = [workdir.relative(p) for p in (workdir.sample, workdir.sample_summary, workdir.chi2_rejected)]
     return StageResult(stage="catalog", outputs=outputs, seconds=seconds, summary=result_summary)

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Columns of ``sample.parquet`` the CNN stage reads.
-SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "split", "has_gz2", "ml", "ml_err", *ANSWER_COLUMNS)
+SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "split", "has_gz2", "target", "target_err", *ANSWER_COLUMNS)
 SPLITS = ("train", "val", "test")
 
 
@@ -99,18 +99,20 @@ def gz2_targets(sample: pd.DataFrame, split: str) -> tuple[NDArray[np.int64], ND
 def ml_targets(
     sample: pd.DataFrame, split: str
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-    """Select the galaxies of one split with a usable M/L target (CNN4), with or without a GZ2 match.
+    """Select the galaxies of one split with a usable regression target (CNN4), with or without a GZ2 match.
+
+    The target is ``catalog.target`` (the sample's ``target`` column: M/L_g by default, as in the paper).
 
     Returns
     -------
     objid : (n,) int64
     ml : (n,) float32
-        M/L_g in solar units.
+        The target (M/L_g in solar units by default).
     ml_err : (n,) float32
-        Its uncertainty (positive). Rows with a non-finite ``ml`` or a non-positive ``ml_err`` are left out.
+        Its uncertainty (positive). Rows with a non-finite target or a non-positive error are left out.
     """
-    ml = sample["ml"].to_numpy(np.float32)
-    ml_err = sample["ml_err"].to_numpy(np.float32)
+    ml = sample["target"].to_numpy(np.float32)
+    ml_err = sample["target_err"].to_numpy(np.float32)
     keep = (sample["split"] == split).to_numpy() & np.isfinite(ml) & np.isfinite(ml_err) & (ml_err > 0)
     return sample["objid"].to_numpy(np.int64)[keep], ml[keep], ml_err[keep]
 

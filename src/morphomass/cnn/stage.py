@@ -347,7 +347,9 @@ def _plan_cnn4(
     val_id, val_ml, val_err = ml_targets(sample, "val")
     for split, ids in (("train", train_id), ("val", val_id)):
         if len(ids) == 0:
-            msg = f"{workdir.sample}: no {split} galaxy with a finite ml and a positive ml_err for CNN4"
+            msg = (
+                f"{workdir.sample}: no {split} galaxy with a finite target and a positive target_err for CNN4"
+            )
             raise InputDataError(msg)
     group = ImageGroup(workdir.images_zarr, size)
     train_id, train_ml, train_err = _with_images(group, "train", train_id, train_ml, train_err, what=CNN4)

@@ -80,8 +80,10 @@ def colour_from_fluxes(flux_blue: ArrayLike, flux_red: ArrayLike) -> NDArray[np.
     return out
 
 
-def predict_powerlaw(colour: ArrayLike, coefficients: tuple[float, float]) -> NDArray[np.float64]:
-    """M/L from a colour power law ``10**(a + b colour)``.
+def predict_powerlaw(
+    colour: ArrayLike, coefficients: tuple[float, float], *, in_dex: bool = False
+) -> NDArray[np.float64]:
+    """M/L from a colour power law ``10**(a + b colour)`` (a target in dex: ``a + b colour``).
 
     Parameters
     ----------
@@ -89,9 +91,12 @@ def predict_powerlaw(colour: ArrayLike, coefficients: tuple[float, float]) -> ND
         Colour in mag.
     coefficients : (a, b)
         Intercept (dex) and slope (dex per mag).
+    in_dex : bool
+        The target is already in dex (log M*, log SFR): the relation is linear in it.
     """
     a, b = coefficients
-    return 10.0 ** (a + b * np.asarray(colour, dtype=np.float64))
+    log_value = a + b * np.asarray(colour, dtype=np.float64)
+    return log_value if in_dex else 10.0**log_value
 
 
 def _loss(
@@ -100,18 +105,23 @@ def _loss(
     ml: NDArray[np.float64],
     err: NDArray[np.float64],
     loss: Loss,
+    in_dex: bool,
 ) -> float:
     log_pred = params[0] + params[1] * colour
+    log_true = ml if in_dex else np.log10(ml)
     if loss == "rmsle":
-        return float(np.sqrt(np.mean((log_pred - np.log10(ml)) ** 2)))
-    resid = (10.0 ** np.clip(log_pred, -30, 30) - ml) / err
+        return float(np.sqrt(np.mean((log_pred - log_true) ** 2)))
+    resid = ((log_pred if in_dex else 10.0 ** np.clip(log_pred, -30, 30)) - ml) / err
     return float(np.mean(np.abs(resid))) if loss == "l1" else float(np.sqrt(np.mean(resid**2)))
 
 
 def fit_powerlaw(
-    colour: ArrayLike, ml: ArrayLike, ml_err: ArrayLike, *, loss: Loss = "l1"
+    colour: ArrayLike, ml: ArrayLike, ml_err: ArrayLike, *, loss: Loss = "l1", in_dex: bool = False
 ) -> tuple[float, float]:
     """Fit ``log10(M/L) = a + b colour`` by minimising L1~, L2~ or RMSLE (E7, E11).
+
+    With ``in_dex``, ``ml`` is a target already in dex (log M*, log SFR) and the fit is ``ml = a + b colour``
+    with the same losses.
 
     Parameters
     ----------
@@ -120,6 +130,8 @@ def fit_powerlaw(
     ml, ml_err : (N,) array_like
         True M/L and its uncertainty (solar units, positive).
     loss : {'l1', 'l2', 'rmsle'}
+    in_dex : bool
+        See above.
 
     Returns
     -------
@@ -142,13 +154,13 @@ def fit_powerlaw(
     if c.size < 3:
         msg = f"need at least 3 galaxies with a finite colour to fit a power law, got {c.size}"
         raise InputDataError(msg)
-    if np.any(~(y > 0)) or np.any(~(e > 0)):
-        msg = "ml and ml_err must be positive to fit a power law"
+    if (not in_dex and np.any(~(y > 0))) or np.any(~(e > 0)) or np.any(~np.isfinite(y)):
+        msg = "ml and ml_err must be positive (ml finite, for a target in dex) to fit a power law"
         raise InputDataError(msg)
     if loss not in ("l1", "l2", "rmsle"):
         msg = f"loss must be 'l1', 'l2' or 'rmsle', got {loss!r}"
         raise ValueError(msg)
-    log_y = np.log10(y)
+    log_y = y if in_dex else np.log10(y)
     if loss == "rmsle":
         b, a = np.polyfit(c, log_y, 1)
         return float(a), float(b)
@@ -159,7 +171,7 @@ def fit_powerlaw(
         result = optimize.minimize(
             _loss,
             best,
-            args=(c, y, e, loss),
+            args=(c, y, e, loss, in_dex),
             method="Nelder-Mead",
             options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000},
         )

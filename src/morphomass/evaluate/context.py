@@ -6,6 +6,7 @@ render_report` turns its output into HTML.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from typing import Any
@@ -219,15 +220,16 @@ def _uncertainty_rows(results: MetricsFile) -> list[dict[str, Any]]:
 
 def _sample_rows(inputs: EvaluateInputs, fits: dict[str, Any]) -> list[tuple[str, Any]]:
     """Return the sample table: sizes, M/L range, redshift, GZ2 matches, power-law fits, catalogue summary."""
-    sample, meta = inputs.sample, inputs.meta
-    ml = sample["ml"].to_numpy(np.float64)
+    sample, meta, target = inputs.sample, inputs.meta, inputs.target
+    values = sample["target"].to_numpy(np.float64)
+    paper = " (paper 0.09 / 2.7 / 16.6)" if target.name == "ml_g" else ""
     rows = [
         ("galaxies in sample.parquet", len(sample)),
         ("with image and CNN features (evaluated)", len(meta)),
         *((f"{s} split (evaluated)", int((meta["split"] == s).sum())) for s in ("train", "val", "test")),
         (
-            "M/L_g min / median / max",
-            f"{ml.min():.3g} / {np.median(ml):.3g} / {ml.max():.3g} (paper 0.09 / 2.7 / 16.6)",
+            f"{target.name} min / median / max ({target.unit})",
+            f"{values.min():.3g} / {np.median(values):.3g} / {values.max():.3g}{paper}",
         ),
         ("median redshift", f"{np.median(sample['z']):.3f} (paper 0.05)"),
         (
@@ -235,7 +237,9 @@ def _sample_rows(inputs: EvaluateInputs, fits: dict[str, Any]) -> list[tuple[str
             f"{sample['has_gz2'].mean():.3f} (paper 0.80)" if "has_gz2" in sample else "-",
         ),
         (
-            "power-law fits (log10 M/L = a + b (g-i))",
+            "power-law fits (log10 M/L = a + b (g-i))"
+            if target.kind == "ratio"
+            else f"colour fits ({target.name} = a + b (g-i))",
             "; ".join(f"{k}: a={v['a']:.3f}, b={v['b']:.3f}" for k, v in fits.items() if isinstance(v, dict)),
         ),
         ("power-law test galaxies excluded (colour out of range)", fits.get("excluded_test", "-")),
@@ -300,6 +304,7 @@ def make_report_context(
     timings.append(("evaluate (this stage, before the report)", round(seconds, 2)))
     return {
         "preset": config.preset,
+        "target": dataclasses.asdict(inputs.target),
         "version": __version__,
         "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "notes": inputs.notes,

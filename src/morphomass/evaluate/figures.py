@@ -37,6 +37,12 @@ CLASS_COLOURS = {
 NO_MORPH, MORPH = "#8e5ea2", "#3cba54"
 
 
+#: Symbol of the paper's target on the figures.
+ML_SYMBOL = "M/L$_g$"
+#: x label of the dex-error histograms: ratio target, target in dex.
+_DEX_LABEL = {False: "dex error log$_{10}$(pred / true)", True: "dex error (pred - true)"}
+
+
 def _density(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
     """2-D Gaussian KDE at each point (the paper's point colouring).
 
@@ -55,8 +61,24 @@ def _density(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float
     return counts[ix, iy]
 
 
+def _linear(values: ArrayLike, in_dex: bool) -> NDArray[np.float64]:
+    """Values on the figures' log axes: as they are, or ``10**values`` for a target already in dex."""
+    v = np.asarray(values, dtype=np.float64)
+    return 10.0**v if in_dex else v
+
+
+def _dex_errors(pred: NDArray[np.float64], true: NDArray[np.float64], in_dex: bool) -> NDArray[np.float64]:
+    """``log10(pred / true)``, or ``pred - true`` for a target already in dex."""
+    return pred - true if in_dex else np.log10(pred / true)
+
+
 def _scatter_pred_true(
-    ax: Axes, pred: NDArray[np.float64], true: NDArray[np.float64], title: str, lim: tuple[float, float]
+    ax: Axes,
+    pred: NDArray[np.float64],
+    true: NDArray[np.float64],
+    title: str,
+    lim: tuple[float, float],
+    symbol: str = ML_SYMBOL,
 ) -> None:
     dens = _density(np.log10(true), np.log10(pred))
     order = np.argsort(dens)
@@ -67,8 +89,8 @@ def _scatter_pred_true(
         yscale="log",
         xlim=lim,
         ylim=lim,
-        xlabel="true M/L$_g$",
-        ylabel="predicted M/L$_g$",
+        xlabel=f"true {symbol}",
+        ylabel=f"predicted {symbol}",
         title=title,
     )
     _plain_log_ticks(ax.xaxis)
@@ -87,18 +109,22 @@ def _limits(*arrays: NDArray[np.float64]) -> tuple[float, float]:
     return float(values.min() / 1.3), float(values.max() * 1.3)
 
 
-def plot_ml_histograms(ml_by_group: Mapping[str, ArrayLike], *, bins: int = 40) -> Figure:
-    """Fig. 2: M/L histograms per split, and of the chi2_r >= 5 galaxies if given.
+def plot_ml_histograms(
+    ml_by_group: Mapping[str, ArrayLike], *, bins: int = 40, in_dex: bool = False, symbol: str = ML_SYMBOL
+) -> Figure:
+    """Fig. 2: M/L (or the target's) histograms per split, and of the chi2_r >= 5 galaxies if given.
 
     Parameters
     ----------
     ml_by_group : mapping of label to (N,) array
         E.g. ``{"train": ..., "val": ..., "test": ..., "chi2_r >= 5": ...}``; log bins, each group shown as
         the fraction of its galaxies per bin (so groups of different sizes compare).
+    in_dex, symbol
+        The target is already in dex (shown as ``10**value``); its symbol (:mod:`morphomass.targets`).
     """
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in ml_by_group.items()}
+    arrays = {k: _linear(v, in_dex) for k, v in ml_by_group.items()}
     arrays = {k: v[np.isfinite(v) & (v > 0)] for k, v in arrays.items()}
     nonempty = [v for v in arrays.values() if v.size]
     if nonempty:
@@ -115,14 +141,20 @@ def plot_ml_histograms(ml_by_group: Mapping[str, ArrayLike], *, bins: int = 40) 
                     lw=1.5,
                     label=f"{label} ({values.size})",
                 )
-    ax.set(xscale="log", xlabel="M/L$_g$ (solar)", ylabel="fraction of galaxies per bin")
+    ax.set(xscale="log", xlabel=symbol, ylabel="fraction of galaxies per bin")
     _plain_log_ticks(ax.xaxis)
     ax.legend()
     return fig
 
 
 def plot_pred_vs_true(
-    true: ArrayLike, err: ArrayLike, predictions: Mapping[str, ArrayLike], *, threshold_dex: float = 0.15
+    true: ArrayLike,
+    err: ArrayLike,
+    predictions: Mapping[str, ArrayLike],
+    *,
+    threshold_dex: float = 0.15,
+    in_dex: bool = False,
+    symbol: str = ML_SYMBOL,
 ) -> Figure:
     """Fig. 4: predicted vs true M/L (KDE-coloured) per model, and histograms of dex error and signed L1~.
 
@@ -134,17 +166,19 @@ def plot_pred_vs_true(
         Two models: the first without morphology, the second with it.
     threshold_dex : float
         Dashed lines at +- this dex error.
+    in_dex, symbol
+        The target is already in dex (dex error ``pred - true``, shown as ``10**value``); its symbol.
     """
     t = np.asarray(true, dtype=np.float64)
     e = np.asarray(err, dtype=np.float64)
     preds = {k: np.asarray(v, dtype=np.float64) for k, v in predictions.items()}
     fig = Figure(figsize=(10, 8.5), layout="constrained")
     axes = fig.subplots(2, 2)
-    lim = _limits(t, *preds.values())
+    lim = _limits(_linear(t, in_dex), *(_linear(p, in_dex) for p in preds.values()))
     colours = [NO_MORPH, MORPH]
     for k, (label, p) in enumerate(preds.items()):
-        _scatter_pred_true(axes[k, 0], p, t, label, lim)
-    dex = {k: np.log10(p / t) for k, p in preds.items()}
+        _scatter_pred_true(axes[k, 0], _linear(p, in_dex), _linear(t, in_dex), label, lim, symbol)
+    dex = {k: _dex_errors(p, t, in_dex) for k, p in preds.items()}
     signed = {k: (p - t) / e for k, p in preds.items()}
     span = max(0.6, float(np.nanpercentile(np.abs(np.concatenate(list(dex.values()))), 99)))
     dex_edges = np.linspace(-span, span, 61)
@@ -159,7 +193,7 @@ def plot_pred_vs_true(
         )
     for x in (-threshold_dex, threshold_dex):
         axes[0, 1].axvline(x, ls="--", color="k", lw=0.8)
-    axes[0, 1].set(xlabel="dex error log$_{10}$(pred / true)", ylabel="galaxies")
+    axes[0, 1].set(xlabel=_DEX_LABEL[in_dex], ylabel="galaxies")
     axes[1, 1].set(xlabel="(pred - true) / $\\Delta$true  (signed $\\tilde{L}_1$)", ylabel="galaxies")
     axes[0, 1].legend()
     return fig
@@ -194,6 +228,9 @@ def plot_feature_relations(
     classes: ArrayLike,
     cnn4: ArrayLike | None = None,
     cnn4_label: str = "CNN4 feature",
+    *,
+    in_dex: bool = False,
+    symbol: str = ML_SYMBOL,
 ) -> Figure:
     """Fig. 6: M/L vs total luminosity (coloured by P_feature), vs redshift, per morphology class, vs CNN4.
 
@@ -210,8 +247,11 @@ def plot_feature_relations(
         E9 classes.
     cnn4 : (N,) array_like, optional
         One CNN4 feature for the last panel (omitted when None).
+    in_dex, symbol
+        ``ml`` is a target already in dex (plotted as it is); the target's symbol.
     """
-    y = np.log10(np.asarray(ml, dtype=np.float64))
+    y = np.log10(_linear(ml, in_dex))
+    y_label = f"log$_{{10}}$ {symbol}"
     lum = np.asarray(log_lum, dtype=np.float64)
     fig = Figure(figsize=(10, 8.5), layout="constrained")
     axes = fig.subplots(2, 2)
@@ -226,12 +266,12 @@ def plot_feature_relations(
         mincnt=1,
     )
     fig.colorbar(hb, ax=axes[0, 0], label="mean P$_{feature}$ (CNN1)")
-    axes[0, 0].set(xlabel="log$_{10}$ total luminosity (L$_\\odot$)", ylabel="log$_{10}$ M/L$_g$")
+    axes[0, 0].set(xlabel="log$_{10}$ total luminosity (L$_\\odot$)", ylabel=y_label)
     hb = axes[0, 1].hexbin(
         np.asarray(redshift, dtype=np.float64), y, gridsize=grid, cmap="Greys", mincnt=1, norm=LogNorm()
     )
     fig.colorbar(hb, ax=axes[0, 1], label="galaxies")
-    axes[0, 1].set(xlabel="redshift", ylabel="log$_{10}$ M/L$_g$")
+    axes[0, 1].set(xlabel="redshift", ylabel=y_label)
     cls = np.asarray(classes)
     for name, colour in CLASS_COLOURS.items():
         sel = cls == name
@@ -244,7 +284,7 @@ def plot_feature_relations(
             label=f"{name} ({int(sel.sum())})",
             rasterized=True,
         )
-    axes[1, 0].set(xlabel="log$_{10}$ total luminosity (L$_\\odot$)", ylabel="log$_{10}$ M/L$_g$")
+    axes[1, 0].set(xlabel="log$_{10}$ total luminosity (L$_\\odot$)", ylabel=y_label)
     axes[1, 0].legend(markerscale=4)
     if cnn4 is None:
         axes[1, 1].set_axis_off()
@@ -253,12 +293,17 @@ def plot_feature_relations(
             np.asarray(cnn4, dtype=np.float64), y, gridsize=grid, cmap="Greys", mincnt=1, norm=LogNorm()
         )
         fig.colorbar(hb, ax=axes[1, 1], label="galaxies")
-        axes[1, 1].set(xlabel=cnn4_label, ylabel="log$_{10}$ M/L$_g$")
+        axes[1, 1].set(xlabel=cnn4_label, ylabel=y_label)
     return fig
 
 
 def plot_colour_methods(
-    true: ArrayLike, predictions: Mapping[str, ArrayLike], *, threshold_dex: float = 0.15
+    true: ArrayLike,
+    predictions: Mapping[str, ArrayLike],
+    *,
+    threshold_dex: float = 0.15,
+    in_dex: bool = False,
+    symbol: str = ML_SYMBOL,
 ) -> Figure:
     """Fig. 7: predicted vs true for up to three colour methods and their dex-error histograms.
 
@@ -269,22 +314,24 @@ def plot_colour_methods(
     predictions : mapping of label to (N,) array
         E.g. power law, GBM on (z, L_g, L_i, L_g/L_i), that GBM plus morphology; NaN entries (galaxies a
         method cannot predict) are left out of that method's panels.
+    in_dex, symbol
+        The target is already in dex (dex error ``pred - true``, shown as ``10**value``); its symbol.
     """
-    t = np.asarray(true, dtype=np.float64)
-    preds = {k: np.asarray(v, dtype=np.float64) for k, v in predictions.items()}
+    t = _linear(true, in_dex)
+    preds = {k: _linear(v, in_dex) for k, v in predictions.items()}
     fig = Figure(figsize=(10, 8.5), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
     lim = _limits(t, *preds.values())
     edges = np.linspace(-0.6, 0.6, 61)
     for k, (label, p) in enumerate(list(preds.items())[:3]):
         ok = np.isfinite(p) & (p > 0)
-        _scatter_pred_true(axes[k], p[ok], t[ok], label, lim)
+        _scatter_pred_true(axes[k], p[ok], t[ok], label, lim, symbol)
         axes[3].hist(
             np.clip(np.log10(p[ok] / t[ok]), -0.6, 0.6), bins=edges, histtype="step", lw=1.5, label=label
         )
     for x in (-threshold_dex, threshold_dex):
         axes[3].axvline(x, ls="--", color="k", lw=0.8)
-    axes[3].set(xlabel="dex error log$_{10}$(pred / true)", ylabel="galaxies")
+    axes[3].set(xlabel=_DEX_LABEL[in_dex], ylabel="galaxies")
     axes[3].legend()
     return fig
 

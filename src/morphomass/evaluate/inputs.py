@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from morphomass.errors import InputDataError
 from morphomass.intervals import IntervalCalibration
+from morphomass.targets import ML_G, Target, read_target
 from morphomass.workdir import WorkDir, load_manifest
 
 __all__ = ["CNN1_PROBS", "EvaluateInputs", "load_inputs"]
@@ -51,8 +52,9 @@ class EvaluateInputs:
     lum_total : (N,) ndarray of float64
         Total luminosity per galaxy of ``meta`` for Fig. 6: ``lum_sum`` of the photometric features, or
         ``lum_g`` of the sample when that column is absent.
-    chi2_rejected_ml : (M,) ndarray or None
-        M/L of the galaxies the catalogue stage rejected for chi2_r >= 5 (None when the table is absent).
+    chi2_rejected_target : (M,) ndarray or None
+        The target of the galaxies the catalogue stage rejected for chi2_r >= 5 (None when the table is
+        absent).
     sample_summary : DataFrame or None
         ``results/tables/sample_summary.csv`` when present.
     stage_seconds : dict of str to float
@@ -64,6 +66,8 @@ class EvaluateInputs:
         ``models/gbm/intervals.json``); empty when train-gbm calibrated none.
     notes : list of str
         Notes for the report about missing or degraded inputs.
+    target : Target
+        What the models predict (recorded in ``sample.parquet``; :mod:`morphomass.targets`).
     """
 
     sample: pd.DataFrame
@@ -73,12 +77,13 @@ class EvaluateInputs:
     importance: dict[str, list[dict[str, Any]]]
     cnn: pd.DataFrame
     lum_total: NDArray[np.float64]
-    chi2_rejected_ml: NDArray[np.float64] | None
+    chi2_rejected_target: NDArray[np.float64] | None
     sample_summary: pd.DataFrame | None
     stage_seconds: dict[str, Any]
     cv_search: dict[str, Any] | None
     interval_calibrations: dict[str, IntervalCalibration]
     notes: list[str]
+    target: Target = ML_G
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -226,9 +231,9 @@ def load_inputs(workdir: WorkDir, *, cv_search: bool = False) -> EvaluateInputs:
     notes: list[str] = []
     cnn = _load_cnn(workdir, meta, notes)
     rejected_path = workdir.chi2_rejected
-    chi2_rejected_ml = None
+    chi2_rejected_target = None
     if rejected_path.exists():
-        chi2_rejected_ml = _read_parquet(rejected_path, ["ml"])["ml"].to_numpy()
+        chi2_rejected_target = _read_parquet(rejected_path, ["target"])["target"].to_numpy()
     else:
         notes.append(
             f"Fig. 2 has no chi2_r >= 5 histogram: {rejected_path} (written by the catalogue "
@@ -244,7 +249,7 @@ def load_inputs(workdir: WorkDir, *, cv_search: bool = False) -> EvaluateInputs:
         importance=importance,
         cnn=cnn,
         lum_total=_load_lum_total(workdir, meta),
-        chi2_rejected_ml=chi2_rejected_ml,
+        chi2_rejected_target=chi2_rejected_target,
         sample_summary=pd.read_csv(summary_path) if summary_path.exists() else None,
         stage_seconds={
             name: rec["seconds"] for name, rec in load_manifest(workdir)["stages"].items() if "seconds" in rec
@@ -252,4 +257,5 @@ def load_inputs(workdir: WorkDir, *, cv_search: bool = False) -> EvaluateInputs:
         cv_search=json.loads(cv_path.read_text(encoding="utf-8")) if cv_search and cv_path.exists() else None,
         interval_calibrations=_load_interval_calibrations(workdir),
         notes=notes,
+        target=read_target(workdir.sample),
     )

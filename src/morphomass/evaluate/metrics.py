@@ -40,7 +40,7 @@ DEX_THRESHOLD = 0.15
 
 
 def _check(
-    pred: ArrayLike, true: ArrayLike, err: ArrayLike | None = None, *, positive_pred: bool = False
+    pred: ArrayLike, true: ArrayLike, err: ArrayLike | None = None, *, logarithmic: bool = False
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
     p = np.asarray(pred, dtype=np.float64)
     t = np.asarray(true, dtype=np.float64)
@@ -65,10 +65,10 @@ def _check(
     if e is not None and np.any(e <= 0):
         msg = f"err must be positive, got minimum {e.min()!r}"
         raise InputDataError(msg)
-    if np.any(t <= 0):
-        msg = f"true M/L must be positive, got minimum {t.min()!r}"
+    if logarithmic and np.any(t <= 0):
+        msg = f"true M/L must be positive for a logarithmic metric, got minimum {t.min()!r}"
         raise InputDataError(msg)
-    if positive_pred and np.any(p <= 0):
+    if logarithmic and np.any(p <= 0):
         msg = f"pred must be positive for a logarithmic metric, got minimum {p.min()!r}"
         raise InputDataError(msg)
     return p, t, e
@@ -102,15 +102,23 @@ def l2_tilde(pred: ArrayLike, true: ArrayLike, err: ArrayLike) -> float:
     return float(np.sqrt(np.mean(((p - t) / e) ** 2)))
 
 
-def dex_error(pred: ArrayLike, true: ArrayLike) -> NDArray[np.float64]:
+def dex_error(pred: ArrayLike, true: ArrayLike, *, in_dex: bool = False) -> NDArray[np.float64]:
     """Per-galaxy ``log10(pred / true)`` in dex (positive: over-prediction).
+
+    Parameters
+    ----------
+    pred, true : (N,) array_like
+        Predicted and true values of the target: positive (M/L), or already in dex with ``in_dex``.
+    in_dex : bool
+        The target is already logarithmic (log M*, log SFR: :mod:`morphomass.targets`): the dex error is
+        ``pred - true``.
 
     Returns
     -------
     (N,) ndarray of float64
     """
-    p, t, _ = _check(pred, true, positive_pred=True)
-    return np.log10(p / t)
+    p, t, _ = _check(pred, true, logarithmic=not in_dex)
+    return p - t if in_dex else np.log10(p / t)
 
 
 def rmsle(pred: ArrayLike, true: ArrayLike) -> float:
@@ -134,7 +142,12 @@ def fraction_under(pred: ArrayLike, true: ArrayLike, *, threshold_dex: float = D
 
 
 def compute_metrics(
-    pred: ArrayLike, true: ArrayLike, err: ArrayLike, *, threshold_dex: float = DEX_THRESHOLD
+    pred: ArrayLike,
+    true: ArrayLike,
+    err: ArrayLike,
+    *,
+    threshold_dex: float = DEX_THRESHOLD,
+    in_dex: bool = False,
 ) -> dict[str, float]:
     """All of M1-M5 at once, keyed as in results/metrics.json (:data:`METRIC_KEYS`).
 
@@ -144,13 +157,15 @@ def compute_metrics(
         Predicted M/L, true M/L and its uncertainty (solar units); ``pred`` and ``true`` positive.
     threshold_dex : float
         The M5 threshold (the paper's 0.15 dex; the key names keep ``015dex`` whatever it is).
+    in_dex : bool
+        The target is already in dex (:func:`dex_error`): M3 and M5 use ``pred - true``.
 
     Returns
     -------
     dict of str to float
     """
     l1 = l1_tilde_per_galaxy(pred, true, err)
-    dex = dex_error(pred, true)
+    dex = dex_error(pred, true, in_dex=in_dex)
     e = np.asarray(err, dtype=np.float64)
     resid = (np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64)) / e
     return {

@@ -37,6 +37,10 @@ pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 </style></head><body>
 <h1>morphomass: morphology-assisted M/L &mdash; reproduction of Dobbels et al. 2019</h1>
 <p>Preset <b>{{ preset }}</b>, morphomass {{ version }}, generated {{ generated }}.
+Target: <b>{{ target.name }}</b>, {{ target.description }} ({{ target.unit }})
+{%- if target.kind == "difference" %}; already in dex, so the dex metrics (RMSLE, within/over/under
+0.15 dex) are on pred &minus; true and L1~ uses its error in dex; the paper's values are for M/L and do
+not compare{% endif %}.
 Test-set metrics; paper values (A&amp;A 624, A102) in grey. L1~ = mean |pred &minus; true| / err.
 Every number carries &plusmn; its bootstrap standard error (resampling the test galaxies, the same
 resamples for every experiment); the 95 % percentile interval is below it. A comparison is <i>resolved</i>
@@ -97,12 +101,13 @@ when the one-sided paired bootstrap p (both models on the same resampled galaxie
 {{ figure("fig8_bands") }}
 
 {% if uncertainty %}<h2>Prediction intervals (calibrated uncertainty)</h2>
-<p>Intervals on log10 M/L, calibrated on the training split by normalised cross-conformal prediction (each
+<p>Intervals on {{ "log10 M/L" if target.kind == "ratio" else target.name }}, calibrated on the training split
+by normalised cross-conformal prediction (each
 training galaxy's out-of-fold error, scaled by a model of the spread); the test galaxies audit them. Offset:
 (coverage - nominal) in standard errors of an exactly calibrated method (test binomial and calibration size);
 width: median (16th-84th percentile) of hi - lo in dex; joint: one test over the E9 classes with at least 50
 test galaxies (Bonferroni); worst: the lowest coverage among classes and redshift and target terciles. The
-intervals cover the catalogue's SED-fitted M/L, which carries its own error.</p>
+intervals cover the catalogue's SED-fitted {{ target.name }}, which carries its own error.</p>
 <table><tr><th>model</th><th>nominal</th><th>coverage [95 %]</th><th>test galaxies</th><th>offset (SE)</th>
 <th>p</th><th>verdict</th><th>width (dex)</th><th>joint per-class p</th><th>worst group</th>
 <th>calibration galaxies</th></tr>
@@ -157,7 +162,8 @@ def render_report(context: Mapping[str, Any], figures: Mapping[str, tuple[bytes,
     Parameters
     ----------
     context : mapping
-        Template variables: ``preset``, ``version``, ``generated``, ``notes``, ``checks``, ``sample_rows``,
+        Template variables: ``preset``, ``target`` (the fields of :class:`morphomass.targets.Target`),
+        ``version``, ``generated``, ``notes``, ``checks``, ``sample_rows``,
         ``metric_names``, ``experiment_rows``, ``table1``, ``significance``, ``per_class``, ``uncertainty``,
         ``table_b1``, ``timings``, ``config_text``.
     figures : mapping of name to (PNG bytes, caption)

@@ -34,7 +34,7 @@ def _fig6_inputs(
 ) -> dict[str, Any]:
     """Return the keyword arguments of :func:`~morphomass.evaluate.figures.plot_feature_relations`."""
     meta, cnn = inputs.meta, inputs.cnn
-    ml = meta["ml"].to_numpy(np.float64)
+    ml = meta["target"].to_numpy(np.float64)
     p_feature = cnn[CNN1_PROBS["feature"]].to_numpy(np.float64)
     cnn4_cols = [c for c in cnn.columns if c.startswith("cnn4_")]
     cnn4, label = None, "CNN4 feature"
@@ -59,6 +59,8 @@ def _fig6_inputs(
         "classes": classes[train],
         "cnn4": cnn4,
         "cnn4_label": label,
+        "in_dex": inputs.target.in_dex,
+        "symbol": inputs.target.symbol,
     }
 
 
@@ -84,14 +86,16 @@ def make_figures(
     meta, sample, preds = inputs.meta, inputs.sample, predictions.values
     split = meta["split"].to_numpy()
     train, test = split == "train", split == "test"
-    ml, err = meta["ml"].to_numpy(np.float64), meta["ml_err"].to_numpy(np.float64)
-    groups = {s: sample.loc[sample["split"] == s, "ml"].to_numpy() for s in ("train", "val", "test")}
-    if inputs.chi2_rejected_ml is not None:
-        groups["chi2_r >= 5"] = inputs.chi2_rejected_ml
+    ml, err = meta["target"].to_numpy(np.float64), meta["target_err"].to_numpy(np.float64)
+    target = inputs.target
+    shown = {"in_dex": target.in_dex, "symbol": target.symbol}
+    groups = {s: sample.loc[sample["split"] == s, "target"].to_numpy() for s in ("train", "val", "test")}
+    if inputs.chi2_rejected_target is not None:
+        groups["chi2_r >= 5"] = inputs.chi2_rejected_target
     yield (
         "fig2_ml_histograms",
-        figs.plot_ml_histograms(groups),
-        "Fig. 2: M/L_g per split (whole sample) and of the galaxies rejected by chi2_r >= 5.",
+        figs.plot_ml_histograms(groups, **shown),
+        f"Fig. 2: {target.name} per split (whole sample) and of the galaxies rejected by chi2_r >= 5.",
     )
     if {"reference_lg_z", "g_morph"} <= set(preds):
         models = {
@@ -100,7 +104,7 @@ def make_figures(
         }
         yield (
             "fig4_pred_vs_true",
-            figs.plot_pred_vs_true(ml[test], err[test], models, threshold_dex=cfg.dex_threshold),
+            figs.plot_pred_vs_true(ml[test], err[test], models, threshold_dex=cfg.dex_threshold, **shown),
             "Fig. 4: test set, without (top) and with (bottom) morphology; dex error "
             "and signed L1~ histograms, dashed at +-0.15 dex.",
         )
@@ -117,14 +121,14 @@ def make_figures(
     yield (
         "fig6_features",
         figs.plot_feature_relations(**_fig6_inputs(inputs, classes, train)),
-        "Fig. 6: training set; M/L vs total luminosity coloured by CNN1's P(feature), vs redshift, per "
-        "class, vs the CNN4 feature most correlated with M/L.",
+        f"Fig. 6: training set; {target.name} vs total luminosity coloured by CNN1's P(feature), vs "
+        f"redshift, per class, vs the CNN4 feature most correlated with {target.name}.",
     )
     colour_models = {label: preds[n][test] for n, label in _COLOUR_MODELS if n in preds}
     if colour_models:
         yield (
             "fig7_colour",
-            figs.plot_colour_methods(ml[test], colour_models, threshold_dex=cfg.dex_threshold),
+            figs.plot_colour_methods(ml[test], colour_models, threshold_dex=cfg.dex_threshold, **shown),
             "Fig. 7: colour methods on the test set and their dex errors.",
         )
     experiments = results.experiments

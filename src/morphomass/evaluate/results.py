@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from morphomass.evaluate.statistics import (
     summarize_bootstrap,
 )
 from morphomass.metrics_schema import MetricsFile
+from morphomass.targets import ML_G, Target
 
 __all__ = [
     "ALIASES",
@@ -119,18 +120,24 @@ class Predictions:
         The fitted baselines (constant, power-law coefficients, colour range, excluded test galaxies).
     names : list of str
         The experiments to evaluate, in report order.
+    target : Target
+        What the values predict (:mod:`morphomass.targets`; M/L_g by default).
     """
 
     values: dict[str, NDArray[np.float64]]
     n_features: dict[str, int]
     fits: dict[str, Any]
     names: list[str]
+    target: Target = ML_G
 
 
 def compute_baselines(
-    meta: pd.DataFrame, train: NDArray[np.bool_], cfg: EvaluateConfig
+    meta: pd.DataFrame, train: NDArray[np.bool_], cfg: EvaluateConfig, target: Target = ML_G
 ) -> tuple[dict[str, NDArray[np.float64]], dict[str, int], dict[str, Any]]:
     """Fit the constant and colour baselines on the training split and predict every galaxy.
+
+    For a target already in dex the colour "power laws" are linear relations in it, and Zibetti et al.'s
+    (2009) M/L_g relation is left out unless the target is M/L_g.
 
     Returns
     -------
@@ -139,7 +146,8 @@ def compute_baselines(
     n_features : dict of str to int
     fits : dict
     """
-    ml, err = meta["ml"].to_numpy(np.float64), meta["ml_err"].to_numpy(np.float64)
+    ml, err = meta["target"].to_numpy(np.float64), meta["target_err"].to_numpy(np.float64)
+    in_dex = target.in_dex
     preds = {"constant": np.full(len(meta), fit_constant(ml[train], err[train]))}
     n_features = {"constant": 0}
     fits: dict[str, Any] = {"constant": float(preds["constant"][0])}
@@ -153,12 +161,14 @@ def compute_baselines(
     usable = np.isfinite(colour) & (colour >= lo) & (colour <= hi)
     fits["colour_range_mag"] = [float(lo), float(hi)]
     fits["excluded_test"] = int((~usable & (meta["split"] == "test").to_numpy()).sum())
-    for loss in ("l1", "l2", "rmsle"):
-        coeffs = fit_powerlaw(colour[train], ml[train], err[train], loss=loss)
+    for loss in ("l1", "l2") if in_dex else ("l1", "l2", "rmsle"):  # no log of a target in dex
+        coeffs = fit_powerlaw(colour[train], ml[train], err[train], loss=loss, in_dex=in_dex)
         name = "gi_powerlaw" if loss == "l1" else f"loss_gi_powerlaw_{loss}"
-        preds[name] = np.where(usable, predict_powerlaw(colour, coeffs), np.nan)
+        preds[name] = np.where(usable, predict_powerlaw(colour, coeffs, in_dex=in_dex), np.nan)
         n_features[name] = 1
         fits[name] = {"a": coeffs[0], "b": coeffs[1]}
+    if target.name != ML_G.name:
+        return preds, n_features, fits
     preds["gi_zibetti09"] = np.where(usable, predict_powerlaw(colour, ZIBETTI09_GI_G), np.nan)
     n_features["gi_zibetti09"] = 1
     fits["gi_zibetti09"] = {"a": ZIBETTI09_GI_G[0], "b": ZIBETTI09_GI_G[1]}
@@ -197,32 +207,35 @@ def compute_predictions(
     gbm_predictions: pd.DataFrame,
     gbm_info: dict[str, dict[str, Any]],
     cfg: EvaluateConfig,
+    target: Target = ML_G,
 ) -> Predictions:
     """Gather the baselines' and the GBMs' predictions (``pred_<name>`` columns) and select the experiments.
 
     Parameters
     ----------
     meta : DataFrame
-        Sample rows of the evaluated galaxies (``ml``, ``ml_err``, ``split``, ``flux_g``, ``flux_i``).
+        Sample rows of the evaluated galaxies (``target``, ``target_err``, ``split``, ``flux_g``, ``flux_i``).
     gbm_predictions : DataFrame
         One ``pred_<name>`` column per GBM experiment, row-aligned with ``meta``.
     gbm_info : dict of str to dict
         Per GBM experiment, at least ``n_features``.
     cfg : EvaluateConfig
+    target : Target
+        What the sample's ``target`` column is.
 
     Returns
     -------
     Predictions
     """
-    values, n_features, fits = compute_baselines(meta, (meta["split"] == "train").to_numpy(), cfg)
+    values, n_features, fits = compute_baselines(meta, (meta["split"] == "train").to_numpy(), cfg, target)
     for name, info in gbm_info.items():
         values[name] = gbm_predictions[f"pred_{name}"].to_numpy(np.float64)
         n_features[name] = int(info["n_features"])
-    for alias, target in ALIASES.items():
-        if target in values:
-            values[alias], n_features[alias] = values[target], n_features[target]
+    for alias, original in ALIASES.items():
+        if original in values:
+            values[alias], n_features[alias] = values[original], n_features[original]
     names = select_experiments(list(values), list(cfg.experiments))
-    return Predictions(values=values, n_features=n_features, fits=fits, names=names)
+    return Predictions(values=values, n_features=n_features, fits=fits, names=names, target=target)
 
 
 def compute_classes(cnn: pd.DataFrame, cfg: EvaluateConfig) -> NDArray[np.str_]:
@@ -262,6 +275,7 @@ def compute_intervals(
     counts: NDArray[np.float64],
     *,
     threshold_dex: float,
+    in_dex: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Bootstrap standard error and 95 % percentile interval of every metric (M1-M5) of one model (B2).
 
@@ -274,6 +288,8 @@ def compute_intervals(
         the same for every model. Each resample is scored on the galaxies of it the model applies to.
     threshold_dex : float
         The M5 threshold.
+    in_dex : bool
+        The target is already in dex (M3, M5 on ``pred - true``).
 
     Returns
     -------
@@ -283,7 +299,9 @@ def compute_intervals(
     """
     ok = np.isfinite(pred)
     weights = counts if ok.all() else counts[:, ok]
-    distributions = bootstrap_metrics(pred[ok], ml[ok], err[ok], weights, threshold_dex=threshold_dex)
+    distributions = bootstrap_metrics(
+        pred[ok], ml[ok], err[ok], weights, threshold_dex=threshold_dex, in_dex=in_dex
+    )
     se, ci95 = {}, {}
     for key, values in distributions.items():
         se[key], interval = summarize_bootstrap(values, level=0.95)
@@ -300,11 +318,14 @@ def _compute_experiments(
     counts: NDArray[np.float64],
 ) -> dict[str, dict[str, Any]]:
     experiments = {}
+    in_dex = predictions.target.in_dex
     for name in predictions.names:
         pred = predictions.values[name]
         ok = test & np.isfinite(pred)
-        metrics = compute_metrics(pred[ok], ml[ok], err[ok], threshold_dex=threshold_dex)
-        intervals = compute_intervals(pred[test], ml[test], err[test], counts, threshold_dex=threshold_dex)
+        metrics = compute_metrics(pred[ok], ml[ok], err[ok], threshold_dex=threshold_dex, in_dex=in_dex)
+        intervals = compute_intervals(
+            pred[test], ml[test], err[test], counts, threshold_dex=threshold_dex, in_dex=in_dex
+        )
         experiments[name] = {
             **metrics,
             "n_test": int(ok.sum()),
@@ -370,7 +391,7 @@ def compute_results(
     Parameters
     ----------
     meta : DataFrame
-        Sample rows of the evaluated galaxies: ``split``, ``ml`` and ``ml_err`` (solar units).
+        Sample rows of the evaluated galaxies: ``split``, ``target`` and ``target_err``.
     predictions : Predictions
         From :func:`compute_predictions`; only ``predictions.names`` are evaluated.
     classes : (N,) ndarray of str
@@ -392,7 +413,7 @@ def compute_results(
     """
     split = meta["split"].to_numpy()
     test = split == "test"
-    ml, err = meta["ml"].to_numpy(np.float64), meta["ml_err"].to_numpy(np.float64)
+    ml, err = meta["target"].to_numpy(np.float64), meta["target_err"].to_numpy(np.float64)
     rng = np.random.default_rng(cfg.seed)
     counts = draw_bootstrap_counts(
         max(1, int(test.sum())),
@@ -401,6 +422,7 @@ def compute_results(
     )
     data = {
         "preset": preset,
+        "target": asdict(predictions.target),
         "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
         "experiments": _compute_experiments(predictions, ml, err, test, cfg.dex_threshold, counts),
         "significance": _compute_significance(

@@ -88,7 +88,9 @@ def run_evaluate(config: PipelineConfig, workdir: WorkDir, *, progress: bool = T
     workdir.ensure()
     with progress_bar("evaluate", total=6, enabled=progress) as advance:
         inputs = load_inputs(workdir, cv_search=config.gbm.cv_search)
-        predictions = compute_predictions(inputs.meta, inputs.gbm_predictions, inputs.gbm_info, cfg)
+        predictions = compute_predictions(
+            inputs.meta, inputs.gbm_predictions, inputs.gbm_info, cfg, target=inputs.target
+        )
         advance(1)
         classes = compute_classes(inputs.cnn, cfg)
         uncertainty = compute_uncertainty(

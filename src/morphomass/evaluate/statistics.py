@@ -213,6 +213,7 @@ def bootstrap_metrics(
     counts: NDArray[np.float64],
     *,
     threshold_dex: float = DEX_THRESHOLD,
+    in_dex: bool = False,
 ) -> dict[str, NDArray[np.float64]]:
     """Evaluate M1-M5 on every bootstrap resample at once.
 
@@ -226,6 +227,8 @@ def bootstrap_metrics(
         these galaxies). A row may sum to anything, zero included (then that resample's metrics are NaN).
     threshold_dex : float
         The M5 threshold.
+    in_dex : bool
+        The target is already in dex (:func:`~morphomass.evaluate.metrics.dex_error`).
 
     Returns
     -------
@@ -234,7 +237,7 @@ def bootstrap_metrics(
         :func:`~morphomass.evaluate.metrics.compute_metrics`.
     """
     l1 = l1_tilde_per_galaxy(pred, true, err)
-    dex = dex_error(pred, true)
+    dex = dex_error(pred, true, in_dex=in_dex)
     w = np.asarray(counts, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != l1.size:
         msg = f"counts must have shape (n_resamples, {l1.size}), got {w.shape}"

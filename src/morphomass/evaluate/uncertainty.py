@@ -63,7 +63,7 @@ def test_intervals(
     name : str
         The experiment (``pred_<name>`` and ``sigma_dex_<name>`` columns of ``gbm_predictions``).
     meta : DataFrame
-        ``split`` and ``ml`` (solar units), aligned with ``gbm_predictions``.
+        ``split`` and ``target`` (M/L in solar units, or a target in dex), aligned with ``gbm_predictions``.
     gbm_predictions : DataFrame
     calibration : IntervalCalibration
 
@@ -72,7 +72,8 @@ def test_intervals(
     TestIntervals
     """
     test = meta["split"].to_numpy() == "test"
-    y = np.log10(meta["ml"].to_numpy(np.float64)[test])
+    target = meta["target"].to_numpy(np.float64)[test]
+    y = target if calibration.label_scale == "dex" else np.log10(target)  # the target's dex scale
     yhat = calibration.to_dex(gbm_predictions[f"pred_{name}"].to_numpy(np.float64)[test])
     sigma = gbm_predictions[f"sigma_dex_{name}"].to_numpy(np.float64)[test]
     return TestIntervals(y, yhat, intervals_from_sigma(calibration, yhat, sigma))

@@ -93,7 +93,7 @@ def cv_group(experiment: Experiment) -> str:
 
 
 def make_experiments(
-    band_sequence: list[str] | tuple[str, ...], *, available_bands: str = "ugriz"
+    band_sequence: list[str] | tuple[str, ...], *, available_bands: str = "ugriz", log_losses: bool = True
 ) -> list[Experiment]:
     """All GBM experiments, in training order.
 
@@ -104,6 +104,9 @@ def make_experiments(
         (global features only) and ``bands_<set>_morph`` (plus the g-band morphology, top-k retrain).
     available_bands : str
         Bands with catalogue fluxes; band sets needing others are left out (and so are ``gi_*`` without i).
+    log_losses : bool
+        Include the ``rmsle`` loss experiments (E11); False for a target already in dex (logmstar,
+        logsfr), whose log is meaningless.
 
     Returns
     -------
@@ -146,6 +149,8 @@ def make_experiments(
                 Experiment(f"bands_{bands}", morphology=False, catalog_bands=bands),
                 Experiment(f"bands_{bands}_morph", catalog_bands=bands, top_k=True),
             ]
+    if not log_losses:
+        exps = [e for e in exps if e.objective != "rmsle"]
     return exps
 
 

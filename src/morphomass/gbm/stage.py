@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -101,6 +102,12 @@ def _remove_stale(out_dir: Path, names: set[str], keep: set[str]) -> None:
             path.unlink()
 
 
+def target_labels(table: FeatureTable, objective: Objective) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the label and weight of every galaxy of ``table`` for an objective (:func:`training_target`)."""
+    meta = table.meta
+    return training_target(meta["target"].to_numpy(), meta["target_err"].to_numpy(), objective=objective)
+
+
 def _train_subset(table: FeatureTable, fraction: float, seed: int) -> np.ndarray:
     """Row indices of the training split, or a seeded random subset of them."""
     rows = np.flatnonzero(table.split_mask("train"))
@@ -134,7 +141,9 @@ class _Trainer:
         self.cv_params = cv_params
         self.keep = keep
         self.val = np.flatnonzero(table.split_mask("val"))
-        self.floor = float(table.meta["ml"].to_numpy()[table.split_mask("train")].min())
+        # a ratio target (M/L) stays at least the smallest training value; a difference target is not floored
+        train_target = table.meta["target"].to_numpy()[table.split_mask("train")]
+        self.floor = -math.inf if table.target.in_dex else float(train_target.min())
         self.boosters: dict[str, Any] = {}
         self.info: dict[str, dict[str, Any]] = {}
         self.frames: dict[str, pd.DataFrame] = {}
@@ -154,9 +163,7 @@ class _Trainer:
         objective: Objective,
         chosen: dict[str, Any],
     ) -> Any:
-        label, weight = training_target(
-            self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
-        )
+        label, weight = target_labels(self.table, objective)
         return fit_booster(
             x[train_rows],
             label[train_rows],
@@ -179,9 +186,7 @@ class _Trainer:
         objective: Objective,
         chosen: dict[str, Any],
     ) -> list[str]:
-        label, weight = training_target(
-            self.table.meta["ml"].to_numpy(), self.table.meta["ml_err"].to_numpy(), objective=objective
-        )
+        label, weight = target_labels(self.table, objective)
         keep = prefilter_features(
             x[train_rows],
             label[train_rows],
@@ -283,7 +288,7 @@ class _Trainer:
             "cpu_seconds": round(time.process_time() - cpu0, 3),
             "wall_seconds": round(time.perf_counter() - wall0, 3),
             "cpu_seconds_final_fit": round(fit.cpu_seconds, 3),
-            "prediction_floor": self.floor,
+            "prediction_floor": self.floor if math.isfinite(self.floor) else None,
             "cv_params": chosen,
             "fingerprint": fingerprint,
         }
@@ -322,8 +327,8 @@ def _importances(
         columns = [i for i, feat in enumerate(info["features"]) if feat in used]
         mean, std = permutation_importance(
             x,
-            meta["ml"].to_numpy()[val],
-            meta["ml_err"].to_numpy()[val],
+            meta["target"].to_numpy()[val],
+            meta["target_err"].to_numpy()[val],
             lambda a, b=booster, o=info["objective"]: predict_ml(b, a, objective=o, floor=trainer.floor),
             columns=columns,
             repeats=repeats,
@@ -377,9 +382,7 @@ def _calibrate_intervals(
         else:
             cpu0 = time.process_time()
             train_rows = _train_subset(table, exp.train_fraction, gcfg.seed)
-            label, weight = training_target(
-                table.meta["ml"].to_numpy(), table.meta["ml_err"].to_numpy(), objective=exp.objective
-            )
+            label, weight = target_labels(table, exp.objective)
             x = frame.to_numpy(dtype=np.float32)[train_rows]
             calibration = fit_cross_conformal(
                 x,
@@ -388,11 +391,12 @@ def _calibrate_intervals(
                 params=trainer._params(train_rows.size, x.shape[1], exp.objective, dict(info["cv_params"])),
                 num_rounds=int(info["best_iteration"]),
                 feature_names=list(info["features"]),
-                label_scale="dex" if exp.objective == "rmsle" else "linear",
+                label_scale="dex" if exp.objective == "rmsle" or table.target.in_dex else "linear",
                 levels=calibration_levels(*gcfg.interval_levels),
                 folds=gcfg.interval_folds,
                 seed=gcfg.seed,
-                prediction_floor=trainer.floor,
+                # only a linear label is floored before its log (a difference target has no floor)
+                prediction_floor=trainer.floor if math.isfinite(trainer.floor) else 1e-6,
             )
             write_text_atomic(path, calibration.to_json())
             logger.info(
@@ -430,7 +434,7 @@ def _cross_validate(
             return chosen
     train = np.flatnonzero(table.split_mask("train"))
     label, weight = training_target(
-        table.meta["ml"].to_numpy()[train], table.meta["ml_err"].to_numpy()[train], objective="l1"
+        table.meta["target"].to_numpy()[train], table.meta["target_err"].to_numpy()[train], objective="l1"
     )
     groups: dict[str, dict[str, Any]] = {}
     for group, preferred in CV_GROUPS.items():
@@ -508,7 +512,11 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     out_dir = workdir.gbm_models
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs_hash = _fingerprint([file_sha256(p) for p in inputs])
-    experiments = make_experiments(gcfg.band_sequence, available_bands="".join(table.available_bands))
+    experiments = make_experiments(
+        gcfg.band_sequence,
+        available_bands="".join(table.available_bands),
+        log_losses=not table.target.in_dex,
+    )
 
     overrides: dict[str, dict[str, Any]] = {}
     if gcfg.cv_search:

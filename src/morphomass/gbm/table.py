@@ -18,6 +18,7 @@ import pandas as pd
 
 from morphomass.errors import InputDataError
 from morphomass.gz2 import ANSWER_COLUMNS
+from morphomass.targets import ML_G, Target, read_target
 
 __all__ = [
     "BANDS",
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 #: Columns of sample.parquet this package needs (DESIGN §2).
-SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "z", "lum_g", "ml", "ml_err", "split", "dist_mpc")
+SAMPLE_COLUMNS: tuple[str, ...] = ("objid", "z", "lum_g", "target", "target_err", "split", "dist_mpc")
 #: Feature groups of the ablations (Table 1), by column name: see :func:`feature_groups`.
 GROUPS: tuple[str, ...] = (
     "luminosity",
@@ -63,17 +64,20 @@ class FeatureTable:
     Attributes
     ----------
     meta : DataFrame
-        The sample.parquet columns of the joined galaxies (``objid``, ``split``, ``ml``, ``ml_err``, ``z``,
-        ``dist_mpc``, ``lum_g``, ``flux_<band>``, ``gz2_p_*``, ...), index 0..N-1.
+        The sample.parquet columns of the joined galaxies (``objid``, ``split``, ``target``, ``target_err``,
+        ``z``, ``dist_mpc``, ``lum_g``, ``flux_<band>``, ``gz2_p_*``, ...), index 0..N-1.
     features : DataFrame
         The image and CNN feature columns (float32), same rows; ``objid`` removed.
     counts : dict
         Galaxies in the sample, in each feature table, and after the join.
+    target : Target
+        What ``target`` is (:mod:`morphomass.targets`; the paper's M/L by default).
     """
 
     meta: pd.DataFrame
     features: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    target: Target = ML_G
 
     def split_mask(self, split: str) -> np.ndarray:
         """Boolean mask (N,) of the rows of one split (``train``, ``val`` or ``test``)."""
@@ -99,7 +103,7 @@ def _check_objid(frame: pd.DataFrame, name: str) -> None:
         raise InputDataError(msg)
 
 
-def _check_sample(sample: pd.DataFrame, name: str) -> None:
+def _check_sample(sample: pd.DataFrame, name: str, target: Target) -> None:
     _check_objid(sample, name)
     missing = [c for c in SAMPLE_COLUMNS if c not in sample.columns]
     if missing:
@@ -110,14 +114,16 @@ def _check_sample(sample: pd.DataFrame, name: str) -> None:
         row = int(np.flatnonzero(bad_split.to_numpy())[0])
         msg = f"{name} row {row}: split must be one of {list(SPLITS)}, got {sample['split'].iloc[row]!r}"
         raise InputDataError(msg)
-    for col in ("ml", "ml_err", "dist_mpc"):
+    positive = ("target_err", "dist_mpc") if target.in_dex else ("target", "target_err", "dist_mpc")
+    for col in ("target", "target_err", "dist_mpc"):
         values = sample[col].to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(values) & (values > 0))
+        bad = ~np.isfinite(values) | ((values <= 0) if col in positive else False)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            must = "finite and > 0" if col in positive else "finite"
             msg = (
-                f"{name} row {row} (objid {int(sample['objid'].iloc[row])}): {col} must be finite and > 0, "
-                f"got {values[row]!r}"
+                f"{name} row {row} (objid {int(sample['objid'].iloc[row])}): {col} ({target.name}) must be "
+                f"{must}, got {values[row]!r}"
             )
             raise InputDataError(msg)
 
@@ -137,6 +143,7 @@ def join_tables(
     cnn: pd.DataFrame,
     *,
     names: tuple[str, str, str] = ("sample.parquet", "features/photometric.parquet", "features/cnn.parquet"),
+    target: Target = ML_G,
 ) -> FeatureTable:
     """Inner-join the sample with the two feature tables on ``objid`` (pure; no I/O).
 
@@ -148,6 +155,8 @@ def join_tables(
         ``objid`` (int64) plus numeric feature columns; their column names must not overlap.
     names : tuple of str
         Names used in error messages.
+    target : Target
+        What the sample's ``target`` column is (:func:`morphomass.targets.read_target`).
 
     Returns
     -------
@@ -157,10 +166,11 @@ def join_tables(
     Raises
     ------
     InputDataError
-        Missing or duplicated ``objid``, missing sample columns, bad split labels, non-positive M/L, its error
+        Missing or duplicated ``objid``, missing sample columns, bad split labels, a non-finite target (or a
+        non-positive one for a ratio target), non-positive error
         or distance, non-numeric features, overlapping feature names, or no galaxy left in the training split.
     """
-    _check_sample(sample, names[0])
+    _check_sample(sample, names[0], target)
     _check_objid(photometric, names[1])
     _check_objid(cnn, names[2])
     overlap = sorted(set(photometric.columns) & set(cnn.columns) - {"objid"})
@@ -199,7 +209,7 @@ def join_tables(
             f"{counts['train']}/{counts['val']} galaxies; both need at least one"
         )
         raise InputDataError(msg)
-    return FeatureTable(meta=meta, features=features, counts=counts)
+    return FeatureTable(meta=meta, features=features, counts=counts, target=target)
 
 
 def load_feature_table(sample_path: Path, photometric_path: Path, cnn_path: Path) -> FeatureTable:
@@ -208,7 +218,8 @@ def load_feature_table(sample_path: Path, photometric_path: Path, cnn_path: Path
     Raises
     ------
     InputDataError
-        A file that cannot be read as Parquet, or any problem :func:`join_tables` finds.
+        A file that cannot be read as Parquet, an invalid recorded target, or any problem
+        :func:`join_tables` finds.
     """
     frames = []
     for path in (sample_path, photometric_path, cnn_path):
@@ -219,7 +230,11 @@ def load_feature_table(sample_path: Path, photometric_path: Path, cnn_path: Path
             raise InputDataError(msg) from err
     sample, photometric, cnn = frames
     return join_tables(
-        sample, photometric, cnn, names=(str(sample_path), str(photometric_path), str(cnn_path))
+        sample,
+        photometric,
+        cnn,
+        names=(str(sample_path), str(photometric_path), str(cnn_path)),
+        target=read_target(sample_path),
     )
 
 

@@ -151,7 +151,7 @@ def _gswlc_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator
             "log_mstar": gal["log_mstar_sed"].to_numpy(),
             "log_mstar_err": gal["log_mstar_err"].to_numpy(),
             "log_sfr_sed": gal["log_mstar"].to_numpy() + log_ssfr,
-            "log_sfr_sed_err": rng.uniform(0.05, 0.4, n),
+            "log_sfr_sed_err": rng.uniform(0.0, 1.0, n),  # a rank, made an error below
             "a_fuv": 2.6 * a_v + rng.normal(0, 0.1, n),
             "a_fuv_err": rng.uniform(0.1, 0.4, n),
             "a_b": 1.3 * a_v,
@@ -165,9 +165,31 @@ def _gswlc_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator
             "flag_mgs": np.where(rng.uniform(0, 1, n) < 0.97, 1, 0),
         }
     )
+    table["log_sfr_sed"], table["log_sfr_sed_err"] = _sed_sfr(
+        table["log_sfr_sed"].to_numpy(), log_ssfr, table["log_sfr_sed_err"].to_numpy(), config.seed
+    )
     for col in ("chi2_r", "log_mstar", "log_mstar_err", "log_sfr_sed", "log_sfr_sed_err"):
         table.loc[missing, col] = -99.0
     return table
+
+
+def _sed_sfr(
+    log_sfr: np.ndarray, log_ssfr: np.ndarray, rank: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """GSWLC-like SED SFRs: the galaxy's log SFR plus a fitting error that grows as star formation fades.
+
+    GSWLC-2's SED SFR errors are about 0.1 dex for star-forming galaxies and several tenths of a dex for
+    quiescent ones (their UV and mid-IR constrain little). Here the error runs from 0.08-0.2 dex at
+    log sSFR >= -10 to 0.4-0.7 dex at log sSFR <= -12 (``rank`` in [0, 1) places a galaxy in its range), and
+    the catalogue value is drawn from it. The noise comes from its own stream (``seed`` and a fixed key), so
+    every other mock column is what it was before SFRs had errors.
+    """
+    quiescence = np.clip((-10.0 - log_ssfr) / 2.0, 0.0, 1.0)
+    low = 0.08 + 0.32 * quiescence
+    high = 0.2 + 0.5 * quiescence
+    error = low + (high - low) * rank
+    noise = np.random.default_rng([seed, 0x5F12]).normal(0.0, 1.0, log_sfr.size)
+    return log_sfr + error * noise, error
 
 
 def _photometry_table(gal: pd.DataFrame, config: MockConfig, rng: np.random.Generator) -> pd.DataFrame:

@@ -40,6 +40,7 @@ import pandas as pd
 from morphomass import __version__
 from morphomass.errors import BundleError, BundleVersionWarning, InputDataError
 from morphomass.predict.predictor import predict_catalog
+from morphomass.targets import Target, target_from_json
 from morphomass.workdir import WorkDir
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ __all__ = [
 BUNDLE_NAME = WorkDir(Path()).bundle_manifest.name
 BUNDLE_FORMAT = "morphomass-bundle"
 #: Version of the manifest layout; 1 was the minimal manifest of the first ``train-gbm``.
-BUNDLE_FORMAT_VERSION = 3
+BUNDLE_FORMAT_VERSION = 4
 #: Bundle model key (the catalogue bands it needs besides the image) -> GBM experiment (DESIGN §4 names).
 MODEL_EXPERIMENTS: dict[str, str] = {"g": "g_morph", "gi": "gi_morph"}
 #: Libraries whose versions are recorded, by name -> the distributions that provide it; one of another
@@ -338,7 +339,8 @@ def _check_models(
         _listed(_string(model, "file", where, f"models.{key}."), files, where, f"models.{key}.file")
         _listed(_string(model, "intervals", where, f"models.{key}."), files, where, f"models.{key}.intervals")
         _string(model, "objective", where, f"models.{key}.")
-        _number(model, "prediction_floor", where, f"models.{key}.")
+        if model.get("prediction_floor") is not None:  # null: a target that is not floored (in dex)
+            _number(model, "prediction_floor", where, f"models.{key}.")
         bands = _string(model, "catalog_bands", where, f"models.{key}.")
         if any(band not in "ugriz" for band in bands):
             raise _wrong(where, f"models.{key}.catalog_bands", "SDSS bands (ugriz)", bands)
@@ -381,6 +383,12 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds)
         ):
             raise _wrong(where, f"training_ranges.{key}", "a [min, max] pair of numbers", bounds)
+    if not isinstance(manifest.get("target"), dict):
+        raise _wrong(where, "target", "a JSON object (morphomass.targets.Target)", manifest.get("target"))
+    try:
+        target_from_json(json.dumps(manifest["target"]), source=f"{where}: target")
+    except InputDataError as err:
+        raise BundleError(str(err)) from None
     levels = manifest.get("interval_levels")
     if (
         not isinstance(levels, list)
@@ -828,6 +836,11 @@ class Bundle:
             msg = f"bundle file {path} has no calibration for the levels {missing} of bundle.json"
             raise BundleError(msg)
         return calibration
+
+    @property
+    def target(self) -> Target:
+        """What the bundle's models predict (:class:`morphomass.targets.Target`)."""
+        return target_from_json(json.dumps(self.manifest["target"]), source=str(self.root))
 
     @property
     def interval_levels(self) -> list[float]:

@@ -132,7 +132,7 @@ def _predict_part(
         "index": index,
         "rows": len(table),
         "sha256": file_sha256(path),
-        "predicted": int(table["ml_pred"].notna().sum()),
+        "predicted": int((table["model"] != "").sum()),
         "by_model": {
             str(k): int(v) for k, v in table.loc[table["model"] != "", "model"].value_counts().items()
         },

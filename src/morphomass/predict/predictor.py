@@ -28,6 +28,7 @@ from morphomass.errors import BundleError, InputDataError
 from morphomass.intervals import predict_intervals
 from morphomass.predict.inputs import derive_quantities, find_images, read_catalog, read_stars
 from morphomass.progress import progress_bar
+from morphomass.targets import ML_G, Target
 
 if TYPE_CHECKING:
     from morphomass.predict.bundle import Bundle
@@ -43,6 +44,7 @@ __all__ = [
     "interval_columns",
     "level_suffix",
     "output_dtypes",
+    "prediction_quantities",
     "fov_flag",
     "predict_catalog",
     "recut_side_arcsec",
@@ -51,18 +53,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Columns of the prediction table and their dtypes.
-_OUTPUT_DTYPES: dict[str, str] = {
-    "objid": "int64",
-    "ml_pred": "float64",
-    "log_mstar_pred": "float64",
+#: Columns of the prediction table after the predictions and their bounds, and their dtypes.
+_TAIL_DTYPES: dict[str, str] = {
     "lum_g": "float64",
     "lum_g_source": "object",
     "model": "object",
     "flags": "object",
     "reason": "object",
 }
-OUTPUT_COLUMNS: tuple[str, ...] = tuple(_OUTPUT_DTYPES)
+
+
+def prediction_quantities(target: Target = ML_G) -> tuple[str, ...]:
+    """Quantities the prediction table holds for a target: each has ``<q>_pred`` and its interval bounds.
+
+    M/L and log M* are one prediction seen two ways (``log_mstar = log10(ml * L_g)``): a bundle trained on
+    either writes both (``ml``, ``log_mstar``); any other target writes its own (``log_sfr`` for
+    ``logsfr``, the column's name for a user column).
+    """
+    return ("ml", "log_mstar") if target.name in ("ml_g", "logmstar") else (target.prediction,)
 
 
 def level_suffix(level: float) -> str:
@@ -70,26 +78,35 @@ def level_suffix(level: float) -> str:
     return f"{100 * level:.10g}".replace(".", "p")
 
 
-def interval_columns(levels: Sequence[float]) -> tuple[str, ...]:
+def interval_columns(levels: Sequence[float], target: Target = ML_G) -> tuple[str, ...]:
     """Interval columns of the prediction table for these levels, e.g. ``ml_lo_68``, ``log_mstar_hi_95``."""
     return tuple(
         f"{quantity}_{side}_{level_suffix(level)}"
         for level in levels
-        for quantity in ("ml", "log_mstar")
+        for quantity in prediction_quantities(target)
         for side in ("lo", "hi")
     )
 
 
-def output_dtypes(levels: Sequence[float]) -> dict[str, str]:
-    """Columns of the prediction table and their dtypes: :data:`OUTPUT_COLUMNS` and the interval bounds.
+def output_dtypes(levels: Sequence[float], target: Target = ML_G) -> dict[str, str]:
+    """Columns of the prediction table and their dtypes, in order.
 
-    The bounds follow ``log_mstar_pred``: ``ml_lo_<p>, ml_hi_<p>`` (M/L, solar units) and
-    ``log_mstar_lo_<p>, log_mstar_hi_<p>`` (log10 Msun) for each nominal coverage p in percent.
+    ``objid``; the predictions ``<q>_pred`` of :func:`prediction_quantities` (``ml_pred`` in solar units and
+    ``log_mstar_pred`` in log10 Msun for M/L and log M*; ``log_sfr_pred`` for ``logsfr``); their bounds
+    ``<q>_lo_<p>, <q>_hi_<p>`` for each nominal coverage p in percent; then ``lum_g``, ``lum_g_source``,
+    ``model``, ``flags`` and ``reason``.
     """
-    base = list(_OUTPUT_DTYPES.items())
-    cut = [name for name, _ in base].index("log_mstar_pred") + 1
-    bounds = [(name, "float64") for name in interval_columns(levels)]
-    return dict(base[:cut] + bounds + base[cut:])
+    quantities = prediction_quantities(target)
+    return {
+        "objid": "int64",
+        **{f"{q}_pred": "float64" for q in quantities},
+        **{name: "float64" for name in interval_columns(levels, target)},
+        **_TAIL_DTYPES,
+    }
+
+
+#: Columns of the prediction table of the paper's target without intervals (:func:`output_dtypes`).
+OUTPUT_COLUMNS: tuple[str, ...] = tuple(output_dtypes(()))
 
 
 #: Every flag a galaxy can get (``flags`` holds them joined by ';'). The first six mean no prediction.
@@ -546,7 +563,7 @@ def _predict_batch(
             reduce_above=reduce_above,
         )
     ok = [g for g in galaxies if not g.failed]
-    ml = np.full(len(galaxies), np.nan)
+    predictions = np.full(len(galaxies), np.nan)
     levels = bundle.interval_levels
     bounds_dex = {level: np.full((len(galaxies), 2), np.nan) for level in levels}
     calibrations = bundle.interval_calibrations()
@@ -565,30 +582,59 @@ def _predict_batch(
                 x = pd.concat([x.reset_index(drop=True), catalogue], axis=1)
             values = x[spec["features"]].to_numpy(dtype=np.float32)
             where = [g.row for g, c in zip(ok, chosen, strict=True) if c]
-            ml[where] = predict_ml(
-                booster, values, objective=spec["objective"], floor=spec["prediction_floor"]
-            )
+            floor = -math.inf if spec["prediction_floor"] is None else spec["prediction_floor"]
+            predictions[where] = predict_ml(booster, values, objective=spec["objective"], floor=floor)
             calibration = calibrations[key]
-            intervals = predict_intervals(calibration, calibration.to_dex(ml[where]), values, levels=levels)
+            predicted_dex = calibration.to_dex(predictions[where])
+            intervals = predict_intervals(calibration, predicted_dex, values, levels=levels)
             for level, (lo, hi) in intervals.items():
                 bounds_dex[level][where] = np.column_stack([lo, hi])
-    return _finish(galaxies, rows, ml, bounds_dex, models, ranges)
+    return _finish(galaxies, rows, predictions, bounds_dex, models, ranges, bundle.target)
+
+
+def _quantity_values(
+    target: Target, value: float, bounds_dex: Mapping[float, tuple[float, float]], log_lum: float
+) -> dict[str, float]:
+    """Return one galaxy's prediction columns from its prediction (target units) and bounds (dex scale).
+
+    For M/L, ``bounds_dex`` bound log10 M/L; for any other target they bound the value itself. M/L and
+    log M* follow each other through ``log_lum`` (log10 L_g; NaN when unknown).
+    """
+    out: dict[str, float] = {}
+    if target.name not in ("ml_g", "logmstar"):
+        out[f"{target.prediction}_pred"] = value
+        for level, (lo, hi) in bounds_dex.items():
+            suffix = level_suffix(level)
+            out[f"{target.prediction}_lo_{suffix}"], out[f"{target.prediction}_hi_{suffix}"] = lo, hi
+        return out
+    # what to add to the target's dex scale to get log10 M/L and log10 M*
+    to_log_ml, to_log_mstar = (0.0, log_lum) if target.name == "ml_g" else (-log_lum, 0.0)
+    centre = (math.log10(value) if value > 0 else math.nan) if target.name == "ml_g" else value
+    out["ml_pred"] = 10 ** (centre + to_log_ml) if math.isfinite(centre + to_log_ml) else math.nan
+    out["log_mstar_pred"] = centre + to_log_mstar
+    for level, (lo, hi) in bounds_dex.items():
+        suffix = level_suffix(level)
+        out[f"ml_lo_{suffix}"], out[f"ml_hi_{suffix}"] = 10 ** (lo + to_log_ml), 10 ** (hi + to_log_ml)
+        out[f"log_mstar_lo_{suffix}"], out[f"log_mstar_hi_{suffix}"] = lo + to_log_mstar, hi + to_log_mstar
+    return out
 
 
 def _finish(
     galaxies: list[_Galaxy],
     rows: pd.DataFrame,
-    ml: np.ndarray,
+    predictions: np.ndarray,
     bounds_dex: Mapping[float, np.ndarray],
     models: list[str | None],
     ranges: Mapping[str, list[float]],
+    target: Target,
 ) -> pd.DataFrame:
-    """Make the output rows of a batch: L_g, stellar mass, intervals, model, range flags, reasons.
+    """Make the output rows of a batch: L_g, the predictions, intervals, model, range flags, reasons.
 
-    ``bounds_dex`` maps each nominal level to the (N, 2) lower and upper bounds of log10 M/L.
+    ``predictions`` are in the target's units; ``bounds_dex`` maps each nominal level to the (N, 2) lower
+    and upper bounds on the target's dex scale (:meth:`~morphomass.targets.Target.to_dex`).
     """
     records = []
-    for galaxy, (_, row), ml_pred in zip(galaxies, rows.iterrows(), ml, strict=True):
+    for galaxy, (_, row), value in zip(galaxies, rows.iterrows(), predictions, strict=True):
         lum_g, source = float(row.get("lum_g", math.nan)), "modelMag"
         if not (math.isfinite(lum_g) and lum_g > 0):
             lum_g, source = galaxy.features.get("lum_sum", math.nan), "image"
@@ -604,27 +650,19 @@ def _finish(
             outside = range_flags(values, ranges)
             for flag, note in outside:
                 galaxy.flag(flag, note)
-            if outside and math.isfinite(ml_pred):
+            if outside and math.isfinite(value):
                 galaxy.flag(
                     "interval_extrapolated",
                     "outside the training ranges: " + ", ".join(f for f, _ in outside),
                 )
-        predicted = math.isfinite(ml_pred)
+        predicted = math.isfinite(value)
         log_lum = math.log10(lum_g) if predicted and math.isfinite(lum_g) and lum_g > 0 else math.nan
-        bounds = {}
-        for level, values_dex in bounds_dex.items():
-            lo, hi = (float(v) for v in values_dex[galaxy.row])
-            suffix = level_suffix(level)
-            bounds[f"ml_lo_{suffix}"] = 10**lo if predicted else math.nan
-            bounds[f"ml_hi_{suffix}"] = 10**hi if predicted else math.nan
-            bounds[f"log_mstar_lo_{suffix}"] = lo + log_lum
-            bounds[f"log_mstar_hi_{suffix}"] = hi + log_lum
+        bounds = {level: tuple(float(v) for v in values[galaxy.row]) for level, values in bounds_dex.items()}
+        quantities = _quantity_values(target, float(value), bounds, log_lum) if predicted else {}
         records.append(
             {
                 "objid": galaxy.objid,
-                "ml_pred": float(ml_pred),
-                "log_mstar_pred": math.log10(ml_pred * lum_g) if predicted and lum_g > 0 else math.nan,
-                **bounds,
+                **quantities,
                 "lum_g": lum_g if predicted and math.isfinite(lum_g) else math.nan,
                 "lum_g_source": source if predicted and math.isfinite(lum_g) else "",
                 "model": models[galaxy.row] if predicted else "",
@@ -632,7 +670,7 @@ def _finish(
                 "reason": "; ".join(galaxy.notes),
             }
         )
-    return pd.DataFrame.from_records(records, columns=list(output_dtypes(list(bounds_dex))))
+    return pd.DataFrame.from_records(records, columns=list(output_dtypes(list(bounds_dex), target)))
 
 
 def predict_catalog(
@@ -745,5 +783,7 @@ def predict_catalog(
             )
             advance(len(parts[-1]))
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in output_dtypes(bundle.interval_levels).items()})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in output_dtypes(bundle.interval_levels, bundle.target).items()}
+        )
     return pd.concat(parts, ignore_index=True)

@@ -192,7 +192,7 @@ def run_predict(
     predicted_models = table.loc[table["model"] != "", "model"]
     summary = {
         "galaxies": len(table),
-        "predicted": int(table["ml_pred"].notna().sum()),
+        "predicted": int((table["model"] != "").sum()),
         "by_model": {str(k): int(v) for k, v in predicted_models.value_counts().items()},
         "flags": {str(k): int(v) for k, v in flags[flags != ""].value_counts().items()},
     }

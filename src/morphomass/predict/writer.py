@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from morphomass.predict.bundle import (
     library_versions,
 )
 from morphomass.preprocess.features import FEATURE_COLUMNS
+from morphomass.targets import read_target
 from morphomass.workdir import StageResult, WorkDir, file_sha256, load_manifest, write_json_atomic
 
 __all__ = ["run_bundle", "write_bundle"]
@@ -158,7 +160,7 @@ def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, A
             "objective": info["objective"],
             "features": list(info["features"]),
             "catalog_bands": bands,
-            "prediction_floor": float(info["prediction_floor"]),
+            "prediction_floor": None if info["prediction_floor"] is None else float(info["prediction_floor"]),
             "best_iteration": info.get("best_iteration"),
             "n_train": info.get("n_train"),
         }
@@ -281,7 +283,7 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
         "versions": library_versions(),
         "preset": config.preset,
         "config": config.model_dump(mode="json"),
-        "target": "ml_g",
+        "target": asdict(read_target(workdir.sample)),
         "interval_levels": list(config.gbm.interval_levels),
         "preprocessing": _preprocessing(config, networks),
         "networks": networks,
