@@ -15,7 +15,7 @@ from morphomass.gbm import run_train_gbm
 from morphomass.gbm.experiments import build_features, make_experiments
 from morphomass.gbm.stage import INTERVAL_EXPERIMENTS
 from morphomass.gbm.table import join_tables
-from morphomass.intervals import IntervalCalibration
+from morphomass.intervals import FOLD_SELECTION_METHOD, IntervalCalibration
 from morphomass.workdir import WorkDir
 
 N_DEAD = 2
@@ -79,6 +79,7 @@ def test_intervals_are_calibrated_on_the_training_split_and_give_every_galaxy_a_
         calibration = IntervalCalibration.from_json(path.read_text(), source=str(path))
         assert calibration.n_calibration == n_train  # every training galaxy, none of val or test
         assert calibration.feature_names == tuple(_info(wd, name)["features"])
+        assert calibration.method.endswith(FOLD_SELECTION_METHOD)  # each fold model chose its own features
         assert {0.68, 0.95} <= set(calibration.levels)
         assert calibration.quantile(0.68) < calibration.quantile(0.95)
         sigma = preds[f"sigma_dex_{name}"].to_numpy()
