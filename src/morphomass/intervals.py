@@ -28,9 +28,23 @@ conservative side. The test-split coverage that the evaluate stage reports is th
 synthetic regression of ``tests/test_prediction_intervals.py`` (2 000 training draws, 40 seeds, 5 000 fresh
 draws each), the mean coverage at 68 % / 95 % is 0.6885 / 0.9530 with K = 5 and 0.6857 / 0.9509 with K = 10
 (finite-sample expectation 0.6802 / 0.9500): K = 10 halves the excess for 2.25 times the fold-training cost.
-The default is K = 5. Two leaks remain and are small: fold k's ``sigma`` comes from |residuals| of point
-models that saw fold k, and hyper-parameters chosen by a cross-validated grid search on the training split
-(``gbm.cv_search``) were chosen on these galaxies.
+The default is K = 5.
+
+Feature selection belongs inside the folds. A point model whose features were chosen on the training rows
+(a screening model keeping the most useful of hundreds of features, then the top-k by split count) chose them
+partly for how well they fit fold k's galaxies; a fold model given that final list can predict fold k better
+than a model that never saw fold k, and the out-of-fold residuals, hence the intervals, come out too small.
+So ``cross_fit`` takes the caller's selection as a function (``select_features``) and the matrix of every
+candidate feature (``candidate_x``): each fold model selects its own features on its K-1 training folds,
+exactly as the point model did on all N. This module knows nothing of how the selection works; the stage
+that trained the point model supplies it. The spread model keeps the point model's final features, which it
+needs at prediction time; they were chosen to predict the target, not the residuals. On the default run
+(issue 16) the leak turned out small: the fold models' selections share only about half (g_morph, 300 of
+673 candidates) or a third (gi_morph, top 50) of the point model's features, yet the median out-of-fold
+|residual| grew by only 0.9 % and 0.5 % (the features are largely redundant CNN outputs). Three milder
+reuses remain: fold k's ``sigma`` comes from |residuals| of point models that saw fold k; the
+hyper-parameters chosen by a cross-validated grid search on the training split (``gbm.cv_search``) are kept
+for every fold; so is the number of rounds, chosen by early stopping on the validation split.
 
 Class-conditional ("Mondrian") calibration: with class labels (e.g. the E9 morphology class), the quantile
 of a class is taken over that class's calibration scores, so coverage holds per class; classes with fewer
@@ -72,7 +86,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -91,6 +105,8 @@ __all__ = [
     "CALIBRATION_VERSION",
     "CrossFit",
     "DEFAULT_LEVELS",
+    "FOLD_SELECTION_METHOD",
+    "FeatureSelector",
     "IntervalCalibration",
     "LabelScale",
     "METHOD",
@@ -123,6 +139,8 @@ logger = logging.getLogger(__name__)
 CALIBRATION_FORMAT = "morphomass.interval_calibration"
 CALIBRATION_VERSION = 1
 METHOD = "normalised cross-conformal (K-fold out-of-fold residuals, cross-fitted LightGBM l1 spread model)"
+#: Appended to :data:`METHOD` when each fold's point model selected its own features.
+FOLD_SELECTION_METHOD = "features re-selected on each fold's training rows"
 #: Nominal coverages written by ``predict`` (68 % and 95 %).
 DEFAULT_LEVELS: tuple[float, ...] = (0.68, 0.95)
 #: Nominal coverages of the reliability figure (0.05 to 0.95 in steps of 0.05, and 0.99).
@@ -131,6 +149,8 @@ RELIABILITY_LEVELS: tuple[float, ...] = (*(round(0.05 * i, 2) for i in range(1, 
 PREDICTION_FEATURE = "point_prediction_dex"
 
 LabelScale = Literal["dex", "linear"]
+#: A point model's feature selection: training-row positions -> indices of the candidate columns it keeps.
+FeatureSelector = Callable[[NDArray[np.int64]], ArrayLike]
 _LABEL_SCALES = ("dex", "linear")
 #: LightGBM aliases of the number of rounds and of early stopping: the fitter sets the rounds itself.
 _ROUND_ALIASES = (
@@ -477,6 +497,8 @@ class CrossFit:
         LightGBM text of the final spread model (trained on all N out-of-fold |residuals|).
     spread_feature_names : tuple of str
         Its features.
+    fold_features : tuple of tuple of int
+        With per-fold feature selection, the ``candidate_x`` columns of each fold's point model (else empty).
     """
 
     fold: NDArray[np.int64]
@@ -487,6 +509,7 @@ class CrossFit:
     sigma_floor: float
     spread_model: str
     spread_feature_names: tuple[str, ...]
+    fold_features: tuple[tuple[int, ...], ...] = ()
 
 
 def _to_dex(values: NDArray[np.float64], label_scale: str, floor: float) -> NDArray[np.float64]:
@@ -511,6 +534,8 @@ def cross_fit(
     use_prediction_feature: bool = True,
     sigma_floor_fraction: float = 0.05,
     prediction_floor: float = 1e-6,
+    candidate_x: Any | None = None,
+    select_features: FeatureSelector | None = None,
 ) -> CrossFit:
     """K-fold out-of-fold residuals and cross-fitted spreads of a LightGBM point model.
 
@@ -545,6 +570,16 @@ def cross_fit(
         Spreads are floored at this fraction of the median out-of-fold |residual|.
     prediction_floor : float
         Linear predictions are floored at this positive value before the log.
+    candidate_x : (N, C) array or None
+        With ``select_features``: every feature the point model's selection started from (same rows as
+        ``x``). Each fold model is trained on the columns of ``candidate_x`` that ``select_features`` picks
+        on that fold's training rows, so the selection never sees the fold's held-out galaxies.
+    select_features : callable or None
+        ``select_features(train_positions) -> column indices``: the point model's feature selection, run on
+        the rows ``train_positions`` ((M,) int64 positions among the N rows, sorted), returning indices into
+        ``candidate_x``'s columns. None: every fold model uses ``x`` (the point model's final features,
+        selected on all N rows, so the out-of-fold residuals of a selected model come out too small).
+        The spread model always uses ``x`` (what prediction has).
 
     Returns
     -------
@@ -575,14 +610,33 @@ def cross_fit(
     if not 0.0 < sigma_floor_fraction < 1.0:
         msg = f"sigma_floor_fraction must be in (0, 1), got {sigma_floor_fraction}"
         raise InputDataError(msg)
+    selection = _check_selection(candidate_x, select_features, n)
     fold = make_folds(n, folds, seed=seed)
     point = _round_free(params)
-    full = lgb.Dataset(matrix, target, weight=weights, feature_name=names, params=point, free_raw_data=False)
     prediction = np.empty(n, dtype=np.float64)
+    fold_features: list[tuple[int, ...]] = []
+    if selection is None:
+        full = lgb.Dataset(
+            matrix, target, weight=weights, feature_name=names, params=point, free_raw_data=False
+        )
     for k in range(folds):
         held = fold == k
-        booster = lgb.train(point, full.subset(np.flatnonzero(~held)), num_boost_round=num_rounds)
-        prediction[held] = booster.predict(matrix[held])
+        rows = np.flatnonzero(~held)
+        if selection is None:
+            booster = lgb.train(point, full.subset(rows), num_boost_round=num_rounds)
+            prediction[held] = booster.predict(matrix[held])
+        else:
+            candidates, select = selection
+            columns = _selected_columns(select(rows), candidates.shape[1], k)
+            fold_features.append(tuple(int(c) for c in columns))
+            data = lgb.Dataset(
+                candidates[rows][:, columns],
+                target[rows],
+                weight=None if weights is None else weights[rows],
+                params=point,
+            )
+            booster = lgb.train(point, data, num_boost_round=num_rounds)
+            prediction[held] = booster.predict(candidates[held][:, columns])
         logger.debug("cross-conformal: point model of fold %d/%d trained", k + 1, folds)
     y_dex = _to_dex(target, label_scale, prediction_floor)
     yhat_dex = _to_dex(prediction, label_scale, prediction_floor)
@@ -612,7 +666,45 @@ def cross_fit(
         sigma_floor=sigma_floor,
         spread_model=final.model_to_string(),
         spread_feature_names=tuple(spread_names),
+        fold_features=tuple(fold_features),
     )
+
+
+def _check_selection(
+    candidate_x: Any | None, select_features: FeatureSelector | None, n: int
+) -> tuple[NDArray[np.floating], FeatureSelector] | None:
+    """Check the candidate matrix and selector of per-fold feature selection (None without them)."""
+    if (candidate_x is None) != (select_features is None):
+        msg = "candidate_x and select_features must be given together (per-fold feature selection)"
+        raise InputDataError(msg)
+    if candidate_x is None or select_features is None:
+        return None
+    matrix = np.asarray(candidate_x)
+    if matrix.ndim != 2 or matrix.shape[0] != n:
+        msg = f"candidate_x must be an ({n}, C) array, one row per galaxy of x, got shape {matrix.shape}"
+        raise InputDataError(msg)
+    if not np.issubdtype(matrix.dtype, np.floating):
+        matrix = matrix.astype(np.float64)
+    return matrix, select_features
+
+
+def _selected_columns(selected: ArrayLike, n_candidates: int, fold: int) -> NDArray[np.int64]:
+    """Check the column indices a feature selector returned for one fold."""
+    columns = np.asarray(selected)
+    ok = (
+        columns.ndim == 1
+        and columns.size > 0
+        and np.issubdtype(columns.dtype, np.integer)
+        and np.unique(columns).size == columns.size
+        and bool(np.all((columns >= 0) & (columns < n_candidates)))
+    )
+    if not ok:
+        msg = (
+            f"select_features must return distinct column indices in [0, {n_candidates}) for fold {fold}, "
+            f"got {columns.tolist()[:10]}"
+        )
+        raise InputDataError(msg)
+    return columns.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -882,14 +974,20 @@ def fit_cross_conformal(
     use_prediction_feature: bool = True,
     sigma_floor_fraction: float = 0.05,
     prediction_floor: float = 1e-6,
+    candidate_x: Any | None = None,
+    select_features: FeatureSelector | None = None,
 ) -> IntervalCalibration:
     """Calibrate prediction intervals on the training split by K-fold cross-fitting (module docstring).
 
     Parameters
     ----------
-    x, label, weight, params, num_rounds, feature_names, label_scale, folds, seed, spread_model_params,
-    spread_rounds, use_prediction_feature, sigma_floor_fraction, prediction_floor
+    x, label, weight, params, num_rounds, feature_names, label_scale, folds, seed, spread_model_params
         As in :func:`cross_fit`.
+    spread_rounds, use_prediction_feature, sigma_floor_fraction, prediction_floor, candidate_x
+        As in :func:`cross_fit`.
+    select_features
+        As in :func:`cross_fit`. Give ``candidate_x`` and ``select_features`` whenever the point model's
+        features were selected on the training rows (screening, top-k): the method then records it.
     levels : sequence of float or None
         Nominal coverages to calibrate (default :func:`calibration_levels`: 68 %, 95 %, the reliability grid).
     class_labels : (N,) array-like or None
@@ -917,6 +1015,8 @@ def fit_cross_conformal(
         use_prediction_feature=use_prediction_feature,
         sigma_floor_fraction=sigma_floor_fraction,
         prediction_floor=prediction_floor,
+        candidate_x=candidate_x,
+        select_features=select_features,
     )
     quantiles = mondrian_quantiles(fit.score, class_labels, levels, min_class_size=min_class_size)
     logger.info(
@@ -941,6 +1041,7 @@ def fit_cross_conformal(
         spread_model=fit.spread_model,
         folds=folds,
         seed=seed,
+        method=METHOD if select_features is None else f"{METHOD}; {FOLD_SELECTION_METHOD}",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from morphomass.gbm import run_train_gbm
 from morphomass.gbm.experiments import build_features, make_experiments
 from morphomass.gbm.stage import INTERVAL_EXPERIMENTS
 from morphomass.gbm.table import join_tables
-from morphomass.intervals import IntervalCalibration
+from morphomass.intervals import FOLD_SELECTION_METHOD, IntervalCalibration
 from morphomass.workdir import WorkDir
 
 N_DEAD = 2
@@ -79,6 +80,7 @@ def test_intervals_are_calibrated_on_the_training_split_and_give_every_galaxy_a_
         calibration = IntervalCalibration.from_json(path.read_text(), source=str(path))
         assert calibration.n_calibration == n_train  # every training galaxy, none of val or test
         assert calibration.feature_names == tuple(_info(wd, name)["features"])
+        assert calibration.method.endswith(FOLD_SELECTION_METHOD)  # each fold model chose its own features
         assert {0.68, 0.95} <= set(calibration.levels)
         assert calibration.quantile(0.68) < calibration.quantile(0.95)
         sigma = preds[f"sigma_dex_{name}"].to_numpy()
@@ -153,7 +155,7 @@ def test_resume_reloads_unchanged_experiments_and_retrains_changed_ones(tmp_path
     assert after["g_morph.txt"] == before["g_morph.txt"]  # top_k does not change the full model
     with caplog.at_level("INFO", logger="morphomass.gbm.stage"):
         run_train_gbm(_config(band_sequence=[], top_k=5, prefilter_features=20), wd, progress=False)
-    assert "g_morph: screening model keeps 20 of" in caplog.text
+    assert re.search(r"g_morph: 20 of \d+ candidate features selected", caplog.text)  # the screening model
     assert _info(wd, "g_morph")["n_features"] == 20
     assert _info(wd, "reference_lg_z")["n_features"] == 2  # narrow models are not screened
     assert _info(wd, "g_morph_top50")["n_features"] == 5

@@ -20,7 +20,6 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from morphomass.intervals import (
-    METHOD,
     IntervalCalibration,
     coverage_pvalue,
     coverage_standard_error,
@@ -171,7 +170,7 @@ def compute_uncertainty(
                 )
         z = meta["z"].to_numpy(np.float64)[test]
         out[name] = {
-            "method": METHOD,
+            "method": calibration.method,
             "n_calibration": calibration.n_calibration,
             "folds": calibration.folds,
             "overall": _overall(data, levels, calibration.n_calibration),

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,14 @@ from morphomass.workdir import (
     write_text_atomic,
 )
 
-__all__ = ["IMPORTANCE_EXPERIMENTS", "INTERVAL_EXPERIMENTS", "MAIN_EXPERIMENT", "run_train_gbm"]
+__all__ = [
+    "IMPORTANCE_EXPERIMENTS",
+    "INTERVAL_EXPERIMENTS",
+    "MAIN_EXPERIMENT",
+    "fold_feature_selector",
+    "run_train_gbm",
+    "target_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -178,25 +186,6 @@ class _Trainer:
             min_improvement=self.config.early_stopping_min_improvement,
         )
 
-    def _prefilter(
-        self,
-        x: np.ndarray,
-        columns: list[str],
-        train_rows: np.ndarray,
-        objective: Objective,
-        chosen: dict[str, Any],
-    ) -> list[str]:
-        label, weight = target_labels(self.table, objective)
-        keep = prefilter_features(
-            x[train_rows],
-            label[train_rows],
-            None if weight is None else weight[train_rows],
-            params=self._params(train_rows.size, len(columns), objective, chosen),
-            n_keep=int(self.config.prefilter_features or len(columns)),
-            rng=np.random.default_rng([self.config.seed, 4]),
-        )
-        return [columns[i] for i in keep]
-
     def run(self, exp: Experiment) -> None:
         """Train ``exp`` (or reload it when its fingerprint matches the saved one); predict every galaxy."""
         import lightgbm as lgb
@@ -249,27 +238,19 @@ class _Trainer:
         import lightgbm as lgb
 
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        columns = _drop_constant(frame[start_columns], train_rows)
-        if len(columns) < len(start_columns):
-            logger.info(
-                "%s: %d of %d features are constant over the training set and are left out",
-                exp.name,
-                len(start_columns) - len(columns),
-                len(start_columns),
+        if exp.features_from is None:  # the same selection the interval calibration repeats in each fold
+            label, weight = target_labels(self.table, exp.objective)
+            select = fold_feature_selector(
+                frame, label, weight, train_rows, self.val, exp=exp, config=self.config, chosen=chosen
             )
+            columns = [str(frame.columns[i]) for i in select(np.arange(train_rows.size))]
+        elif exp.top_k:
+            ranked = rank_by_split_count(self.boosters[exp.features_from])
+            columns = [name for name, _ in ranked][: self.config.top_k]
+        else:
+            columns = _drop_constant(frame[start_columns], train_rows)
+        logger.info("%s: %d of %d candidate features selected", exp.name, len(columns), len(start_columns))
         x = frame[columns].to_numpy(dtype=np.float32)
-        prefilter = self.config.prefilter_features
-        if exp.features_from is None and prefilter is not None and len(columns) > prefilter:
-            kept = self._prefilter(x, columns, train_rows, exp.objective, chosen)
-            logger.info("%s: screening model keeps %d of %d features", exp.name, len(kept), len(columns))
-            columns, x = kept, frame[kept].to_numpy(dtype=np.float32)
-        if exp.top_k:
-            if exp.features_from is not None:
-                source = self.boosters[exp.features_from]
-            else:
-                source = self._fit(x, columns, train_rows, exp.objective, chosen).booster
-            columns = [name for name, _ in rank_by_split_count(source)][: self.config.top_k]
-            x = frame[columns].to_numpy(dtype=np.float32)
         fit = self._fit(x, columns, train_rows, exp.objective, chosen)
         text = fit.booster.model_to_string(num_iteration=fit.best_iteration)
         write_text_atomic(model_path, text)
@@ -344,13 +325,128 @@ def _importances(
     return out
 
 
+def fold_feature_selector(
+    frame: pd.DataFrame,
+    label: np.ndarray,
+    weight: np.ndarray | None,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    *,
+    exp: Experiment,
+    config: GbmConfig,
+    chosen: dict[str, Any],
+    final_features: list[str] | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Make the point model's feature selection of ``exp`` a function of its training rows (cross-fitting).
+
+    Repeats what training did on all of ``train_rows`` (``_Trainer._train``) on a subset of them: drop the
+    columns constant over the rows; when more than ``config.prefilter_features`` remain, keep those of the
+    screening model (:func:`~morphomass.gbm.train.prefilter_features`, same seed); for a ``top_k``
+    experiment, fit a model with early stopping on ``val_rows`` and keep the ``config.top_k`` features it
+    splits on most. Parameters are the point model's, cross-validated ones (``chosen``) included.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Every candidate feature of ``exp`` (:func:`~morphomass.gbm.experiments.build_features`), one row per
+        galaxy of the feature table.
+    label, weight : (N_table,) arrays
+        The point model's training label and weights (weight None for unweighted objectives).
+    train_rows, val_rows : (N,), (V,) int arrays
+        Table rows of the experiment's training subset and of the validation split.
+    exp : Experiment
+        Its ``features_from`` must be None (a selection borrowed from another model is not repeated here).
+    config : GbmConfig
+    chosen : dict
+        The cross-validated parameters of the experiment's group.
+    final_features : list of str or None
+        The point model's features: each selection logs how many of its features are among them.
+
+    Returns
+    -------
+    callable
+        ``select(positions) -> column indices``: positions among ``train_rows`` of the rows to select on
+        ((M,) int), returning sorted-by-rank (M,) int64 indices into ``frame``'s columns; the
+        ``select_features`` of :func:`morphomass.intervals.fit_cross_conformal` (``candidate_x`` being
+        ``frame``'s values at ``train_rows``).
+
+    Raises
+    ------
+    ConfigError
+        ``exp`` takes its features from another experiment.
+    """
+    from morphomass.errors import ConfigError
+
+    if exp.features_from is not None:
+        msg = (
+            f"{exp.name}: per-fold feature selection is not implemented for an experiment whose features "
+            f"come from {exp.features_from!r}"
+        )
+        raise ConfigError(msg)
+    matrix = frame.to_numpy(dtype=np.float32)
+    index = {name: i for i, name in enumerate(frame.columns)}
+    rows_of = np.asarray(train_rows, dtype=np.int64)
+    val = np.asarray(val_rows, dtype=np.int64)
+
+    def params(n_rows: int, n_features: int) -> dict[str, Any]:
+        threads = auto_threads(n_rows, n_features, configured=config.num_threads)
+        return lgb_params(config, objective=exp.objective, **{"num_threads": threads, **chosen})
+
+    def select(positions: np.ndarray) -> np.ndarray:
+        rows = rows_of[np.asarray(positions, dtype=np.int64)]
+        columns = np.array([index[name] for name in _drop_constant(frame, rows)], dtype=np.int64)
+        prefilter = config.prefilter_features
+        if prefilter is not None and columns.size > prefilter:
+            keep = prefilter_features(
+                matrix[rows][:, columns],
+                label[rows],
+                None if weight is None else weight[rows],
+                params=params(rows.size, columns.size),
+                n_keep=int(prefilter),
+                rng=np.random.default_rng([config.seed, 4]),
+            )
+            columns = columns[keep]
+        if exp.top_k:
+            names = [str(frame.columns[c]) for c in columns]
+            fit = fit_booster(
+                matrix[rows][:, columns],
+                label[rows],
+                None if weight is None else weight[rows],
+                matrix[val][:, columns],
+                label[val],
+                None if weight is None else weight[val],
+                params=params(rows.size, columns.size),
+                feature_names=names,
+                max_rounds=config.max_rounds,
+                early_stopping_rounds=config.early_stopping_rounds,
+                min_improvement=config.early_stopping_min_improvement,
+            )
+            ranked = [index[name] for name, _ in rank_by_split_count(fit.booster)][: config.top_k]
+            columns = np.array(ranked, dtype=np.int64)
+        if final_features is not None:
+            shared = len({str(frame.columns[c]) for c in columns} & set(final_features))
+            logger.info(
+                "%s: a fold model selects %d features on %d galaxies, %d of them the point model's",
+                exp.name,
+                columns.size,
+                rows.size,
+                shared,
+            )
+        return columns
+
+    return select
+
+
 def _calibrate_intervals(
     trainer: _Trainer, experiments: list[Experiment], workdir: WorkDir
 ) -> dict[str, np.ndarray]:
     """Calibrate the intervals of :data:`INTERVAL_EXPERIMENTS` (reused when unchanged); return their spreads.
 
     Each calibration is a normalised cross-conformal fit on the experiment's training rows, with the point
-    model's features, parameters and best number of rounds (:func:`morphomass.intervals.fit_cross_conformal`).
+    model's parameters and best number of rounds (:func:`morphomass.intervals.fit_cross_conformal`); each
+    fold model selects its features on its own training folds as the point model did on all of them
+    (:func:`fold_feature_selector`), so no held-out galaxy helped choose the features that predict it. The
+    spread model uses the point model's final features.
 
     Returns
     -------
@@ -358,6 +454,7 @@ def _calibrate_intervals(
         Experiment -> the spread (dex) of every galaxy of the feature table.
     """
     from morphomass.intervals import (
+        FOLD_SELECTION_METHOD,
         IntervalCalibration,
         calibration_levels,
         fit_cross_conformal,
@@ -374,7 +471,9 @@ def _calibrate_intervals(
             continue
         info = trainer.info[exp.name]
         path = workdir.gbm_interval_calibration(exp.name)
-        fingerprint = _fingerprint(info["fingerprint"], gcfg.interval_folds, gcfg.interval_levels, gcfg.seed)
+        fingerprint = _fingerprint(
+            info["fingerprint"], gcfg.interval_folds, gcfg.interval_levels, gcfg.seed, FOLD_SELECTION_METHOD
+        )
         frame = trainer.frames[exp.name][info["features"]]
         if path.exists() and saved.get(exp.name) == fingerprint:
             logger.info("%s: interval calibration unchanged, reloading %s", exp.name, path.name)
@@ -384,6 +483,18 @@ def _calibrate_intervals(
             train_rows = _train_subset(table, exp.train_fraction, gcfg.seed)
             label, weight = target_labels(table, exp.objective)
             x = frame.to_numpy(dtype=np.float32)[train_rows]
+            candidates = trainer.frames[exp.name]
+            selector = fold_feature_selector(
+                candidates,
+                label,
+                weight,
+                train_rows,
+                trainer.val,
+                exp=exp,
+                config=gcfg,
+                chosen=dict(info["cv_params"]),
+                final_features=info["features"],
+            )
             calibration = fit_cross_conformal(
                 x,
                 label[train_rows],
@@ -397,6 +508,8 @@ def _calibrate_intervals(
                 seed=gcfg.seed,
                 # only a linear label is floored before its log (a difference target has no floor)
                 prediction_floor=trainer.floor if math.isfinite(trainer.floor) else 1e-6,
+                candidate_x=candidates.to_numpy(dtype=np.float32)[train_rows],
+                select_features=selector,
             )
             write_text_atomic(path, calibration.to_json())
             logger.info(
