@@ -193,8 +193,13 @@ def test_launch_rank_reads_torchrun_and_slurm_variables(no_launch: pytest.Monkey
     with pytest.raises(ConfigError, match=r"^environment variable RANK = 'one': expected an integer >= 0$"):
         launch_rank()
     no_launch.setenv("RANK", "1")
-    no_launch.delenv("WORLD_SIZE")
-    with pytest.raises(ConfigError, match=r"^environment variable RANK = '1' is set but WORLD_SIZE is not$"):
+    no_launch.delenv("WORLD_SIZE")  # RANK alone is not torchrun's
+    assert launch_rank() is None
+    no_launch.setenv("SLURM_NTASKS", "0")
+    no_launch.setenv("SLURM_JOB_NAME", "train")
+    with pytest.raises(
+        ConfigError, match=r"^environment variable SLURM_NTASKS = '0': expected an integer >= 1$"
+    ):
         launch_rank()
 
 

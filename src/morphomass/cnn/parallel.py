@@ -163,8 +163,8 @@ def launch_rank() -> LaunchRank | None:
     Raises
     ------
     ConfigError
-        If one of these variables is not a non-negative integer (``WORLD_SIZE``, ``SLURM_NTASKS``: positive),
-        ``RANK`` is set without ``WORLD_SIZE``, or the rank is not below the world size.
+        If one of these variables is not a non-negative integer (``WORLD_SIZE``, ``SLURM_NTASKS``: positive)
+        or the rank is not below the world size. (``RANK`` without ``WORLD_SIZE`` is not torchrun's.)
     """
     if "torch" in sys.modules:
         import torch
@@ -173,10 +173,7 @@ def launch_rank() -> LaunchRank | None:
             return LaunchRank(
                 torch.distributed.get_rank(), torch.distributed.get_world_size(), "torch.distributed"
             )
-    if "RANK" in os.environ:
-        if "WORLD_SIZE" not in os.environ:
-            msg = f"environment variable RANK = {os.environ['RANK']!r} is set but WORLD_SIZE is not"
-            raise ConfigError(msg)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         launch = LaunchRank(_env_int("RANK", low=0), _env_int("WORLD_SIZE", low=1), "torchrun")
         names = "RANK", "WORLD_SIZE"
     elif (
