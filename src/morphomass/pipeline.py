@@ -11,6 +11,17 @@ logs why, runs the stage, times it (wall clock and CPU) and records it. Both :fu
 :func:`run_pipeline` hold the work directory's lock (:func:`~morphomass.workdir.workdir_lock`) while they run.
 :func:`run_pipeline` makes the mock survey when ``raw/`` is empty, then runs every
 stage of :data:`RUN_ORDER`.
+
+Distributed runs started by torchrun or srun (:func:`~morphomass.cnn.parallel.launch_rank`: ``RANK`` and
+``WORLD_SIZE``, or ``SLURM_PROCID`` and ``SLURM_NTASKS``; CNN training on several GPUs or nodes) start the
+same command on every rank. Only the stages of :data:`DISTRIBUTED_STAGES` (train-cnn) run that way. Rank 0
+runs them as any process does (the lock, the manifest record, the model files); every other rank runs the
+stage's training in step with it (the DDP collectives) without taking the lock, creating a folder, writing a
+file or recording anything, and skips the stage when rank 0 does (the same manifest, configuration and
+inputs). Any other stage, and ``morphomass run``, started as a rank other than 0 stop with a one-line
+:class:`~morphomass.errors.ConfigError` before touching the work directory; so does rank 0 under torchrun
+(whose ``WORLD_SIZE`` tells it apart), while under srun rank 0 cannot be told from an ``sbatch`` batch
+script and runs the command as usual.
 """
 
 from __future__ import annotations
@@ -26,8 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from morphomass import __version__
+from morphomass.cnn.parallel import LaunchRank, launch_rank
 from morphomass.config import PipelineConfig, stage_config_hash
-from morphomass.errors import WorkdirError
+from morphomass.errors import ConfigError, WorkdirError
 from morphomass.workdir import (
     StageResult,
     WorkDir,
@@ -40,6 +52,7 @@ from morphomass.workdir import (
 )
 
 __all__ = [
+    "DISTRIBUTED_STAGES",
     "RUN_ORDER",
     "STAGES",
     "PipelineSummary",
@@ -165,6 +178,10 @@ RUN_ORDER: tuple[str, ...] = (
 )
 
 
+#: The stages that run on every rank of a distributed run started by torchrun or srun (rank 0 writes).
+DISTRIBUTED_STAGES: frozenset[str] = frozenset({"train-cnn"})
+
+
 def _get_stage(name: str) -> Stage:
     try:
         return STAGES[name]
@@ -228,6 +245,10 @@ def execute_stage(
 ) -> StageResult:
     """Run one stage unless the manifest shows it is up to date, holding the work directory's lock.
 
+    As a rank other than 0 of a distributed run started by torchrun or srun, train-cnn runs in step with
+    rank 0 without the lock and without writing anything (rank 0 records it), and any other stage is refused
+    (see the module's docstring).
+
     Parameters
     ----------
     name : str
@@ -239,7 +260,8 @@ def execute_stage(
     progress : bool
         Show progress bars.
     wait : bool
-        Wait for another process holding the work directory's lock instead of raising.
+        Wait for another process holding the work directory's lock instead of raising (not used on ranks
+        other than 0, which take no lock).
 
     Returns
     -------
@@ -253,9 +275,83 @@ def execute_stage(
         If a declared input is missing, or the stage did not write a declared output.
     WorkdirLockedError
         If another process holds the work directory's lock and ``wait`` is false.
+    ConfigError
+        If this process is a rank of a distributed run (torchrun, srun) and the stage runs in one process.
     """
+    launch = _distributed_launch(name)
+    if launch is not None and launch.rank != 0:
+        return _execute_as_rank(name, config, workdir, launch, force=force, progress=progress)
     with workdir_lock(workdir, wait=wait):
         return _execute_stage(name, config, workdir, force=force, progress=progress)
+
+
+def _distributed_launch(command: str) -> LaunchRank | None:
+    """Return this process's rank in a run of several processes started by torchrun or srun, else None.
+
+    Raises
+    ------
+    ConfigError
+        If ``command`` (a stage, or ``"run"``) does not run on several ranks and this process is a rank
+        other than 0, or rank 0 of torchrun (srun's rank 0 cannot be told from an ``sbatch`` batch script).
+    """
+    launch = launch_rank()
+    if launch is None or launch.world_size == 1:
+        return None
+    if command in DISTRIBUTED_STAGES or (launch.rank == 0 and launch.launcher == "srun"):
+        return launch
+    where = (
+        f"'morphomass {command}' was started as rank {launch.rank} of {launch.world_size} ({launch.launcher})"
+    )
+    if command == "run":
+        msg = (
+            f"{where}, but only train-cnn runs on several ranks: run the stages before it in one process "
+            "('morphomass mock' or 'fetch', 'catalog', 'preprocess'), launch 'morphomass train-cnn' under "
+            "torchrun or srun, then 'morphomass run' in one process for the rest (it skips what is done)"
+        )
+    else:
+        msg = f"{where}, but only train-cnn runs on several ranks: run '{command}' in one process"
+    raise ConfigError(msg)
+
+
+def _execute_as_rank(
+    name: str,
+    config: PipelineConfig,
+    workdir: WorkDir,
+    launch: LaunchRank,
+    *,
+    force: bool,
+    progress: bool,
+) -> StageResult:
+    """Run a stage of :data:`DISTRIBUTED_STAGES` as a rank other than 0: in step with rank 0, writing nothing.
+
+    No lock, no folder made, no manifest record: rank 0 holds the lock and records the stage. The decision is
+    rank 0's, made from the same files: the stage is skipped when the manifest shows it up to date (rank 0
+    skips it too), a missing input raises the same error, and otherwise the runner trains with the other
+    ranks and writes only on rank 0. If rank 0 stops before the training (another process holds the lock,
+    say), this rank waits for it in Lightning's rendezvous until torchrun or srun stops it or the process
+    group's timeout passes.
+    """
+    stage = _get_stage(name)
+    runner = resolve_runner(name)
+    config_hash = stage_config_hash(config, name)
+    inputs = _input_hashes(stage, workdir)
+    reason = "--force was given" if force else stage_staleness(workdir, name, config_hash, inputs)
+    if reason is None:
+        logger.info("%s: up to date, skipped (rank %d of %d)", name, launch.rank, launch.world_size)
+        return StageResult(stage=name, outputs=[], skipped=True)
+    logger.info(
+        "%s: running as rank %d of %d (%s), because %s; rank 0 writes the outputs and the manifest",
+        name,
+        launch.rank,
+        launch.world_size,
+        launch.launcher,
+        reason,
+    )
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    result = runner(config, workdir, progress=progress)
+    result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
+    logger.info("%s: rank %d done in %.1f s", name, launch.rank, result.seconds)
+    return result
 
 
 def _one_line(err: BaseException) -> str:
@@ -428,7 +524,12 @@ def run_pipeline(
     ------
     WorkdirLockedError
         If another process holds the work directory's lock and ``wait`` is false.
+    ConfigError
+        As a rank of a distributed run (torchrun, srun; but for srun's rank 0), before anything is touched:
+        the pipeline runs in one process. Run the stages before train-cnn in one process, launch
+        ``morphomass train-cnn`` under torchrun or srun, then ``morphomass run`` in one process for the rest.
     """
+    _distributed_launch("run")
     start, cpu_start = time.perf_counter(), cpu_seconds()
     outcomes: list[StageOutcome] = []
     with workdir_lock(workdir, wait=wait):

@@ -19,6 +19,8 @@ which a failed attempt leaves in place.
 One writer at a time: :func:`workdir_lock` holds an OS file lock on ``.morphomass.lock`` (``filelock``) and
 writes who holds it (pid, host, start time, command) to ``.morphomass.lock.json`` for the message another
 process gets. The OS releases the lock when its holder dies, so a lock left by a dead process is taken over.
+In a distributed run started by torchrun or srun only rank 0 takes it; the other ranks of train-cnn write
+nothing into the work directory (:mod:`morphomass.pipeline`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ dies (killed, out of memory) becomes a :class:`~morphomass.errors.MorphomassErro
 at once, the ranks of a single-node ``torch.distributed`` run that wait for each other; the first to fail
 stops the others.
 
+:func:`launch_rank` tells a process that torchrun or srun started (one rank of a run on one node or
+several, each rank running ``morphomass train-cnn``) which rank it is: rank 0 takes the work directory's lock
+and writes the models and the manifest, the other ranks train in step with it and write nothing
+(:mod:`morphomass.pipeline`).
+
 This module imports no torch at the top, so that a worker sets up its logging before torch and Lightning
 load.
 """
@@ -29,6 +34,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -44,9 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Job",
+    "LaunchRank",
     "available_cores",
     "ddp_ranks",
     "free_port",
+    "launch_rank",
     "launched_externally",
     "run_jobs",
     "run_ranks",
@@ -108,6 +116,84 @@ def launched_externally() -> bool:
     return "LOCAL_RANK" in os.environ or TorchElasticEnvironment.detect() or SLURMEnvironment.detect()
 
 
+@dataclass(frozen=True)
+class LaunchRank:
+    """The place of this process among those of a distributed run that something else started.
+
+    Attributes
+    ----------
+    rank : int
+        Global rank, ``0 .. world_size - 1``; rank 0 alone writes into the work directory.
+    world_size : int
+        Processes of the run, on every node together.
+    launcher : {'torch.distributed', 'torchrun', 'srun'}
+        Where the rank was read: an initialised process group, ``RANK``/``WORLD_SIZE`` (torchrun) or
+        ``SLURM_PROCID``/``SLURM_NTASKS`` (srun).
+    """
+
+    rank: int
+    world_size: int
+    launcher: str
+
+
+def _env_int(name: str, *, low: int) -> int:
+    """Return the environment variable ``name`` as an integer >= ``low``."""
+    text = os.environ[name]
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        msg = f"environment variable {name} = {text!r}: expected an integer >= {low}"
+        raise ConfigError(msg)
+    return value
+
+
+def launch_rank() -> LaunchRank | None:
+    """Return this process's rank in a distributed run started by torchrun or srun; None outside one.
+
+    Read, in this order, from an initialised ``torch.distributed`` process group (only when torch is loaded
+    already: this function loads neither torch nor Lightning, so that every stage may ask), from ``RANK`` and
+    ``WORLD_SIZE`` (set by torchrun, also when srun starts one torchrun per node, and by :func:`run_ranks`),
+    and from ``SLURM_PROCID`` and ``SLURM_NTASKS`` where Lightning's ``SLURMEnvironment`` detects a SLURM job
+    (``SLURM_NTASKS`` set, the job not named ``bash`` or ``interactive``). The batch script of an ``sbatch``
+    job has those SLURM variables too and reads as rank 0 of ``SLURM_NTASKS``: rank 0 behaves as a process
+    outside any distributed run, so only the ranks other than 0 must be told apart (those srun started).
+
+    Raises
+    ------
+    ConfigError
+        If one of these variables is not a non-negative integer (``WORLD_SIZE``, ``SLURM_NTASKS``: positive)
+        or the rank is not below the world size. (``RANK`` without ``WORLD_SIZE`` is not torchrun's.)
+    """
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return LaunchRank(
+                torch.distributed.get_rank(), torch.distributed.get_world_size(), "torch.distributed"
+            )
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        launch = LaunchRank(_env_int("RANK", low=0), _env_int("WORLD_SIZE", low=1), "torchrun")
+        names = "RANK", "WORLD_SIZE"
+    elif (
+        "SLURM_NTASKS" in os.environ
+        and "SLURM_PROCID" in os.environ
+        and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    ):
+        launch = LaunchRank(_env_int("SLURM_PROCID", low=0), _env_int("SLURM_NTASKS", low=1), "srun")
+        names = "SLURM_PROCID", "SLURM_NTASKS"
+    else:
+        return None
+    if launch.rank >= launch.world_size:
+        msg = (
+            f"environment variables {names[0]} = {launch.rank} and {names[1]} = {launch.world_size}: "
+            f"the rank must be below {launch.world_size}"
+        )
+        raise ConfigError(msg)
+    return launch
+
+
 def _device_count(cnn: CnnConfig) -> int:
     """Return the devices ``cnn.devices`` asks for: an integer as it is; "auto": every GPU, else 1."""
     import torch
@@ -124,15 +210,28 @@ def ddp_ranks(cnn: CnnConfig) -> int:
     Several devices on this node (``cnn.devices`` > 1, or ``"auto"`` with several GPUs) with a DDP strategy
     (``"ddp"``, ``"ddp_spawn"``, ``"ddp_fork"``, ... or ``"auto"``) give one process per device, started by
     :func:`run_ranks`. Inside a distributed run started elsewhere (:func:`launched_externally`: torchrun,
-    srun, on one node or several) it is 1: this process is one of the ranks and Lightning joins them.
+    srun, on one node or several) it is 1: this process is one of the ranks and Lightning joins them. There,
+    under torchrun (:func:`launch_rank`), ``devices x num_nodes`` must be the ``WORLD_SIZE`` torchrun gave, so
+    that a mismatch stops every rank at once with one line instead of leaving some waiting for the others
+    (Lightning checks the same under srun).
 
     Raises
     ------
     ConfigError
-        If several devices are asked for with a strategy other than DDP, or several nodes without processes
-        started on each of them.
+        If several devices are asked for with a strategy other than DDP, several nodes without processes
+        started on each of them, or devices and nodes that do not make torchrun's world size.
     """
     devices = _device_count(cnn)
+    launch = launch_rank()
+    if launch is not None and launch.launcher != "srun" and launch.world_size > 1:
+        if devices * cnn.num_nodes != launch.world_size:
+            msg = (
+                f"cnn.devices = {cnn.devices!r} ({devices} per node) x cnn.num_nodes = {cnn.num_nodes} make "
+                f"{devices * cnn.num_nodes} processes, but {launch.launcher} started {launch.world_size} "
+                "(WORLD_SIZE): set cnn.devices to the processes per node and cnn.num_nodes to the nodes"
+            )
+            raise ConfigError(msg)
+        return 1
     if (devices == 1 and cnn.num_nodes == 1) or launched_externally():
         return 1
     if cnn.num_nodes > 1:

@@ -58,6 +58,7 @@ from morphomass.cnn.parallel import (
     Job,
     available_cores,
     ddp_ranks,
+    launch_rank,
     launched_externally,
     run_jobs,
     run_ranks,
@@ -537,8 +538,11 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     each with Lightning DDP on all devices, in one process per device started here; ``cnn.workers`` is not
     used. The budget is then the images of all devices together, ``batch_size`` is per device, and only rank
     0 writes ``models/cnn``; the results differ from a single device's (other batches), as with any change of
-    devices. Inside a run whose processes torchrun or srun started, this process is one rank: it trains
-    every network with the others and writes only as rank 0.
+    devices. Inside a run whose processes torchrun or srun started
+    (:func:`~morphomass.cnn.parallel.launch_rank`; ``cnn.num_nodes`` > 1, say), this process is one rank: it
+    trains every network with the others and writes only as rank 0; a rank other than 0 creates no folder
+    and writes no model file or figure (the pipeline has it take no lock and record nothing), and
+    ``cnn.devices`` x ``cnn.num_nodes`` must be torchrun's ``WORLD_SIZE``.
 
     Parameters
     ----------
@@ -563,7 +567,7 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     ConfigError
         If a backbone is unknown, a network's initial weights (``cnn.nets.<net>.pretrained``) cannot be had
         (checked before anything trains), or several devices are asked for with a strategy other than DDP
-        or on several nodes without processes started on each.
+        or on several nodes without processes started on each, or not as many as torchrun started.
     WorkdirError
         If CNN4 is asked for without CNN1's trained weights.
     """
@@ -573,8 +577,11 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     if not cnn.nets and not cnn.train_cnn4:
         msg = "cnn.nets is empty and cnn.train_cnn4 is false: there is no network to train"
         raise ConfigError(msg)
+    launch = launch_rank()
+    writes = launch is None or launch.rank == 0  # the other ranks of torchrun or srun train, writing nothing
     out_dir = models_dir(workdir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if writes:
+        out_dir.mkdir(parents=True, exist_ok=True)
     sample = load_sample(workdir.sample)
     sample_sha = file_sha256(workdir.sample)
     planned: dict[str, _TrainJob | dict[str, Any]] = {
@@ -652,7 +659,7 @@ def run_train_cnn(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
         )
     cards = {name: cards[name] for name in planned}  # the configuration's order
     figure = workdir.figures / FIGURE_NAME
-    if _is_rank_zero():
+    if writes and _is_rank_zero():
         _save_figure(cards, figure)
     _barrier()
     summary = {
