@@ -508,7 +508,11 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     out_dir = workdir.gbm_models
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs_hash = _fingerprint([file_sha256(p) for p in inputs])
-    experiments = make_experiments(gcfg.band_sequence, available_bands="".join(table.available_bands))
+    experiments = make_experiments(
+        gcfg.band_sequence,
+        available_bands="".join(table.available_bands),
+        encoder_names=table.encoder_names,
+    )
 
     overrides: dict[str, dict[str, Any]] = {}
     if gcfg.cv_search:
