@@ -33,12 +33,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -701,8 +703,6 @@ class CnnConfig(_Section):
             "name -> a frozen timm encoder whose pooled features enter the GBM as enc_<name>_* (extract); "
             "empty: none"
         ),
-        # left out of the dumps when empty, so the configuration hashes of runs without encoders are unchanged
-        exclude_if=lambda encoders: not encoders,
     )
 
     @field_validator("augment_zoom")
@@ -721,6 +721,14 @@ class CnnConfig(_Section):
             return data
         default_nets = cls.model_fields["nets"].get_default(call_default_factory=True)
         return _move_pretrained_weights(data, default_nets)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_encoders(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump without ``encoders`` when empty: the hashes of runs without encoders stay as they were."""
+        data = handler(self)
+        if not self.encoders and isinstance(data, dict):
+            data.pop("encoders", None)
+        return data
 
     @field_validator("encoders")
     @classmethod
