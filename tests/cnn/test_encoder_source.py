@@ -28,7 +28,11 @@ from morphomass.cnn.encoders import encode, fit_pca, load_encoder
 from morphomass.cnn.sources import (
     encoder_source_features,
     encoder_source_from_bytes,
+    encoder_sources_frame,
+    fit_encoder_source,
+    load_configured_encoder,
     read_encoder_source,
+    read_encoder_sources,
 )
 from morphomass.config import EncoderSourceConfig, PipelineConfig, load_config
 from morphomass.errors import ConfigError, InputDataError
@@ -158,6 +162,32 @@ def test_saved_sources_rebuild_the_extracted_features(
     assert (encoder.name, encoder.architecture, encoder.input_size) == ("zoo", ARCH, ZOO_SIZE)
 
 
+def test_prediction_helpers_rebuild_every_source_from_the_models_folder(
+    encoded: tuple[PipelineConfig, WorkDir, Path], tmp_path: Path
+) -> None:
+    _, workdir, _ = encoded
+    copied = tmp_path / "bundle" / "encoders"  # what a bundle holds: the folder alone, no hub cache
+    shutil.copytree(workdir.encoder_models, copied)
+    sources = read_encoder_sources(copied)
+    assert list(sources) == ["raw", "zoo"]
+    table = pd.read_parquet(workdir.cnn_features)
+    rows = [0, 5, 7]  # three galaxies, in the order predict gives them
+    objid = table["objid"].to_numpy()[rows]
+    images = {}
+    for size in (ZOO_SIZE, RAW_SIZE):
+        group = ImageGroup(workdir.images_zarr, size)
+        images[size] = group.images[:][group.rows_of(objid)]
+    frame = encoder_sources_frame(sources, images)
+    assert list(frame.columns) == sources["raw"].columns + sources["zoo"].columns
+    np.testing.assert_allclose(
+        frame.to_numpy(), table.iloc[rows][frame.columns].to_numpy(), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(InputDataError, match="needs 48-pixel images"):
+        encoder_sources_frame(sources, {ZOO_SIZE: images[ZOO_SIZE]})
+    assert encoder_sources_frame({}, images).shape == (3, 0)
+    assert read_encoder_sources(tmp_path / "nothing") == {}
+
+
 def test_tampered_or_mismatched_files_are_refused(
     encoded: tuple[PipelineConfig, WorkDir, Path], tmp_path: Path
 ) -> None:
@@ -230,3 +260,27 @@ def test_train_gbm_trains_the_encoder_experiments(encoded: tuple[PipelineConfig,
         assert any(f.startswith(f"enc_{name}_") for f in infos[f"g_morph_enc_{name}"]["features"])
     for experiment in ("g_morph", "gi_morph", "ablation_no_cnn", "reference_lg_z"):
         assert not any(f.startswith("enc_") for f in infos[experiment]["features"])
+
+
+def test_fit_encoder_source_options_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "enc.safetensors"
+    save_file(_model(3).state_dict(), str(path))
+    config = EncoderSourceConfig(source=str(path), input_size=40, in_chans=3, architecture=ARCH)
+    encoder = load_configured_encoder("three", config)
+    assert (encoder.name, encoder.input_size, encoder.in_chans) == ("three", 40, 3)
+    images = np.random.default_rng(0).random((6, 40, 40), dtype=np.float32)
+    train = np.array([True, True, True, True, False, False])
+    source, values = fit_encoder_source(encoder, images, train, standardise=True)
+    assert source.pca is None and source.columns == [f"enc_three_{k:04d}" for k in range(64)]
+    np.testing.assert_array_equal(values, encode(encoder, images, standardise=True))
+    assert not np.allclose(values, encode(encoder, images))
+    with pytest.raises(InputDataError, match=r"train_rows must have shape \(6,\)"):
+        fit_encoder_source(encoder, images, train[:3])
+    with pytest.raises(InputDataError, match="no training galaxy"):
+        fit_encoder_source(encoder, images, np.zeros(6, dtype=bool), pca_components=2)
+    with pytest.raises(ConfigError, match=r"cnn\.encoders\.three\.pca_components = 5: more than the 4"):
+        fit_encoder_source(encoder, images, train, pca_components=5)
+    with pytest.raises(ConfigError, match=r"cnn\.encoders\.gone: .*not found"):
+        load_configured_encoder(
+            "gone", config.model_copy(update={"source": str(tmp_path / "no.safetensors")})
+        )

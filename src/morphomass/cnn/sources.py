@@ -53,10 +53,12 @@ __all__ = [
     "encoder_source_features",
     "encoder_source_frame",
     "encoder_source_from_bytes",
+    "encoder_sources_frame",
     "encoder_weights_name",
     "fit_encoder_source",
     "load_configured_encoder",
     "read_encoder_source",
+    "read_encoder_sources",
     "save_encoder_source",
 ]
 
@@ -262,6 +264,51 @@ def encoder_source_frame(
     return pd.DataFrame(values, columns=source.columns)
 
 
+def encoder_sources_frame(
+    sources: Mapping[str, EncoderSource],
+    images: Mapping[int, ArrayLike],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Compute the feature columns of several sources for the same N galaxies, as extract writes them.
+
+    This is what a prediction calls to rebuild the ``enc_<name>_*`` features of new galaxies from their
+    preprocessed images (the sources from :func:`read_encoder_sources` or :func:`encoder_source_from_bytes`).
+
+    Parameters
+    ----------
+    sources : mapping of str to EncoderSource
+        In the column order wanted (extract's: the order of ``cnn.encoders``).
+    images : mapping of int to array_like, shape (N, S, S)
+        Input size S -> the N galaxies' log-scaled images in [0, 1] at that size, the same galaxies in the
+        same order for every size.
+    batch_size : int
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        N rows, float32 columns ``enc_<name>_0000`` ... per source; no column without sources.
+
+    Raises
+    ------
+    InputDataError
+        If no images of a source's input size are given.
+    """
+    blocks = []
+    for name, source in sources.items():
+        size = source.encoder.input_size
+        if size not in images:
+            msg = f"encoder source {name} needs {size}-pixel images; got sizes {sorted(images)}"
+            raise InputDataError(msg)
+        blocks.append(encoder_source_frame(source, images[size], batch_size=batch_size, progress=progress))
+    if not blocks:
+        n = len(next(iter(images.values()))) if images else 0
+        return pd.DataFrame(index=pd.RangeIndex(n))
+    return pd.concat(blocks, axis=1)
+
+
 def save_encoder_source(
     source: EncoderSource, directory: str | Path, *, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -431,3 +478,23 @@ def read_encoder_source(directory: str | Path, name: str) -> EncoderSource:
         msg = f"{card_path}: names no weights file"
         raise InputDataError(msg)
     return encoder_source_from_bytes(card, weights, contents["pca"], where=directory)
+
+
+def read_encoder_sources(directory: str | Path) -> dict[str, EncoderSource]:
+    """Read every encoder source saved in a folder (each ``<name>.json`` card), by name in sorted order.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A work directory's ``models/encoders`` (or its copy in a bundle); missing: no source.
+
+    Raises
+    ------
+    InputDataError
+        As :func:`read_encoder_source`.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    names = sorted(path.stem for path in directory.glob("*.json"))
+    return {name: read_encoder_source(directory, name) for name in names}
