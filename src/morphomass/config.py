@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -45,6 +48,7 @@ from morphomass.errors import ConfigError
 
 __all__ = [
     "DIELEMAN",
+    "ENCODER_NAME_PATTERN",
     "PRESETS",
     "PRETRAINED_IMAGENET",
     "PRETRAINED_NONE",
@@ -53,6 +57,7 @@ __all__ = [
     "CatalogConfig",
     "CnnConfig",
     "CosmologyConfig",
+    "EncoderSourceConfig",
     "EvaluateConfig",
     "FetchConfig",
     "GbmConfig",
@@ -545,6 +550,72 @@ def _move_pretrained_weights(data: dict[str, Any], default_nets: dict[str, NetCo
     return data
 
 
+#: Names of encoder sources (``cnn.encoders.<name>``): the feature columns are ``enc_<name>_0000`` ...
+ENCODER_NAME_PATTERN = r"[a-z][a-z0-9_]*"
+
+
+class EncoderSourceConfig(_Section):
+    """A frozen timm encoder used as a feature source beside CNN1-4 (``cnn.encoders.<name>``).
+
+    Its pooled features of the log-scaled image (optionally reduced by a PCA fitted on the training split)
+    enter the GBM as the feature family ``enc_<name>_*``, used only by the experiments named after it
+    (``g_morph_enc_<name>``, ``g_enc_<name>``, ``gi_morph_enc_<name>``).
+    """
+
+    source: str = Field(
+        min_length=1,
+        description=(
+            "timm hub name ('hf_hub:mwalmsley/zoobot-encoder-greyscale-convnext_nano': the hub when "
+            "reachable, else the local Hugging Face cache) or a local weights file (.safetensors, .pth, .pt, "
+            ".bin)"
+        ),
+    )
+    input_size: StrictInt = Field(
+        ge=16,
+        le=1024,
+        description="side of the square image fed to the encoder (px); preprocessing makes this size too",
+    )
+    in_chans: Literal[1, 3] = Field(
+        1,
+        description=(
+            "input channels of the built encoder: 1 (a colour encoder's RGB filters summed by timm) or 3 "
+            "(the single band repeated)"
+        ),
+    )
+    architecture: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "timm architecture of a weights file that does not name it (a hub name, or a file written by "
+            "morphomass, needs none)"
+        ),
+    )
+    pca_components: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description=(
+            "reduce the pooled features to this many principal components, fitted on the training split "
+            "(None: keep every pooled feature)"
+        ),
+    )
+    standardise: StrictBool = Field(
+        False,
+        description=(
+            "subtract the encoder's pretrained mean and divide by its std before encoding (timm's ImageNet "
+            "convention); false feeds the [0, 1] log-scaled image as it is (the Zoobot convention)"
+        ),
+    )
+
+    @field_validator("in_chans", mode="before")
+    @classmethod
+    def _strict_channels(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # Literal[1, 3] would accept True as 1
+            msg = f"expected 1 or 3, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+
 class CnnConfig(_Section):
     """The four networks and their training (SPEC N1-N7).
 
@@ -648,6 +719,13 @@ class CnnConfig(_Section):
     seed: StrictInt = Field(
         0, ge=0, description="seed of the weight initialisation, batch order and augmentation"
     )
+    encoders: dict[str, EncoderSourceConfig] = Field(
+        default_factory=dict,
+        description=(
+            "name -> a frozen timm encoder whose pooled features enter the GBM as enc_<name>_* (extract); "
+            "empty: none"
+        ),
+    )
 
     @field_validator("augment_zoom")
     @classmethod
@@ -665,6 +743,26 @@ class CnnConfig(_Section):
             return data
         default_nets = cls.model_fields["nets"].get_default(call_default_factory=True)
         return _move_pretrained_weights(data, default_nets)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_encoders(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump without ``encoders`` when empty: the hashes of runs without encoders stay as they were."""
+        data = handler(self)
+        if not self.encoders and isinstance(data, dict):
+            data.pop("encoders", None)
+        return data
+
+    @field_validator("encoders")
+    @classmethod
+    def _check_encoder_names(cls, encoders: dict[str, EncoderSourceConfig]) -> dict[str, EncoderSourceConfig]:
+        bad = [name for name in encoders if not re.fullmatch(ENCODER_NAME_PATTERN, name)]
+        if bad:
+            msg = (
+                f"encoder names must be lower-case letters, digits and underscores, starting with a letter "
+                f"(they name the columns enc_<name>_*), got {bad}"
+            )
+            raise ValueError(msg)
+        return encoders
 
     @property
     def pretrained_weights(self) -> dict[str, Path]:
@@ -856,8 +954,10 @@ class PipelineConfig(_Section):
 
     @property
     def image_sizes(self) -> tuple[int, ...]:
-        """Side lengths (pixels) of the images preprocessing makes: the networks' distinct input sizes."""
-        return tuple(sorted({net.input_size for net in self.cnn.nets.values()}))
+        """Side lengths (pixels) of the images preprocessing makes: the networks' and encoders' inputs."""
+        sizes = {net.input_size for net in self.cnn.nets.values()}
+        sizes |= {encoder.input_size for encoder in self.cnn.encoders.values()}
+        return tuple(sorted(sizes))
 
 
 #: Overrides of the class defaults per preset (nested dicts, as a TOML file would give them).

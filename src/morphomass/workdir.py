@@ -277,6 +277,15 @@ class WorkDir:
         """Tell whether ``raw/`` holds no file (then ``morphomass run`` makes the mock survey first)."""
         return not self.raw.exists() or not any(p.is_file() for p in self.raw.rglob("*"))
 
+    @property
+    def encoder_models(self) -> Path:
+        """``models/encoders/``: per encoder source its weights, PCA and card (extract; cnn.sources)."""
+        return self.models / "encoders"
+
+    def encoder_card(self, name: str) -> Path:
+        """``models/encoders/<name>.json``: the card of encoder source ``name`` (extract)."""
+        return self.encoder_models / f"{name}.json"
+
 
 @dataclass
 class StageResult:

@@ -162,8 +162,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return _read_weights(Path(path).expanduser())[0]
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """:func:`read_state_dict`, and the ``__metadata__`` of a safetensors header (empty for other files)."""
+def _read_weights(path: Path, data: bytes | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`read_state_dict`, and the ``__metadata__`` of a safetensors header (empty for other files).
+
+    With ``data``, those bytes are parsed (``path`` only names them and gives the format by its suffix).
+    """
     from timm.models import clean_state_dict
 
     suffix = path.suffix.lower()
@@ -171,14 +174,15 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         found = suffix or "no suffix"
         msg = f"{path}: weights file must end in one of {', '.join(WEIGHT_SUFFIXES)}, got {found!r}"
         raise ConfigError(msg)
-    if not path.is_file():
-        msg = f"weights file {path} not found"
-        raise ConfigError(msg)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        msg = f"cannot read weights file {path} ({err.strerror or err})"
-        raise InputDataError(msg) from err
+    if data is None:
+        if not path.is_file():
+            msg = f"weights file {path} not found"
+            raise ConfigError(msg)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            msg = f"cannot read weights file {path} ({err.strerror or err})"
+            raise InputDataError(msg) from err
     metadata: dict[str, str] = {}
     if suffix == ".safetensors":
         from safetensors.torch import load
@@ -552,10 +556,12 @@ def _hub_model(source: str, in_chans: int) -> nn.Module:
     return load_state_into(model, state, where=source)
 
 
-def _file_model(path: Path, in_chans: int, architecture: str | None) -> tuple[nn.Module, dict[str, str]]:
+def _file_model(
+    path: Path, in_chans: int, architecture: str | None, data: bytes | None = None
+) -> tuple[nn.Module, dict[str, str]]:
     import timm
 
-    state, meta = _read_weights(path)
+    state, meta = _read_weights(path, data)
     architecture = architecture or meta.get("architecture")
     if not architecture:
         msg = f"encoder {path}: the file does not name its architecture; give the timm architecture with it"
@@ -590,7 +596,12 @@ def _per_channel(values: Any, in_chans: int, default: float) -> tuple[float, ...
 
 
 def load_encoder(
-    source: str | Path, in_chans: int = 1, *, architecture: str | None = None, name: str | None = None
+    source: str | Path,
+    in_chans: int = 1,
+    *,
+    architecture: str | None = None,
+    name: str | None = None,
+    data: bytes | None = None,
 ) -> Encoder:
     """Load a frozen timm encoder from a Hugging Face hub name or a local weights file.
 
@@ -609,6 +620,9 @@ def load_encoder(
         timm architecture of a weights file.
     name : str, optional
         Short name for the feature columns; default :func:`encoder_name` of the source.
+    data : bytes, optional
+        The weights file's content, already read (e.g. checked against a recorded hash): parsed instead of
+        reading ``source``, which then only names it.
 
     Returns
     -------
@@ -628,10 +642,10 @@ def load_encoder(
         raise ConfigError(msg)
     text = str(source)
     meta: dict[str, str] = {}
-    if text.startswith(HUB_PREFIX):
+    if text.startswith(HUB_PREFIX) and data is None:
         model = _hub_model(text, in_chans)
     else:
-        model, meta = _file_model(Path(text).expanduser(), in_chans, architecture)
+        model, meta = _file_model(Path(text).expanduser(), in_chans, architecture, data)
     model.eval().requires_grad_(False)
     model = model.to(memory_format=torch.channels_last)
     cfg = model.pretrained_cfg
@@ -854,8 +868,8 @@ def save_pca(pca: Pca, path: str | Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_pca(path: str | Path) -> Pca:
-    """Read a PCA written by :func:`save_pca`.
+def load_pca(path: str | Path, data: bytes | None = None) -> Pca:
+    """Read a PCA written by :func:`save_pca` (from ``data``, its content already read, when given).
 
     Raises
     ------
@@ -867,7 +881,7 @@ def load_pca(path: str | Path) -> Pca:
 
     path = Path(path)
     try:
-        tensors = load(path.read_bytes())
+        tensors = load(path.read_bytes() if data is None else data)
     except OSError as err:
         msg = f"cannot read PCA file {path} ({err.strerror or err})"
         raise InputDataError(msg) from err

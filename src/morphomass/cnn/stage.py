@@ -8,7 +8,10 @@ is kept, so an interrupted stage resumes with the next network. It also draws
 ``results/figures/cnn_training_curves.png``.
 
 ``extract`` (images.zarr + models/cnn -> features/cnn.parquet): the 2196 features of SPEC F4 (in the paper
-configuration) for every galaxy of the sample, minus the columns that are zero for every training galaxy.
+configuration) for every galaxy of the sample, minus the columns that are zero for every training galaxy;
+then, for each encoder source of ``cnn.encoders`` (:mod:`morphomass.cnn.sources`), the frozen encoder's
+features ``enc_<name>_*`` of the image at its input size (its PCA fitted on the training split), with its
+weights, PCA and card written to ``models/encoders``.
 
 On the CPU both stages keep every core busy with worker processes (:mod:`morphomass.cnn.parallel`): train-cnn
 trains the networks side by side, extract splits the galaxies into slices of whole batches. On a GPU, or
@@ -63,6 +66,14 @@ from morphomass.cnn.parallel import (
     run_jobs,
     run_ranks,
     worker_count,
+)
+from morphomass.cnn.sources import (
+    encoder_card_name,
+    encoder_pca_name,
+    encoder_weights_name,
+    fit_encoder_source,
+    load_configured_encoder,
+    save_encoder_source,
 )
 from morphomass.cnn.training import FitResult, epoch_images, fit_network, weighted_median
 from morphomass.cnn.weights import load_card, load_network, save_network
@@ -748,6 +759,84 @@ def _extract_in_workers(
     return feature_table({name: card for name, (_, card) in networks.items()}, outputs)
 
 
+def _encoder_sources(
+    config: PipelineConfig,
+    workdir: WorkDir,
+    groups: dict[int, ImageGroup],
+    train_ids: np.ndarray,
+    *,
+    device: torch.device,
+    progress: bool,
+) -> tuple[pd.DataFrame, list[Path], dict[str, Any]]:
+    """Encode every galaxy of ``images.zarr`` with each encoder source of ``cnn.encoders``; save them.
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        ``enc_<name>_*`` columns, in the row order of the ``images.zarr`` groups (float32).
+    files : list of Path
+        The files written in ``models/encoders`` (weights, PCA, card per source).
+    summary : dict
+        Source name -> its feature count, PCA galaxies and the SHA-256 of its weights and PCA files.
+    """
+    out_dir = workdir.encoder_models
+    blocks, files, summary = [], [], {}
+    for name, source_config in config.cnn.encoders.items():
+        group = groups[source_config.input_size]
+        train_rows = np.isin(group.objid, train_ids)
+        encoder = load_configured_encoder(name, source_config)
+        encoder.model.to(device)
+        logger.info(
+            "extract: encoder source %s (%s, %d features) on %d galaxies at %d px%s",
+            name,
+            encoder.architecture,
+            encoder.num_features,
+            len(group.objid),
+            encoder.input_size,
+            (
+                ""
+                if source_config.pca_components is None
+                else f", PCA to {source_config.pca_components} fitted on {int(train_rows.sum())} training "
+                "galaxies"
+            ),
+        )
+        source, values = fit_encoder_source(
+            encoder,
+            group.images,
+            train_rows,
+            pca_components=source_config.pca_components,
+            standardise=source_config.standardise,
+            batch_size=config.cnn.inference_batch_size,
+            progress=progress,
+        )
+        fitted_on = None if source.pca is None else {"split": "train", "n_galaxies": int(train_rows.sum())}
+        card = save_encoder_source(source, out_dir, extra={"pca_fitted_on": fitted_on})
+        encoder.model.to("cpu")
+        files += [out_dir / encoder_weights_name(name), out_dir / encoder_card_name(name)]
+        if source.pca is not None:
+            files.append(out_dir / encoder_pca_name(name))
+        blocks.append(pd.DataFrame(values, columns=source.columns))
+        summary[name] = {
+            "n_features": source.n_features,
+            "pca_fitted_on": fitted_on,
+            "weights_sha256": card["weights_sha256"],
+            "pca_sha256": card["pca_sha256"],
+        }
+    _remove_stale_encoder_files(out_dir, keep=files)
+    features = pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=pd.RangeIndex(0))
+    return features, files, summary
+
+
+def _remove_stale_encoder_files(out_dir: Path, *, keep: list[Path]) -> None:
+    """Delete the weights, PCA and cards in ``models/encoders`` of sources no longer configured."""
+    if not out_dir.is_dir():
+        return
+    for path in sorted(out_dir.iterdir()):
+        if path.is_file() and path.suffix in (".safetensors", ".json") and path not in keep:
+            logger.info("extract: removing %s (not an encoder source of cnn.encoders)", path)
+            path.unlink()
+
+
 def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = True) -> StageResult:
     """Write ``features/cnn.parquet``: the CNN features of every galaxy of the sample (SPEC F4).
 
@@ -755,6 +844,12 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     pooled trunk, 2048 for ResNet50); ``cnn4_f00`` ... ``cnn4_f36``; all float32, in the row order of
     ``sample.parquet``. Galaxies that preprocessing left out of ``images.zarr`` get NaN features (logged).
     Columns that are exactly zero for every training galaxy (dead neurons) are dropped and counted.
+
+    Then ``enc_<name>_0000`` ... per encoder source of ``cnn.encoders`` (:mod:`morphomass.cnn.sources`):
+    the frozen encoder's pooled features of the ``<input_size>`` group of ``images.zarr``, projected on the
+    PCA fitted on the training galaxies when ``pca_components`` is set (never dropped as dead). Its
+    weights, PCA and card go to ``models/encoders`` (``<name>.safetensors``, ``<name>_pca.safetensors``,
+    ``<name>.json`` with their SHA-256); files of sources no longer configured are removed there.
 
     Parameters
     ----------
@@ -768,8 +863,9 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     Returns
     -------
     StageResult
-        ``summary``: ``n_galaxies``, ``n_features_before_drop``, ``n_dropped``, ``n_features`` (the dropped
-        names are logged at DEBUG level).
+        ``outputs``: ``features/cnn.parquet`` and the files of ``models/encoders``. ``summary``:
+        ``n_galaxies``, ``n_features_before_drop``, ``n_dropped``, ``n_features`` (the dropped names are
+        logged at DEBUG level) and ``encoders`` (name -> feature count, PCA galaxies, SHA-256 of its files).
 
     Raises
     ------
@@ -789,10 +885,9 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
     networks = {name: load_network(out_dir, name) for name in names}
     for name, (_, card) in networks.items():
         _check_card(name, card, cnn, out_dir)
-    groups = {
-        size: ImageGroup(workdir.images_zarr, size)
-        for size in sorted({int(card["input_size"]) for _, card in networks.values()})
-    }
+    sizes = {int(card["input_size"]) for _, card in networks.values()}
+    sizes |= {source.input_size for source in cnn.encoders.values()}
+    groups = {size: ImageGroup(workdir.images_zarr, size) for size in sorted(sizes)}
     first = next(iter(groups.values()))
     for group in groups.values():
         if not np.array_equal(group.objid, first.objid):
@@ -823,6 +918,12 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         features = _extract_in_workers(
             networks, workdir, n_images=len(first.objid), workers=workers, progress=progress, cnn=cnn
         )
+    train_ids = objid[(sample["split"] == "train").to_numpy()]
+    encoder_features, encoder_files, encoder_summary = _encoder_sources(
+        config, workdir, groups, train_ids, device=device, progress=progress
+    )
+    if encoder_features.shape[1]:
+        features = pd.concat([features, encoder_features], axis=1)
     has_image = first.contains(objid)
     if not has_image.all():
         logger.warning(
@@ -840,7 +941,7 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         msg = f"{workdir.sample}: no training galaxy with images; dead feature columns cannot be identified"
         raise InputDataError(msg)
     n_before = table.shape[1] - 1
-    table, dropped = drop_dead_columns(table, train_mask)
+    table, dropped = drop_dead_columns(table, train_mask, keep=("objid", *encoder_features.columns))
     logger.info(
         "extract: %d of %d CNN feature columns are zero for every training galaxy (dead neurons) and were "
         "dropped; %d remain (the paper dropped 17 of 2196)",
@@ -854,11 +955,12 @@ def run_extract(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         table.to_parquet(tmp, index=False)
     return StageResult(
         stage="extract",
-        outputs=[str(path.relative_to(workdir.root))],
+        outputs=[workdir.relative(p) for p in (path, *encoder_files)],
         summary={
             "n_galaxies": len(table),
             "n_features_before_drop": n_before,
             "n_dropped": len(dropped),
             "n_features": table.shape[1] - 1,
+            "encoders": encoder_summary,
         },
     )

@@ -4,6 +4,18 @@ Each experiment is an :class:`Experiment` recipe; :func:`make_experiments` lists
 experiment that reuses another's selected features comes after it) and :func:`build_features` turns a recipe
 into the feature matrix. Names follow DESIGN §4. The non-GBM baselines (constant, power laws) live in
 ``morphomass.evaluate``.
+
+The features of the frozen encoder sources (``cnn.encoders.<name>``: columns ``enc_<name>_*``) enter only
+the experiments that name them (:attr:`Experiment.encoders`); every experiment of the paper leaves them out.
+For each encoder source ``<name>`` :func:`make_experiments` adds:
+
+* ``g_morph_enc_<name>``: ``g_morph`` plus the encoder's features;
+* ``g_enc_<name>``: the reference (z, L_g) plus the encoder's features only (no image or CNN feature: the
+  model of a user without a trained CNN);
+* ``gi_morph_enc_<name>``: ``gi_morph`` plus the encoder's features (top-k retrain, as ``gi_morph``);
+* ``gi_enc_<name>``: the colour GBM (z, L_g, L_i, L_g/L_i) plus the encoder's features only.
+
+The ``gi_*`` ones need the i band.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from morphomass.gbm.table import (
     BANDS,
     FeatureTable,
     band_features,
+    encoder_columns_of,
     feature_groups,
     flux_features,
     gz2_truth_columns,
@@ -60,6 +73,9 @@ class Experiment:
         re-optimises the features selected by ``gi_morph`` for another loss.
     train_fraction : float
         Fraction of the training split used (a seeded random subset).
+    encoders : tuple of str
+        Encoder sources whose ``enc_<name>_*`` features are added (with or without ``morphology``); the
+        others' are left out.
     """
 
     name: str
@@ -74,6 +90,7 @@ class Experiment:
     top_k: bool = False
     features_from: str | None = None
     train_fraction: float = 1.0
+    encoders: tuple[str, ...] = ()
 
 
 #: Cross-validation groups (the kind of model) and the experiment whose features represent each.
@@ -85,15 +102,19 @@ def cv_group(experiment: Experiment) -> str:
 
     ``global``: catalogue features only; ``colour_morph``: image features plus catalogue bands; ``morph``:
     image features only. The experiments of a group share the parameters chosen by cross-validating one of
-    them.
+    them. Encoder features count as image features.
     """
-    if not experiment.morphology:
+    if not experiment.morphology and not experiment.encoders:
         return "global"
     return "colour_morph" if experiment.catalog_bands else "morph"
 
 
 def make_experiments(
-    band_sequence: list[str] | tuple[str, ...], *, available_bands: str = "ugriz", log_losses: bool = True
+    band_sequence: list[str] | tuple[str, ...],
+    *,
+    available_bands: str = "ugriz",
+    encoder_names: list[str] | tuple[str, ...] = (),
+    log_losses: bool = True,
 ) -> list[Experiment]:
     """All GBM experiments, in training order.
 
@@ -104,6 +125,10 @@ def make_experiments(
         (global features only) and ``bands_<set>_morph`` (plus the g-band morphology, top-k retrain).
     available_bands : str
         Bands with catalogue fluxes; band sets needing others are left out (and so are ``gi_*`` without i).
+    encoder_names : sequence of str
+        Encoder sources (``cnn.encoders``; :attr:`~morphomass.gbm.table.FeatureTable.encoder_names`): each
+        adds ``g_morph_enc_<name>``, ``g_enc_<name>`` and, with g and i, ``gi_morph_enc_<name>`` and
+        ``gi_enc_<name>``, after the other experiments.
     log_losses : bool
         Include the ``rmsle`` loss experiments (E11); False for a target already in dex (logmstar,
         logsfr), whose log is meaningless.
@@ -149,6 +174,18 @@ def make_experiments(
                 Experiment(f"bands_{bands}", morphology=False, catalog_bands=bands),
                 Experiment(f"bands_{bands}_morph", catalog_bands=bands, top_k=True),
             ]
+    has_gi = "g" in available_bands and "i" in available_bands
+    for name in encoder_names:
+        source = (name,)
+        exps += [
+            Experiment(f"g_morph_enc_{name}", encoders=source),
+            Experiment(f"g_enc_{name}", morphology=False, catalog_bands="g", encoders=source),
+        ]
+        if has_gi:
+            exps += [
+                Experiment(f"gi_morph_enc_{name}", catalog_bands="gi", top_k=True, encoders=source),
+                Experiment(f"gi_enc_{name}", morphology=False, catalog_bands="gi", encoders=source),
+            ]
     if not log_losses:
         exps = [e for e in exps if e.objective != "rmsle"]
     return exps
@@ -171,12 +208,25 @@ def build_features(table: FeatureTable, experiment: Experiment) -> pd.DataFrame:
     Raises
     ------
     InputDataError
-        If a band of ``catalog_bands`` is not in the sample, or the GZ2 columns are missing.
+        If a band of ``catalog_bands`` is not in the sample, the GZ2 columns are missing, or an encoder of
+        ``encoders`` has no ``enc_<name>_*`` column.
     """
     parts = []
+    groups = feature_groups(table.features.columns)
+    encoder_columns = []
+    for name in experiment.encoders:
+        columns = encoder_columns_of(table.features.columns, name)
+        if not columns:
+            msg = (
+                f"experiment {experiment.name} needs the features of encoder source {name!r} (enc_{name}_*), "
+                f"which features/cnn.parquet lacks; configure cnn.encoders.{name} and rerun 'morphomass "
+                "extract'"
+            )
+            raise InputDataError(msg)
+        encoder_columns += columns
     if experiment.morphology:
-        groups = feature_groups(table.features.columns)
         drop = {c for g in experiment.drop_groups for c in groups[g]} | set(experiment.drop_columns)
+        drop |= set(groups["encoders"]) - set(encoder_columns)
         if not experiment.classical:
             drop |= set(groups["classical"])
         elif not groups["classical"]:
@@ -195,6 +245,8 @@ def build_features(table: FeatureTable, experiment: Experiment) -> pd.DataFrame:
             parts.append(flux_features(table.features, table.meta["dist_mpc"].to_numpy()))
         if experiment.gz2_truth:
             parts.append(gz2_truth_columns(table.meta))
+    elif encoder_columns:
+        parts.append(table.features[encoder_columns])
     if experiment.catalog_bands:
         unknown = [b for b in experiment.catalog_bands if b not in BANDS]
         if unknown:

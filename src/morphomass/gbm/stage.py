@@ -628,6 +628,7 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     experiments = make_experiments(
         gcfg.band_sequence,
         available_bands="".join(table.available_bands),
+        encoder_names=table.encoder_names,
         log_losses=not table.target.in_dex,
     )
 

@@ -1,7 +1,8 @@
 """The training table: sample.parquet joined with the feature tables, and the feature groups of Table 1.
 
 The g-band image features (``features/photometric.parquet``: SPEC F1-F3) and the CNN features
-(``features/cnn.parquet``: F4) are inner-joined with the sample on ``objid``; galaxies missing from a feature
+(``features/cnn.parquet``: F4, plus the ``enc_<name>_*`` columns of the configured encoder sources) are
+inner-joined with the sample on ``objid``; galaxies missing from a feature
 table (excluded upstream, e.g. failed preprocessing) are dropped and counted. Catalogue quantities (redshift,
 band luminosities from the modelMag fluxes, their ratios) come from the sample, not from the images.
 """
@@ -22,11 +23,14 @@ from morphomass.targets import ML_G, Target, read_target
 
 __all__ = [
     "BANDS",
+    "ENCODER_PREFIX",
     "GROUPS",
     "SPLITS",
     "FeatureTable",
     "band_features",
     "band_luminosities",
+    "encoder_columns_of",
+    "encoder_names",
     "feature_groups",
     "flux_features",
     "gz2_truth_columns",
@@ -50,7 +54,10 @@ GROUPS: tuple[str, ...] = (
     "cnn123",
     "cnn3_probs",
     "cnn4",
+    "encoders",
 )
+#: Prefix of the feature columns of the encoder sources (``enc_<name>_0000`` ...; ``cnn.encoders``).
+ENCODER_PREFIX = "enc_"
 #: F1 features that are not luminosities (no flux counterpart in the 'no distance' ablation).
 LUMINOSITY_EXTRA: tuple[str, ...] = ("image_size_pix", "scaling_a")
 #: 1 Mpc in cm: catalogue luminosities computed from fluxes are 4 pi D^2 f in nanomaggy cm^2.
@@ -88,6 +95,11 @@ class FeatureTable:
         """Bands with a catalogue flux (``flux_<band>``) or luminosity (``lum_<band>``), in SDSS order."""
         cols = set(self.meta.columns)
         return tuple(b for b in BANDS if f"flux_{b}" in cols or f"lum_{b}" in cols)
+
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        """Names of the encoder sources of the ``enc_<name>_*`` feature columns (:func:`encoder_names`)."""
+        return encoder_names(self.features.columns)
 
 
 def _check_objid(frame: pd.DataFrame, name: str) -> None:
@@ -245,7 +257,8 @@ def feature_groups(columns: list[str] | pd.Index) -> dict[str, list[str]]:
     ``img_*`` (F2); ``distance``: ``redshift``, ``pixel_kpc`` (F3); ``cnn123``: ``cnn1_*``, ``cnn2_*``,
     ``cnn3_*`` (GZ2 probabilities and CNN1's trunk); ``cnn3_probs``: ``cnn3_p_*`` (a subset of ``cnn123``);
     ``cnn4``: ``cnn4_*``; ``classical``: ``morph_*`` (classical morphology: C, A, S, Gini, M20, Sersic n,
-    axis ratio, ...); ``other``: anything else.
+    axis ratio, ...); ``encoders``: ``enc_*`` (the frozen encoder sources, every one of them; see
+    :func:`encoder_names`); ``other``: anything else.
 
     Returns
     -------
@@ -268,9 +281,42 @@ def feature_groups(columns: list[str] | pd.Index) -> dict[str, list[str]]:
             groups["cnn4"].append(col)
         elif col.startswith("morph_"):
             groups["classical"].append(col)
+        elif col.startswith(ENCODER_PREFIX):
+            groups["encoders"].append(col)
         else:
             groups["other"].append(col)
     return groups
+
+
+def _encoder_of(column: str) -> str | None:
+    """Return the encoder name of an ``enc_<name>_<k>`` column (``k`` digits), None for any other column."""
+    if not column.startswith(ENCODER_PREFIX):
+        return None
+    name, _, index = column[len(ENCODER_PREFIX) :].rpartition("_")
+    return name if name and index.isdigit() else None
+
+
+def encoder_names(columns: list[str] | pd.Index) -> tuple[str, ...]:
+    """Names of the encoder sources of feature columns ``enc_<name>_<k>``, in order of first appearance.
+
+    The name may hold underscores; the digits after the last one are the feature index.
+
+    Examples
+    --------
+    >>> encoder_names(["lum_sum", "enc_zoobot_nano_0000", "enc_zoobot_nano_0001", "enc_rand_0000"])
+    ('zoobot_nano', 'rand')
+    """
+    names: dict[str, None] = {}
+    for col in columns:
+        name = _encoder_of(str(col))
+        if name is not None:
+            names.setdefault(name, None)
+    return tuple(names)
+
+
+def encoder_columns_of(columns: list[str] | pd.Index, name: str) -> list[str]:
+    """Return the feature columns ``enc_<name>_<k>`` of one encoder source, in input order."""
+    return [str(c) for c in columns if _encoder_of(str(c)) == name]
 
 
 def band_luminosities(meta: pd.DataFrame, bands: str | tuple[str, ...]) -> pd.DataFrame:
