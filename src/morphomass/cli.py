@@ -26,6 +26,7 @@ from morphomass.config import PRESETS, PipelineConfig, load_config
 from morphomass.errors import ConfigError, InputDataError, MorphomassError
 from morphomass.pipeline import (
     PipelineSummary,
+    distributed_launch,
     execute_predict,
     execute_stage,
     make_mock_preview,
@@ -160,6 +161,7 @@ def mock(
     """Write raw/ with the built-in synthetic survey (real formats)."""
     overrides = {k: v for k, v in {"n_galaxies": n_galaxies, "seed": seed}.items() if v is not None}
     config = load_config(preset, config_path, {"mock": overrides} if overrides else None)
+    distributed_launch("mock")  # refused on a rank of torchrun/srun before the lock is taken
     with workdir_lock(WorkDir(workdir), wait=wait):
         _run_stage("mock", config, workdir, force, wait)
         if preview:

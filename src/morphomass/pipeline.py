@@ -59,6 +59,7 @@ __all__ = [
     "Stage",
     "StageOutcome",
     "cpu_seconds",
+    "distributed_launch",
     "execute_predict",
     "execute_stage",
     "make_mock_preview",
@@ -278,14 +279,14 @@ def execute_stage(
     ConfigError
         If this process is a rank of a distributed run (torchrun, srun) and the stage runs in one process.
     """
-    launch = _distributed_launch(name)
+    launch = distributed_launch(name)
     if launch is not None and launch.rank != 0:
         return _execute_as_rank(name, config, workdir, launch, force=force, progress=progress)
     with workdir_lock(workdir, wait=wait):
         return _execute_stage(name, config, workdir, force=force, progress=progress)
 
 
-def _distributed_launch(command: str) -> LaunchRank | None:
+def distributed_launch(command: str) -> LaunchRank | None:
     """Return this process's rank in a run of several processes started by torchrun or srun, else None.
 
     Raises
@@ -529,7 +530,7 @@ def run_pipeline(
         the pipeline runs in one process. Run the stages before train-cnn in one process, launch
         ``morphomass train-cnn`` under torchrun or srun, then ``morphomass run`` in one process for the rest.
     """
-    _distributed_launch("run")
+    distributed_launch("run")
     start, cpu_start = time.perf_counter(), cpu_seconds()
     outcomes: list[StageOutcome] = []
     with workdir_lock(workdir, wait=wait):

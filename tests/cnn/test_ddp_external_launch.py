@@ -227,6 +227,8 @@ def test_run_and_other_stages_are_refused_on_the_ranks(
             "train-cnn runs on several ranks: run the stages before it in one process"
         )
         assert line.count("\n") == 1
+    assert main(["mock", "--workdir", str(root), "--preset", "tiny"]) == 2  # refused before its lock
+    assert "run 'mock' in one process" in capsys.readouterr().err
     with pytest.raises(
         ConfigError, match=r"rank 0 of 2 \(torchrun\), but only train-cnn .*: run 'extract' in"
     ):
