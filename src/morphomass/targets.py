@@ -21,9 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
 from morphomass.errors import InputDataError
 
 __all__ = [
@@ -84,16 +81,6 @@ class Target:
     def in_dex(self) -> bool:
         """Whether values are already logarithmic (a difference target): dex errors are plain differences."""
         return self.kind == "difference"
-
-    def dex_error(self, pred: ArrayLike, true: ArrayLike) -> NDArray[np.float64]:
-        """Per-galaxy error in dex: ``log10(pred / true)`` (ratio) or ``pred - true`` (difference)."""
-        p, t = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
-        return p - t if self.in_dex else np.log10(p / t)
-
-    def to_dex(self, values: ArrayLike) -> NDArray[np.float64]:
-        """Put values on the scale of intervals and dex errors: ``log10`` (ratio) or unchanged."""
-        v = np.asarray(values, dtype=np.float64)
-        return v if self.in_dex else np.log10(v)
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys), as stored in Parquet metadata, bundles and metrics.json."""
