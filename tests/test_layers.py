@@ -17,7 +17,7 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "morphomass"
 STAGES = ("mock", "fetch", "catalog", "preprocess", "cnn", "gbm", "evaluate", "predict")
 #: Top-layer modules: they may import every stage; nothing below may import them.
-TOP = ("cli", "pipeline", "calibration")
+TOP = ("__main__", "cli", "pipeline", "calibration")
 
 
 @dataclass(frozen=True)

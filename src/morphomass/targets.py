@@ -16,7 +16,9 @@ Two kinds of target:
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -56,8 +58,6 @@ class Target:
         Where its error comes from.
     prediction : str
         Stem of the prediction columns: ``<prediction>_pred``, ``<prediction>_lo_68``, ...
-    label : str
-        Axis label of its values (matplotlib mathtext), units included.
     symbol : str
         Mathtext symbol of the linear quantity that figures show on a log axis (``10**value`` for a target
         in dex): ``$M/L_g$``, ``$M_\star$``, ``SFR``.
@@ -72,7 +72,6 @@ class Target:
     column: str
     error_column: str
     prediction: str
-    label: str
     symbol: str
     unit: str
     description: str
@@ -93,7 +92,6 @@ ML_G = Target(
     column="logmstar, flux_g",
     error_column="logmstar_err, flux_g_err",
     prediction="ml",
-    label=r"$M/L_g$ ($M_\odot/L_\odot$)",
     symbol=r"$M/L_g$",
     unit="M_sun/L_sun",
     description="g-band stellar mass-to-light ratio (GSWLC-2 SED mass over the g-band luminosity)",
@@ -108,7 +106,6 @@ BUILTIN_TARGETS: dict[str, Target] = {
         column="log_mstar",
         error_column="log_mstar_err",
         prediction="log_mstar",
-        label=r"$\log_{10} M_\star$ ($M_\odot$)",
         symbol=r"$M_\star$",
         unit="dex",
         description="log10 stellar mass (GSWLC-2 SED fit)",
@@ -119,7 +116,6 @@ BUILTIN_TARGETS: dict[str, Target] = {
         column="log_sfr_sed",
         error_column="log_sfr_sed_err",
         prediction="log_sfr",
-        label=r"$\log_{10}$ SFR ($M_\odot\,\mathrm{yr}^{-1}$)",
         symbol="SFR",
         unit="dex",
         description="log10 star-formation rate (GSWLC-2 SED fit)",
@@ -127,44 +123,52 @@ BUILTIN_TARGETS: dict[str, Target] = {
 }
 
 
-def resolve_target(name: str, error_column: str | None, columns: Any) -> Target:
+def resolve_target(name: str, error_column: str | None, dtypes: Mapping[str, Any]) -> Target:
     """Return the :class:`Target` that ``catalog.target`` (and ``catalog.target_error``) name.
 
     Parameters
     ----------
     name : str
-        ``"ml_g"``, ``"logmstar"``, ``"logsfr"``, or a column of the GSWLC-2 table.
+        ``"ml_g"``, ``"logmstar"``, ``"logsfr"``, or a real-valued column of the GSWLC-2 table.
     error_column : str or None
-        For a user column: its error column (None: ``<name>_err``). Ignored for the built-in targets.
-    columns : iterable of str
-        The GSWLC-2 columns, to check a user column against.
+        For a column target: its error column (None: ``<name>_err``); must be None for a built-in target.
+    dtypes : mapping of str to dtype
+        The GSWLC-2 table's columns and their dtypes (``DataFrame.dtypes``), to check a column target against.
 
     Raises
     ------
     InputDataError
-        If a user column or its error column is not a GSWLC-2 column.
+        If a column target or its error column is not a real-valued GSWLC-2 column (ids and flags are not
+        targets), or an error column is given for a built-in target.
     """
+    import pandas as pd
+
     if name in BUILTIN_TARGETS:
+        if error_column is not None:
+            msg = (
+                f"catalog.target_error = {error_column!r} is only used with a GSWLC-2 column as the target, "
+                f"got target = {name!r} (whose error is {BUILTIN_TARGETS[name].error_column})"
+            )
+            raise InputDataError(msg)
         return BUILTIN_TARGETS[name]
-    known = list(columns)
+    real = [column for column, dtype in dtypes.items() if pd.api.types.is_float_dtype(dtype)]
     error = error_column or f"{name}_err"
     for field, column in (("catalog.target", name), ("catalog.target_error", error)):
-        if column not in known:
+        if column not in real:
             msg = (
-                f"{field} = {column!r} is not a GSWLC-2 column; expected 'ml_g', 'logmstar', 'logsfr' or one "
-                f"of "
-                f"{known}"
+                f"{field} = {column!r} is not a real-valued GSWLC-2 column; expected 'ml_g', 'logmstar', "
+                f"'logsfr' or one of {real}"
             )
             raise InputDataError(msg)
     unit = "dex" if name.startswith("log") else "catalogue units"
+    escaped = name.replace("_", r"\_")
     return Target(
         name=name,
         kind="difference",
         column=name,
         error_column=error,
         prediction=name,
-        label=name.replace("_", r"\_") + ("" if unit != "dex" else " (dex)"),
-        symbol="10^" + name.replace("_", r"\_"),
+        symbol=rf"$10^{{\mathrm{{{escaped}}}}}$",
         unit=unit,
         description=f"the GSWLC-2 column {name} (error {error})",
     )
@@ -185,8 +189,9 @@ def target_from_json(text: str | bytes, *, source: str) -> Target:
     """
     try:
         fields = json.loads(text)
-        target = Target(**fields)
-    except (TypeError, ValueError) as err:
+        known = {f.name for f in dataclasses.fields(Target)}
+        target = Target(**{k: v for k, v in fields.items() if k in known})  # keys of older versions dropped
+    except (AttributeError, TypeError, ValueError) as err:
         msg = f"{source}: the recorded target is not valid ({err})"
         raise InputDataError(msg) from None
     if target.kind not in ("ratio", "difference"):

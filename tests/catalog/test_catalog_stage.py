@@ -336,7 +336,13 @@ def test_target_is_configurable_and_recorded_in_the_sample(
     assert (target.kind, target.prediction, target.error_column) == ("difference", "a_v", "a_v_err")
     np.testing.assert_allclose(sample["target"], gswlc.loc[sample["objid"], "a_v"])
 
-    with pytest.raises(InputDataError, match=r"catalog\.target = 'a_x' is not a GSWLC-2 column"):
+    with pytest.raises(InputDataError, match=r"catalog\.target = 'a_x' is not a real-valued GSWLC-2 column"):
         _run(workdir, target="a_x")
     with pytest.raises(InputDataError, match=r"catalog\.target_error = 'a_b_err2'"):
         _run(workdir, target="a_v", target_error="a_b_err2")
+    with pytest.raises(InputDataError, match=r"catalog\.target = 'flag_sed' is not a real-valued"):
+        _run(workdir, target="flag_sed", target_error="a_v_err")  # a flag is not a target
+    with pytest.raises(
+        InputDataError, match=r"catalog\.target_error = 'a_v_err' is only used with a GSWLC-2"
+    ):
+        _run(workdir, target="logsfr", target_error="a_v_err")

@@ -184,7 +184,7 @@ def build_sample(
         for b in bands
     }
     mag_err_g = phot["model_mag_err_g"].to_numpy()
-    target = resolve_target(catalog.target, catalog.target_error, gswlc.columns)
+    target = resolve_target(catalog.target, catalog.target_error, gswlc.dtypes)
     with np.errstate(invalid="ignore"):
         photometry_ok = ~(np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0))
     cuts = {
