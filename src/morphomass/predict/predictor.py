@@ -669,7 +669,7 @@ def _finish(
     """Make the output rows of a batch: L_g, the predictions, intervals, model, range flags, reasons.
 
     ``predictions`` are in the target's units; ``bounds_dex`` maps each nominal level to the (N, 2) lower
-    and upper bounds on the target's dex scale (:meth:`~morphomass.targets.Target.to_dex`); ``with_i`` are
+    and upper bounds on the target's dex scale (the interval calibration's ``to_dex``); ``with_i`` are
     the model keys that use the i band (their galaxies' i flux is checked against its training range).
     """
     records = []
