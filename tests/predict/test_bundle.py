@@ -199,7 +199,7 @@ def test_write_bundle_refuses_features_no_network_makes(trained_workdir: WorkDir
     workdir = _copy_workdir(trained_workdir, tmp_path)
     path = workdir.features / "cnn.parquet"
     pd.read_parquet(path).assign(cnn9_p_t01_a01=np.float32(0.5)).to_parquet(path)
-    with pytest.raises(WorkdirError, match=r"has columns no network of the configuration produces \(\['cnn9"):
+    with pytest.raises(WorkdirError, match=r"has columns no network or encoder source of .* \(\['cnn9"):
         write_bundle(small_config(), workdir)
 
 

@@ -7,9 +7,12 @@ magnitudes into an M/L, without the training data:
   image band, the cosmology and pixel-scale conventions of the catalogue stage),
 * the networks (``cnn/<net>.safetensors`` + ``cnn/<net>.json`` cards) and the feature columns each gives,
 * the dead-feature list (CNN columns that were zero for every training galaxy, dropped by ``extract``),
+* the frozen encoder sources of ``cnn.encoders`` (``encoders/<name>.safetensors``, ``<name>_pca.safetensors``
+  and the ``<name>.json`` card, section ``encoders``) and the ``enc_<name>_*`` columns each gives,
 * the LightGBM text models (``gbm/g_morph.txt``: g-band image + morphology; ``gbm/gi_morph.txt``: the same
   plus the catalogue g and i luminosities, when the training sample had the i band), their feature names,
-  objective and prediction floor,
+  objective and prediction floor; with encoder sources also ``g_<name>`` and ``gi_<name>`` (the same models
+  with the encoder's features, ``gbm/g_morph_enc_<name>.txt``, ...), which only ``model=`` selects,
 * the training ranges of redshift, D25, pixel size, fluxes and L_g, to flag extrapolations,
 * the versions of morphomass and of the libraries, the full configuration, and the SHA-256 and size of every
   listed file.
@@ -44,7 +47,7 @@ from morphomass.targets import Target, target_from_json
 from morphomass.workdir import WorkDir
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -60,6 +63,7 @@ __all__ = [
     "check_manifest",
     "library_versions",
     "load_bundle",
+    "model_experiments",
     "parse_lightgbm_model",
     "read_files",
 ]
@@ -71,6 +75,22 @@ BUNDLE_FORMAT = "morphomass-bundle"
 BUNDLE_FORMAT_VERSION = 4
 #: Bundle model key (the catalogue bands it needs besides the image) -> GBM experiment (DESIGN §4 names).
 MODEL_EXPERIMENTS: dict[str, str] = {"g": "g_morph", "gi": "gi_morph"}
+
+
+def model_experiments(encoders: Iterable[str] = ()) -> dict[str, str]:
+    """Return the bundle model keys and their GBM experiments for a run's encoder sources.
+
+    :data:`MODEL_EXPERIMENTS`, then per encoder source ``<name>``: ``g_<name>`` -> ``g_morph_enc_<name>`` and
+    ``gi_<name>`` -> ``gi_morph_enc_<name>`` (the paper's models with the encoder's features added;
+    ``model="g_<name>"`` selects one at prediction).
+    """
+    out = dict(MODEL_EXPERIMENTS)
+    for name in encoders:
+        out[f"g_{name}"] = f"g_morph_enc_{name}"
+        out[f"gi_{name}"] = f"gi_morph_enc_{name}"
+    return out
+
+
 #: Libraries whose versions are recorded, by name -> the distributions that provide it; one of another
 #: major.minor version at load time gives a warning, one not installed is an error.
 RECORDED_LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -291,6 +311,32 @@ def _check_networks(manifest: Mapping[str, Any], files: Mapping[str, Any], where
     return produced
 
 
+def _check_encoders(manifest: Mapping[str, Any], files: Mapping[str, Any], where: str) -> list[str]:
+    """Check the optional encoders section; return the ``enc_<name>_*`` columns the sources produce."""
+    if "encoders" not in manifest:  # a bundle of a run without encoder sources
+        return []
+    encoders = _section(manifest, "encoders", where, "")
+    sizes = manifest["preprocessing"]["sizes"]
+    produced = []
+    for name, spec in encoders.items():
+        path = f"encoders.{name}."
+        if not isinstance(spec, dict):
+            raise _wrong(where, f"encoders.{name}", "a JSON object", spec)
+        for key in ("card", "weights"):
+            _listed(_string(spec, key, where, path), files, where, f"{path}{key}")
+        if spec.get("pca") is not None:
+            _listed(_string(spec, "pca", where, path), files, where, f"{path}pca")
+        if _integer(spec, "input_size", where, path, low=1) not in sizes:
+            raise _wrong(
+                where, f"{path}input_size", f"one of preprocessing.sizes {sizes}", spec["input_size"]
+            )
+        columns = _strings(spec, "columns", where, path)
+        if not columns or not all(c.startswith(f"enc_{name}_") for c in columns):
+            raise _wrong(where, f"{path}columns", f"a non-empty list of enc_{name}_* columns", columns)
+        produced += columns
+    return produced
+
+
 def _check_preprocessing(manifest: Mapping[str, Any], where: str) -> None:
     from pydantic import ValidationError
 
@@ -331,13 +377,17 @@ def _check_models(
     features = _section(manifest, "features", where, "")
     for key in ("photometric", "cnn", "dead"):
         _strings(features, key, where, "features.")
+    known = model_experiments(manifest.get("encoders", {}))
     for key, model in models.items():
-        if key not in MODEL_EXPERIMENTS:
-            raise _wrong(where, "models keys", f"among {sorted(MODEL_EXPERIMENTS)}", key)
+        if key not in known:
+            raise _wrong(where, "models keys", f"among {sorted(known)}", key)
         if not isinstance(model, dict):
             raise _wrong(where, f"models.{key}", "a JSON object", model)
         _listed(_string(model, "file", where, f"models.{key}."), files, where, f"models.{key}.file")
-        _listed(_string(model, "intervals", where, f"models.{key}."), files, where, f"models.{key}.intervals")
+        if key in MODEL_EXPERIMENTS or model.get("intervals") is not None:  # null: an uncalibrated model
+            _listed(
+                _string(model, "intervals", where, f"models.{key}."), files, where, f"models.{key}.intervals"
+            )
         _string(model, "objective", where, f"models.{key}.")
         if model.get("prediction_floor") is not None:  # null: a target that is not floored (in dex)
             _number(model, "prediction_floor", where, f"models.{key}.")
@@ -374,7 +424,7 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
         raise BundleError(msg)
     files = _check_files(manifest, where)
     _check_preprocessing(manifest, where)
-    produced = _check_networks(manifest, files, where)
+    produced = _check_networks(manifest, files, where) + _check_encoders(manifest, files, where)
     _check_models(manifest, files, produced, where)
     for key, bounds in manifest["training_ranges"].items():
         if (
@@ -769,7 +819,43 @@ class Bundle:
         self._intervals = {
             key: self._interval_calibration(key, model, contents[model["intervals"]])
             for key, model in manifest["models"].items()
+            if model.get("intervals") is not None
         }
+        self._sources = {
+            name: self._encoder_source(name, spec, contents)
+            for name, spec in manifest.get("encoders", {}).items()
+        }
+
+    def _encoder_source(self, name: str, spec: Mapping[str, Any], contents: Mapping[str, bytes]) -> Any:
+        """Rebuild an encoder source from its checked card, weights and PCA bytes; check they fit."""
+        from morphomass.cnn.sources import encoder_source_from_bytes
+
+        card_path = self.root / spec["card"]
+        try:
+            card = json.loads(contents[spec["card"]].decode("utf-8"))
+        except (ValueError, RecursionError) as err:
+            msg = f"bundle file {card_path} is not a valid JSON card ({type(err).__name__})"
+            raise BundleError(msg) from err
+        if not isinstance(card, dict):
+            msg = f"bundle file {card_path} is not the card of an encoder source (not a JSON object)"
+            raise BundleError(msg)
+        recorded = (name, spec["input_size"], list(spec["columns"]), spec.get("pca") is not None)
+        found = (card.get("name"), card.get("input_size"), card.get("columns"), card.get("pca") is not None)
+        if found != recorded:
+            msg = (
+                f"bundle file {card_path} describes encoder {found[0]!r} at {found[1]} px (PCA: {found[3]}), "
+                f"not bundle.json's encoders.{name} at {recorded[1]} px (PCA: {recorded[3]}) and its columns"
+            )
+            raise BundleError(msg)
+        weights, pca = contents[spec["weights"]], None if spec.get("pca") is None else contents[spec["pca"]]
+        for key, data in (("weights", weights), ("pca", pca)):
+            if data is not None and hashlib.sha256(data).hexdigest() != card.get(f"{key}_sha256"):
+                msg = f"bundle file {self.root / spec[key]}: SHA-256 differs from the one {card_path} records"
+                raise BundleError(msg)
+        try:
+            return encoder_source_from_bytes(card, weights, pca, where=card_path.parent)
+        except InputDataError as err:
+            raise BundleError(str(err)) from err
 
     def _network_parts(
         self, name: str, spec: Mapping[str, Any], contents: Mapping[str, bytes]
@@ -848,8 +934,23 @@ class Bundle:
         return [float(level) for level in self.manifest["interval_levels"]]
 
     def interval_calibrations(self) -> dict[str, Any]:
-        """Return each model's interval calibration (:class:`morphomass.intervals.IntervalCalibration`)."""
+        """Return each model's interval calibration (:class:`morphomass.intervals.IntervalCalibration`).
+
+        A model without one (an encoder model that train-gbm did not calibrate) is absent: its interval
+        bounds are NaN.
+        """
         return dict(self._intervals)
+
+    @property
+    def encoder_names(self) -> list[str]:
+        """The encoder sources (``cnn.encoders`` of the run), in the order of their columns."""
+        return list(self._sources)
+
+    def encoder_sources(self, device: Any = "cpu") -> dict[str, Any]:
+        """Return the encoder sources by name (``morphomass.cnn.sources.EncoderSource``) on ``device``."""
+        for source in self._sources.values():
+            source.encoder.model.to(device)
+        return dict(self._sources)
 
     def __repr__(self) -> str:
         return (
@@ -859,7 +960,10 @@ class Bundle:
 
     @property
     def model_keys(self) -> list[str]:
-        """The models: ``"g"`` (image + morphology) and, if trained, ``"gi"`` (+ g and i magnitudes)."""
+        """The models: ``"g"`` (image + morphology) and, if trained, ``"gi"`` (+ g and i magnitudes).
+
+        Per encoder source ``<name>`` also ``"g_<name>"`` and ``"gi_<name>"`` (the same plus its features).
+        """
         return list(self.manifest["models"])
 
     @property
@@ -911,9 +1015,11 @@ class Bundle:
         stars : str, Path or pandas.DataFrame, optional
             Point sources (``ra``, ``dec``; rows with ``type`` other than 6 are ignored) used as priors of the
             star subtraction; without it no star is subtracted.
-        model : {'auto', 'g', 'gi'}
+        model : {'auto', 'g', 'gi', 'g_<name>', 'gi_<name>'}
             ``auto`` uses the g+i model for the galaxies with g and i magnitudes (when the bundle has it) and
-            the g-band model otherwise.
+            the g-band model otherwise. ``g_<name>`` and ``gi_<name>`` (:attr:`model_keys`) are those models
+            with the features of encoder source ``<name>`` added; a g+i model predicts only the galaxies with
+            g and i magnitudes.
         batch_size : int
             Galaxies per batch through the networks.
         device : {'auto', 'cpu', 'gpu'}

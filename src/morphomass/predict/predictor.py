@@ -159,7 +159,6 @@ DEFAULT_MAX_IMAGE_SIDE = 4096
 #: Default largest image side (pixels) preprocessed as it is; larger images are block-reduced to at most half
 #: of it (``block_reduced``), which bounds the preprocessing's memory (bench/README.md).
 DEFAULT_REDUCE_ABOVE = 2048
-_MODEL_CHOICES = ("auto", "g", "gi")
 
 
 @dataclass
@@ -502,13 +501,41 @@ def _cnn_features(
     return columns
 
 
-def _choose_model(row: pd.Series, available: list[str], requested: str) -> str | None:
+def _needs_i(spec: Mapping[str, Any]) -> bool:
+    """Whether a bundle model uses the catalogue's i band (a g+i model: ``gi``, ``gi_<name>``)."""
+    return "i" in str(spec["catalog_bands"])
+
+
+def _choose_model(row: pd.Series, specs: Mapping[str, Any], requested: str) -> str | None:
+    """Return the model key of one galaxy, or None when it lacks the magnitudes the requested model needs.
+
+    ``auto``: g+i when the galaxy has g and i magnitudes (and the bundle the model), else g.
+    """
     has_gi = all(math.isfinite(row.get(f"lum_{b}", math.nan)) and row.get(f"lum_{b}", 0.0) > 0 for b in "gi")
     if requested == "auto":
-        return "gi" if "gi" in available and has_gi else "g"
-    if requested == "gi" and not has_gi:
+        return "gi" if "gi" in specs and has_gi else "g"
+    if _needs_i(specs[requested]) and not has_gi:
         return None
     return requested
+
+
+def _encoder_features(
+    galaxies: list[_Galaxy], sources: Mapping[str, Any], needed: set[str], *, batch_size: int
+) -> pd.DataFrame:
+    """Return the ``enc_<name>_*`` columns of the sources that ``needed`` names, for the galaxies.
+
+    The features of the extract stage (:func:`morphomass.cnn.sources.encoder_sources_frame`) from the same
+    preprocessed images at each source's input size; no column (and no forward pass) for a source that no
+    chosen model uses.
+    """
+    from morphomass.cnn.sources import encoder_sources_frame
+
+    used = {name: s for name, s in sources.items() if needed & set(s.columns)}
+    if not used:
+        return pd.DataFrame(index=pd.RangeIndex(len(galaxies)))
+    sizes = {int(s.encoder.input_size) for s in used.values()}
+    images = {size: _network_images(galaxies, size) for size in sizes}
+    return encoder_sources_frame(used, images, batch_size=batch_size)
 
 
 def _predict_batch(
@@ -523,6 +550,7 @@ def _predict_batch(
     boosters: Mapping[str, Any],
     device: Any,
     fov_tolerance: float,
+    sources: Mapping[str, Any] | None = None,
     max_image_side: int,
     recut: bool,
     reduce_above: int | None,
@@ -537,11 +565,13 @@ def _predict_batch(
     galaxies = [_Galaxy(row=i, objid=int(objid)) for i, objid in enumerate(rows["objid"])]
     models: list[str | None] = []
     for galaxy, job, path, (_, row) in zip(galaxies, jobs, paths, rows.iterrows(), strict=True):
-        model = _choose_model(row, list(boosters), requested)
+        model = _choose_model(row, manifest["models"], requested)
         models.append(model)
         _check_row(galaxy, row)
         if model is None:
-            galaxy.flag("magnitudes_missing", "the g+i model needs modelMag_g and modelMag_i", fails=True)
+            galaxy.flag(
+                "magnitudes_missing", f"the g+i model {requested} needs modelMag_g and modelMag_i", fails=True
+            )
         if galaxy.failed:
             continue
         if path is None:
@@ -570,7 +600,10 @@ def _predict_batch(
     if ok:
         rows_ok = rows.iloc[[g.row for g in ok]].reset_index(drop=True)
         cnn = _cnn_features(ok, networks, manifest["networks"], batch_size=len(ok), device=device)
-        frame = pd.concat([pd.DataFrame([g.features for g in ok]), pd.DataFrame(cnn)], axis=1)
+        chosen_keys = {models[g.row] for g in ok}
+        needed = {f for key in chosen_keys if key is not None for f in manifest["models"][key]["features"]}
+        encoded = _encoder_features(ok, sources or {}, needed, batch_size=len(ok))
+        frame = pd.concat([pd.DataFrame([g.features for g in ok]), pd.DataFrame(cnn), encoded], axis=1)
         for key, booster in boosters.items():
             chosen = np.array([models[g.row] == key for g in ok])
             if not chosen.any():
@@ -584,12 +617,15 @@ def _predict_batch(
             where = [g.row for g, c in zip(ok, chosen, strict=True) if c]
             floor = -math.inf if spec["prediction_floor"] is None else spec["prediction_floor"]
             predictions[where] = predict_ml(booster, values, objective=spec["objective"], floor=floor)
-            calibration = calibrations[key]
+            calibration = calibrations.get(key)
+            if calibration is None:  # an uncalibrated model (encoder models by default): NaN bounds
+                continue
             predicted_dex = calibration.to_dex(predictions[where])
             intervals = predict_intervals(calibration, predicted_dex, values, levels=levels)
             for level, (lo, hi) in intervals.items():
                 bounds_dex[level][where] = np.column_stack([lo, hi])
-    return _finish(galaxies, rows, predictions, bounds_dex, models, ranges, bundle.target)
+    with_i = {key for key, spec in manifest["models"].items() if _needs_i(spec)}
+    return _finish(galaxies, rows, predictions, bounds_dex, models, ranges, bundle.target, with_i=with_i)
 
 
 def _quantity_values(
@@ -627,11 +663,14 @@ def _finish(
     models: list[str | None],
     ranges: Mapping[str, list[float]],
     target: Target,
+    *,
+    with_i: set[str] | frozenset[str] = frozenset({"gi"}),
 ) -> pd.DataFrame:
     """Make the output rows of a batch: L_g, the predictions, intervals, model, range flags, reasons.
 
     ``predictions`` are in the target's units; ``bounds_dex`` maps each nominal level to the (N, 2) lower
-    and upper bounds on the target's dex scale (:meth:`~morphomass.targets.Target.to_dex`).
+    and upper bounds on the target's dex scale (the interval calibration's ``to_dex``); ``with_i`` are
+    the model keys that use the i band (their galaxies' i flux is checked against its training range).
     """
     records = []
     for galaxy, (_, row), value in zip(galaxies, rows.iterrows(), predictions, strict=True):
@@ -645,7 +684,7 @@ def _finish(
                 "d25_arcmin": float(row["d25_arcmin"]),
                 "flux_g_nmgy": flux_g if math.isfinite(flux_g) else galaxy.image_flux_nmgy,
             }
-            if models[galaxy.row] == "gi":
+            if models[galaxy.row] in with_i:
                 values["flux_i_nmgy"] = float(row["flux_i"])
             outside = range_flags(values, ranges)
             for flag, note in outside:
@@ -715,15 +754,16 @@ def predict_catalog(
     pandas.DataFrame
         :func:`output_dtypes` of the bundle's interval levels, one row per catalogue row in order: ``ml_pred``
         (M/L_g, solar units), ``log_mstar_pred`` (log10 M*/M_sun = log10(ml_pred * L_g)), the calibrated
-        interval bounds of both at each level (``ml_lo_68`` ... ``log_mstar_hi_95``), ``lum_g`` (L_sun,g; from
-        ``modelMag_g``, else from the star-subtracted image: ``lum_g_source``), ``model`` (``g`` or ``gi``,
-        empty without a prediction), ``flags`` (names of :data:`FLAGS` joined by ';') and ``reason`` (notes
+        interval bounds of both at each level (``ml_lo_68`` ... ``log_mstar_hi_95``; NaN for a model without
+        an interval calibration), ``lum_g`` (L_sun,g; from ``modelMag_g``, else from the star-subtracted
+        image: ``lum_g_source``), ``model`` (``g``, ``gi`` or an encoder model's key, empty without a
+        prediction), ``flags`` (names of :data:`FLAGS` joined by ';') and ``reason`` (notes
         for the flags).
     """
     from morphomass.cnn.extract import resolve_device
     from morphomass.preprocess.tasks import make_galaxy_jobs
 
-    if model not in _MODEL_CHOICES or (model != "auto" and model not in bundle.model_keys):
+    if model != "auto" and model not in bundle.model_keys:
         msg = f"model must be 'auto' or one of the bundle's models {bundle.model_keys}, got {model!r}"
         raise InputDataError(msg)
     if batch_size < 1:
@@ -760,6 +800,7 @@ def predict_catalog(
     torch_device = resolve_device(device)
     networks = bundle.networks(torch_device)
     boosters = bundle.boosters()
+    sources = bundle.encoder_sources(torch_device)
     parts = []
     with progress_bar("predicting galaxies", total=len(table), enabled=progress) as advance:
         for start in range(0, len(table), batch_size):
@@ -775,6 +816,7 @@ def predict_catalog(
                     networks=networks,
                     boosters=boosters,
                     device=torch_device,
+                    sources=sources,
                     fov_tolerance=float(fov_tolerance),
                     max_image_side=max_image_side,
                     recut=recut,

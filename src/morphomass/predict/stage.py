@@ -119,6 +119,7 @@ def run_predict(
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
     recut: bool = False,
     reduce_above: int | None = DEFAULT_REDUCE_ABOVE,
+    model: str = "auto",
 ) -> StageResult:
     """Predict M/L and stellar mass for the galaxies of a catalogue and write the table (DESIGN §1 predict).
 
@@ -148,6 +149,9 @@ def run_predict(
         ``recut``); see :func:`morphomass.predict.predictor.predict_catalog`.
     reduce_above : int or None
         Images larger than this many pixels per side are block-reduced (flag ``block_reduced``).
+    model : str
+        ``auto`` (g+i where the galaxy has g and i magnitudes, else g) or one of the bundle's model keys
+        (:attr:`~morphomass.predict.bundle.Bundle.model_keys`: ``g``, ``gi``, ``g_<name>``, ``gi_<name>``).
 
     Returns
     -------
@@ -179,6 +183,7 @@ def run_predict(
         images_dir,
         catalog_path,
         stars=stars_path,
+        model=model,
         batch_size=config.cnn.inference_batch_size,
         device=config.cnn.accelerator,
         progress=progress,

@@ -31,6 +31,7 @@ from morphomass.predict.bundle import (
     bundle_content_sha256,
     catalogue_feature_names,
     library_versions,
+    model_experiments,
 )
 from morphomass.preprocess.features import FEATURE_COLUMNS
 from morphomass.targets import read_target
@@ -110,34 +111,90 @@ def _networks(config: PipelineConfig, workdir: WorkDir) -> dict[str, dict[str, A
     return networks
 
 
-def _cnn_features(networks: dict[str, dict[str, Any]], cnn_parquet: Path) -> tuple[list[str], list[str]]:
-    """Return the CNN columns ``extract`` kept and the dead ones it dropped; check they fit the networks."""
+def _encoders(config: PipelineConfig, workdir: WorkDir) -> dict[str, dict[str, Any]]:
+    """Return the encoder sources of ``cnn.encoders`` as extract saved them in ``models/encoders``.
+
+    Each entry names the card, weights and PCA (None without one) relative to the bundle folder, the input
+    size and the ``enc_<name>_*`` columns; the card must fit the configuration and the files the SHA-256 the
+    card records.
+    """
+    root = _bundle_root(workdir)
+    out = {}
+    for name, expected in config.cnn.encoders.items():
+        card_path = workdir.encoder_card(name)
+        card = _read_json(card_path, f"encoder source {name} is not extracted; run 'morphomass extract'")
+        recorded = (
+            card.get("source"),
+            card.get("input_size"),
+            card.get("in_chans"),
+            card.get("pca_components"),
+        )
+        wanted = (expected.source, expected.input_size, expected.in_chans, expected.pca_components)
+        if recorded != wanted:
+            msg = (
+                f"{card_path} records encoder source {name} as (source, input_size, in_chans, "
+                f"pca_components) = {recorded} but cnn.encoders.{name} asks for {wanted}; run 'morphomass "
+                "extract' again or pass the configuration the features were extracted with"
+            )
+            raise WorkdirError(msg)
+        entry: dict[str, Any] = {"card": _relative(card_path, root)}
+        for key in ("weights", "pca"):
+            if card.get(key) is None:
+                entry[key] = None
+                continue
+            path = workdir.encoder_models / str(card[key])
+            if not path.is_file() or file_sha256(path) != card.get(f"{key}_sha256"):
+                msg = f"{path} is missing or differs from the SHA-256 {card_path} records; run extract again"
+                raise WorkdirError(msg)
+            entry[key] = _relative(path, root)
+        if entry["weights"] is None:
+            msg = f"{card_path} names no weights file; run 'morphomass extract' again"
+            raise WorkdirError(msg)
+        out[name] = {**entry, "input_size": int(card["input_size"]), "columns": list(card["columns"])}
+    return out
+
+
+def _cnn_features(
+    networks: dict[str, dict[str, Any]], encoders: dict[str, dict[str, Any]], cnn_parquet: Path
+) -> tuple[list[str], list[str]]:
+    """Return the CNN and encoder columns ``extract`` kept and the dead CNN ones; check they fit."""
     import pyarrow.parquet as pq
 
     kept = [c for c in pq.read_schema(cnn_parquet).names if c != "objid"]
     produced = [c for net in networks.values() for cols in net["columns"].values() for c in cols]
-    unknown = sorted(set(kept) - set(produced))
+    encoded = [c for source in encoders.values() for c in source["columns"]]
+    unknown = sorted(set(kept) - set(produced) - set(encoded))
     if unknown:
         msg = (
-            f"{cnn_parquet} has columns no network of the configuration produces ({unknown[:3]}...); run "
-            "'morphomass extract' again or pass the configuration the features were extracted with"
+            f"{cnn_parquet} has columns no network or encoder source of the configuration produces "
+            f"({unknown[:3]}...); run 'morphomass extract' again or pass the configuration the features were "
+            "extracted with"
         )
         raise WorkdirError(msg)
     kept_set = set(kept)
+    missing = [c for c in encoded if c not in kept_set]  # encoder columns are never dropped as dead
+    if missing:
+        msg = f"{cnn_parquet} lacks the encoder columns {missing[:3]}...; run 'morphomass extract' again"
+        raise WorkdirError(msg)
     return kept, [c for c in produced if c not in kept_set]
 
 
-def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, Any]]:
+def _gbm_models(workdir: WorkDir, producible: set[str], encoders: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the bundle's GBMs: ``g``, ``gi`` (if trained), per encoder source ``g_<name>``, ``gi_<name>``.
+
+    ``g`` and ``gi`` need their interval calibration; an encoder model ships its own when train-gbm wrote
+    one, else ``intervals`` is None (predict writes NaN bounds for it).
+    """
     out = {}
-    for key, experiment in MODEL_EXPERIMENTS.items():
+    for key, experiment in model_experiments(encoders).items():
         model_path = workdir.gbm_models / f"{experiment}.txt"
         info_path = workdir.gbm_models / f"{experiment}.json"
         model_rel = _relative(model_path, _bundle_root(workdir))
         if not model_path.is_file() or not info_path.is_file():
-            if key == "g":
+            if not key.startswith("gi"):
                 msg = f"{model_path} (and its .json) not found; run 'morphomass train-gbm' first"
                 raise WorkdirError(msg)
-            logger.info("bundle: no %s model (%s), no g+i predictions", experiment, model_rel)
+            logger.info("bundle: no %s model (%s), no %s predictions", experiment, model_rel, key)
             continue
         info = _read_json(info_path, f"run 'morphomass train-gbm' (experiment {experiment})")
         bands = str(info.get("recipe", {}).get("catalog_bands", ""))
@@ -150,13 +207,18 @@ def _gbm_models(workdir: WorkDir, producible: set[str]) -> dict[str, dict[str, A
             )
             raise WorkdirError(msg)
         interval_path = workdir.gbm_interval_calibration(experiment)
-        if not interval_path.is_file():
+        intervals = _relative(interval_path, _bundle_root(workdir)) if interval_path.is_file() else None
+        if intervals is None and key in MODEL_EXPERIMENTS:
             msg = f"{interval_path} not found (the model's interval calibration); run 'morphomass train-gbm'"
             raise WorkdirError(msg)
+        if intervals is None:
+            logger.info(
+                "bundle: model %s (%s) has no interval calibration: NaN interval bounds", key, experiment
+            )
         out[key] = {
             "experiment": experiment,
             "file": model_rel,
-            "intervals": _relative(interval_path, _bundle_root(workdir)),
+            "intervals": intervals,
             "objective": info["objective"],
             "features": list(info["features"]),
             "catalog_bands": bands,
@@ -218,7 +280,9 @@ def _check_manifest(config: PipelineConfig, workdir: WorkDir) -> None:
             raise WorkdirError(msg)
 
 
-def _preprocessing(config: PipelineConfig, networks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _preprocessing(
+    config: PipelineConfig, networks: dict[str, dict[str, Any]], encoders: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     band = config.preprocess.band
     catalog = config.catalog
     pixel_scale = resolve_pixel_scale_arcsec(
@@ -227,7 +291,7 @@ def _preprocessing(config: PipelineConfig, networks: dict[str, dict[str, Any]]) 
     return {
         "band": band,
         "settings": config.preprocess.model_dump(mode="json", exclude=set(runtime_fields(PreprocessConfig))),
-        "sizes": sorted({net["input_size"] for net in networks.values()}),
+        "sizes": sorted({spec["input_size"] for spec in (*networks.values(), *encoders.values())}),
         # the images are SDSS nanomaggies: the Sun's magnitude on their system, as in the preprocess stage
         "m_sun_image_band": compute_image_m_sun(catalog.m_sun_ab, catalog.ab_offset_mag, band=band),
         "m_sun_ab": dict(catalog.m_sun_ab),
@@ -246,9 +310,10 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
         The configuration the work directory was made with (checked against the manifest's catalogue and
         preprocess records when present).
     workdir : WorkDir
-        Reads ``models/cnn/``, ``models/gbm/g_morph.*`` (and ``gi_morph.*`` if present),
-        ``features/cnn.parquet`` (column names), ``features/photometric.parquet`` (objid) and
-        ``sample.parquet``.
+        Reads ``models/cnn/``, ``models/encoders/`` (the sources of ``cnn.encoders``, listed with their
+        hashes), ``models/gbm/g_morph.*`` (and ``gi_morph.*`` if present; per encoder source
+        ``g_morph_enc_<name>.*`` and ``gi_morph_enc_<name>.*`` if present), ``features/cnn.parquet``
+        (column names), ``features/photometric.parquet`` (objid) and ``sample.parquet``.
 
     Returns
     -------
@@ -263,16 +328,18 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
     root = _bundle_root(workdir)
     _check_manifest(config, workdir)
     networks = _networks(config, workdir)
-    kept, dead = _cnn_features(networks, workdir.cnn_features)
-    gbm = _gbm_models(workdir, set(FEATURE_COLUMNS) | set(kept))
+    encoders = _encoders(config, workdir)
+    kept, dead = _cnn_features(networks, encoders, workdir.cnn_features)
+    gbm = _gbm_models(workdir, set(FEATURE_COLUMNS) | set(kept), list(encoders))
     bands = {"g", *(b for model in gbm.values() for b in model["catalog_bands"])}
     ranges, n_train = _training_ranges(workdir, bands)
     files = sorted(
         {
             *(n["card"] for n in networks.values()),
             *(n["weights"] for n in networks.values()),
+            *(e[key] for e in encoders.values() for key in ("card", "weights", "pca") if e[key] is not None),
             *(m["file"] for m in gbm.values()),
-            *(m["intervals"] for m in gbm.values()),
+            *(m["intervals"] for m in gbm.values() if m["intervals"] is not None),
         }
     )
     manifest: dict[str, Any] = {
@@ -285,8 +352,9 @@ def write_bundle(config: PipelineConfig, workdir: WorkDir) -> Path:
         "config": config.model_dump(mode="json"),
         "target": asdict(read_target(workdir.sample)),
         "interval_levels": list(config.gbm.interval_levels),
-        "preprocessing": _preprocessing(config, networks),
+        "preprocessing": _preprocessing(config, networks, encoders),
         "networks": networks,
+        **({"encoders": encoders} if encoders else {}),  # absent without sources: bundles as before
         "features": {"photometric": list(FEATURE_COLUMNS), "cnn": kept, "dead": dead},
         "models": gbm,
         "training_ranges": ranges,
