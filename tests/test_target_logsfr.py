@@ -69,6 +69,7 @@ def test_the_sample_and_the_models_learn_the_sed_sfr(sfr_run: WorkDir) -> None:
 def test_metrics_and_report_name_the_target(sfr_run: WorkDir) -> None:
     metrics = json.loads(sfr_run.metrics.read_text(encoding="utf-8"))
     assert metrics["target"]["name"] == "logsfr" and metrics["target"]["kind"] == "difference"
+    assert metrics["target"]["error"] == "log_sfr_sed_err"
     experiments = metrics["experiments"]
     assert not [name for name in experiments if "rmsle" in name]  # no log of a log
     assert "gi_zibetti09" not in experiments  # an M/L relation

@@ -519,6 +519,15 @@ def run(workdir: Path, preset: str, config_path: Path | None, force: bool, wait:
     "instead of 'fov_mismatch'). A narrower image is still flagged 'fov_mismatch'.",
 )
 @click.option(
+    "--use",
+    "model_key",
+    default="auto",
+    show_default=True,
+    metavar="KEY",
+    help="The bundle's model: auto (g+i where the catalogue has g and i magnitudes, else g), g, gi, or "
+    "g_<name> / gi_<name> for the models that add the encoder source <name>.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -548,6 +557,7 @@ def predict(
     out_path: Path,
     stars_path: Path | None,
     recut: bool,
+    model_key: str,
     workers: int | None,
     scheduler: str | None,
     partition_size: int,
@@ -568,6 +578,7 @@ def predict(
             out_path,
             stars_path,
             recut,
+            model=model_key,
             workers=workers,
             scheduler=scheduler,
             partition_size=partition_size,
@@ -590,7 +601,7 @@ def predict(
         "out_path": out_path,
         "stars_path": stars_path,
     }
-    result = execute_predict(config, **paths, progress=_progress(), recut=recut)
+    result = execute_predict(config, **paths, progress=_progress(), recut=recut, model=model_key)
     _report_stage(result)
 
 
@@ -605,6 +616,7 @@ def _predict_on_dask(
     stars_path: Path | None,
     recut: bool,
     *,
+    model: str,
     workers: int | None,
     scheduler: str | None,
     partition_size: int,
@@ -631,6 +643,7 @@ def _predict_on_dask(
         batch_size=config.cnn.inference_batch_size,
         device=config.cnn.accelerator,
         recut=recut,
+        model=model,
         resume=not force,
     )
     _report_stage(result)

@@ -185,6 +185,17 @@ class UncertaintyMetrics(_Strict):
     reliability: list[GroupCoverage]
 
 
+class TargetInfo(_Strict):
+    """What the evaluated models predict (DESIGN §4 ``target``; :class:`morphomass.targets.Target`)."""
+
+    name: str = Field(description="catalog.target: ml_g, logmstar, logsfr or a GSWLC-2 column")
+    error: str = Field(description="where its error comes from (ml_err for ml_g, else the GSWLC-2 column)")
+    kind: Literal["ratio", "difference"] = Field(description="ratio: dex metrics on log10(pred/true)")
+    unit: str
+    prediction: str = Field(description="stem of predict's columns (<prediction>_pred, ...)")
+    description: str
+
+
 class MetricsFile(_Strict):
     """``results/metrics.json`` (DESIGN §4): the whole file, extra keys forbidden.
 
@@ -198,7 +209,7 @@ class MetricsFile(_Strict):
     """
 
     preset: Literal["paper", "quick", "tiny"]
-    target: dict[str, str]
+    target: TargetInfo
     n: dict[Literal["train", "val", "test"], int]
     experiments: dict[str, ExperimentMetrics]
     significance: dict[SignificanceName, Significance]

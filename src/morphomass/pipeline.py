@@ -423,11 +423,13 @@ def execute_predict(
     stars_path: Path | None = None,
     progress: bool = True,
     recut: bool = False,
+    model: str = "auto",
 ) -> StageResult:
     """Apply a saved model bundle to new galaxies (``morphomass predict``; no work directory, always runs).
 
     ``stars_path`` is an optional star catalogue for the star subtraction; ``recut`` cuts images wider than
-    the bundle's field of view to it (``morphomass predict --recut``).
+    the bundle's field of view to it (``morphomass predict --recut``); ``model`` is the bundle's model to use
+    (``"auto"``: g+i where the magnitudes are given, else g; ``morphomass predict --use``).
     """
     runner = resolve_runner("predict")
     start, cpu_start = time.perf_counter(), cpu_seconds()
@@ -440,6 +442,7 @@ def execute_predict(
         stars_path=None if stars_path is None else Path(stars_path),
         progress=progress,
         recut=recut,
+        model=model,
     )
     result.seconds, result.cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     return result

@@ -41,7 +41,14 @@ _EXPERIMENT = {
 }
 _FILE = {
     "preset": "tiny",
-    "target": {"name": "ml_g", "kind": "ratio", "unit": "M_sun/L_sun"},
+    "target": {
+        "name": "ml_g",
+        "error": "ml_err",
+        "kind": "ratio",
+        "unit": "M_sun/L_sun",
+        "prediction": "ml",
+        "description": "M/L",
+    },
     "n": {"train": 80, "val": 10, "test": 10},
     "experiments": {"g_morph": _EXPERIMENT, "gi_gbm": _EXPERIMENT},
     "significance": {

@@ -240,3 +240,23 @@ def test_an_encoder_model_ships_its_calibration_when_train_gbm_wrote_one(
     out = load_bundle(copy.models).predict(copy.raw_images, catalog, stars=copy.stars, model="g_zoo")
     assert out["ml_pred"].notna().all()
     assert (out["ml_lo_68"] <= out["ml_pred"]).all() and (out["ml_pred"] <= out["ml_hi_68"]).all()
+
+
+def test_predict_command_uses_the_encoder_model(
+    encoded_run: tuple[PipelineConfig, WorkDir], tmp_path: Path
+) -> None:
+    from morphomass.cli import main
+
+    _, workdir = encoded_run
+    catalog = predict_catalog_of(workdir).drop(columns=["modelMag_g", "modelMag_i"]).head(4)
+    catalog_path = tmp_path / "galaxies.csv"
+    catalog.to_csv(catalog_path, index=False)
+    argv = ["-q", "predict", "--model", str(workdir.models), "--images", str(workdir.raw_images)]
+    argv += ["--catalog", str(catalog_path), "--stars", str(workdir.stars)]
+    assert main([*argv, "--out", str(tmp_path / "zoo.csv"), "--use", "g_zoo"]) == 0
+    out = pd.read_csv(tmp_path / "zoo.csv").set_index("objid")
+    stage = pd.read_parquet(workdir.gbm_models / "predictions.parquet").set_index("objid")
+    assert (out["model"] == "g_zoo").all()
+    np.testing.assert_allclose(out["ml_pred"], stage.loc[out.index, "pred_g_morph_enc_zoo"], rtol=1e-5)
+    assert main([*argv, "--out", str(tmp_path / "bad.csv"), "--use", "g_nope"]) == 2  # one line, no table
+    assert not (tmp_path / "bad.csv").exists()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -376,6 +376,18 @@ def _compute_per_class(
     return per_class
 
 
+def _target_info(target: Target) -> dict[str, str]:
+    """Return the ``target`` section of metrics.json (DESIGN §4: name and error; kind, unit, prediction)."""
+    return {
+        "name": target.name,
+        "error": "ml_err" if target.name == ML_G.name else target.error_column,
+        "kind": target.kind,
+        "unit": target.unit,
+        "prediction": target.prediction,
+        "description": target.description,
+    }
+
+
 def compute_results(
     meta: pd.DataFrame,
     predictions: Predictions,
@@ -422,7 +434,7 @@ def compute_results(
     )
     data = {
         "preset": preset,
-        "target": asdict(predictions.target),
+        "target": _target_info(predictions.target),
         "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
         "experiments": _compute_experiments(predictions, ml, err, test, cfg.dex_threshold, counts),
         "significance": _compute_significance(

@@ -389,7 +389,9 @@ def _check_models(
                 _string(model, "intervals", where, f"models.{key}."), files, where, f"models.{key}.intervals"
             )
         _string(model, "objective", where, f"models.{key}.")
-        if model.get("prediction_floor") is not None:  # null: a target that is not floored (in dex)
+        if "prediction_floor" not in model:
+            raise _wrong(where, f"models.{key}.prediction_floor", "a number, or null (a target in dex)", None)
+        if model["prediction_floor"] is not None:  # null: a target that is not floored (in dex)
             _number(model, "prediction_floor", where, f"models.{key}.")
         bands = _string(model, "catalog_bands", where, f"models.{key}.")
         if any(band not in "ugriz" for band in bands):
@@ -1032,10 +1034,12 @@ class Bundle:
         Returns
         -------
         pandas.DataFrame
-            One row per catalogue row, in order: :data:`morphomass.predict.predictor.OUTPUT_COLUMNS` with the
-            interval bounds ``ml_lo_<p>``, ``ml_hi_<p>``, ``log_mstar_lo_<p>``, ``log_mstar_hi_<p>`` after
-            ``log_mstar_pred``, for each nominal coverage p (percent) of :attr:`interval_levels`
-            (:func:`morphomass.predict.predictor.output_dtypes`).
+            One row per catalogue row, in order, the columns of
+            :func:`morphomass.predict.predictor.output_dtypes` for the bundle's :attr:`target`: ``objid``, the
+            predictions (``ml_pred`` and ``log_mstar_pred`` for M/L and log M*, ``log_sfr_pred`` for log SFR;
+            :func:`~morphomass.predict.predictor.prediction_quantities`) and their bounds ``<q>_lo_<p>``,
+            ``<q>_hi_<p>`` for each nominal coverage p (percent) of :attr:`interval_levels`, then L_g, the
+            model, the flags and the reasons.
 
         Raises
         ------

@@ -141,7 +141,7 @@ def predict_hats(
     bundle = load_bundle(bundle_path)
     predicted = {
         column: "string[pyarrow]" if dtype == "object" else dtype
-        for column, dtype in output_dtypes(bundle.interval_levels).items()
+        for column, dtype in output_dtypes(bundle.interval_levels, bundle.target).items()
         if column not in columns
     }
     meta = _predict_partition(

@@ -646,7 +646,10 @@ def _quantity_values(
     # what to add to the target's dex scale to get log10 M/L and log10 M*
     to_log_ml, to_log_mstar = (0.0, log_lum) if target.name == "ml_g" else (-log_lum, 0.0)
     centre = (math.log10(value) if value > 0 else math.nan) if target.name == "ml_g" else value
-    out["ml_pred"] = 10 ** (centre + to_log_ml) if math.isfinite(centre + to_log_ml) else math.nan
+    if target.name == "ml_g":
+        out["ml_pred"] = value  # as the booster gave it (no round trip through the log)
+    else:
+        out["ml_pred"] = 10 ** (centre + to_log_ml) if math.isfinite(centre + to_log_ml) else math.nan
     out["log_mstar_pred"] = centre + to_log_mstar
     for level, (lo, hi) in bounds_dex.items():
         suffix = level_suffix(level)
