@@ -156,7 +156,8 @@ def build_sample(
     Raises
     ------
     InputDataError
-        If the photometry has no g band, or no galaxy passes the selection.
+        If the photometry has no g band, ``catalog.target`` is not a target (:func:`resolve_target`), or no
+        galaxy passes the selection.
     """
     bands = [b for b in SDSS_BANDS if f"model_mag_{b}" in photometry.columns]
     if "g" not in bands:

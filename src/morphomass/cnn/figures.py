@@ -40,7 +40,7 @@ def plot_training_curves(cards: dict[str, dict[str, Any]]) -> Figure:
         if best is not None and best in epochs:
             ax.axvline(best, color="0.6", ls=":", lw=1)
             ax.plot([best], [val[epochs.index(best)]], "*", color="C3", ms=10, label=f"best (epoch {best})")
-        loss = "L1~ on M/L" if card.get("kind") == "ml" else "MSE on GZ2 probabilities"
+        loss = "L1~ on the target" if card.get("kind") == "ml" else "MSE on GZ2 probabilities"
         ax.set_title(f"{name}: {card.get('backbone')} @ {card.get('input_size')} px", fontsize=9)
         ax.set_xlabel("epoch (0 = before training)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

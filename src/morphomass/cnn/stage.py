@@ -449,7 +449,7 @@ def _train_job(
         net = make_ml_net(base)
         with torch.no_grad():  # start from the constant that minimises L1~ on the training set
             net.out.bias.fill_(weighted_median(job.train[1], 1.0 / job.train[2]))
-        what = f"galaxies with an M/L, from {CNN4_BASE}'s weights,"
+        what = f"galaxies with a target value, from {CNN4_BASE}'s weights,"
     group = ImageGroup(workdir.images_zarr, job.input_size)
     train_x, val_x = group.read(job.train[0]), group.read(job.val[0])
     budget = "" if job.train_images is None else f" ({job.images} training images in all)"

@@ -1,8 +1,10 @@
 """The paper's metrics (SPEC M1-M5; Dobbels+19 Eq. 2, B.1, B.2) as plain functions of (pred, true, err).
 
-Every function takes predicted M/L, true M/L and the uncertainty of the true M/L as 1-D arrays of the same
-length (solar units, any positive float dtype) and returns a Python float. The ``~`` metrics divide each
-residual by its uncertainty; RMSLE and the dex fractions ignore it.
+Every function takes the predicted target, the true target and the uncertainty of the true target as 1-D
+arrays of the same length (M/L in solar units by default; any float dtype) and returns a Python float. The
+``~`` metrics divide each residual by its uncertainty; RMSLE and the dex fractions ignore it and use
+``log10(pred / true)`` (positive values), or ``pred - true`` for a target already in dex (``in_dex``; see
+:mod:`morphomass.targets`).
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def compute_metrics(
     Parameters
     ----------
     pred, true, err : (N,) array_like
-        Predicted M/L, true M/L and its uncertainty (solar units); ``pred`` and ``true`` positive.
+        Predicted and true target and its uncertainty (M/L in solar units: ``pred`` and ``true`` positive;
+        or a target in dex with ``in_dex``).
     threshold_dex : float
         The M5 threshold (the paper's 0.15 dex; the key names keep ``015dex`` whatever it is).
     in_dex : bool
