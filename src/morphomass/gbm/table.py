@@ -120,6 +120,8 @@ def _check_sample(sample: pd.DataFrame, name: str, target: Target) -> None:
     missing = [c for c in SAMPLE_COLUMNS if c not in sample.columns]
     if missing:
         msg = f"{name} lacks the columns {missing} (DESIGN §2)"
+        if "target" in missing:
+            msg += "; it was written by an older morphomass: rerun 'morphomass catalog --force'"
         raise InputDataError(msg)
     bad_split = ~sample["split"].isin(SPLITS)
     if bad_split.any():
