@@ -344,6 +344,20 @@ def test_cli_import_does_not_load_heavy_libraries() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_python_dash_m_runs_the_command_line_and_importing_it_does_nothing() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-m", "morphomass", "--help"], capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0 and "train-gbm" in ran.stdout
+    imported = subprocess.run(
+        [sys.executable, "-c", "import morphomass.__main__; print('imported')", "-W"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0 and imported.stdout.strip() == "imported"  # argv not taken as a command
+
+
 @pytest.mark.parametrize("name", WRITERS)
 def test_every_writing_command_takes_wait(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([name, "--help"]) == 0
