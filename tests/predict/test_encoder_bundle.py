@@ -93,11 +93,12 @@ def test_the_bundle_lists_the_encoder_files_and_models(encoded_run: tuple[Pipeli
     assert {key: model["experiment"] for key, model in models.items()} == experiments
     assert not any(f.startswith("enc_") for k in ("g", "gi") for f in models[k]["features"])
     assert any(f.startswith("enc_zoo_") for f in models["g_zoo"]["features"])
-    assert models["g_zoo"]["intervals"] is None and models["g"]["intervals"] == "gbm/intervals_g_morph.json"
+    assert models["g_zoo"]["intervals"] == "gbm/intervals_g_morph_enc_zoo.json"  # train-gbm calibrated it
+    assert models["g"]["intervals"] == "gbm/intervals_g_morph.json"
     bundle = load_bundle(workdir.models)
     assert bundle.encoder_names == ["zoo"]
     assert sorted(bundle.model_keys) == ["g", "g_zoo", "gi", "gi_zoo"]
-    assert sorted(bundle.interval_calibrations()) == ["g", "gi"]
+    assert sorted(bundle.interval_calibrations()) == ["g", "g_zoo", "gi", "gi_zoo"]
 
 
 def test_predict_with_the_encoder_models_reproduces_train_gbm(
@@ -132,7 +133,8 @@ def test_predict_with_the_encoder_models_reproduces_train_gbm(
     assert (encoded["model"] == "g_zoo").all() and (default["model"] == "g").all()
     np.testing.assert_allclose(encoded["ml_pred"], stage["pred_g_morph_enc_zoo"], rtol=1e-5)
     np.testing.assert_allclose(default["ml_pred"], stage["pred_g_morph"], rtol=1e-5)
-    assert encoded["ml_lo_68"].isna().all() and default["ml_lo_68"].notna().all()  # no calibration: NaN
+    for out in (encoded, default):
+        assert (out["ml_lo_68"] <= out["ml_pred"]).all() and (out["ml_pred"] <= out["ml_hi_68"]).all()
     with_i = run(catalog, "gi_zoo")
     np.testing.assert_allclose(with_i["ml_pred"], stage["pred_gi_morph_enc_zoo"], rtol=1e-5)
     missing = run(g_only, "gi_zoo")
@@ -196,50 +198,21 @@ def test_write_bundle_refuses_an_encoder_of_another_configuration(
         write_bundle(other, workdir)
 
 
-def _calibrate(config: PipelineConfig, workdir: WorkDir, experiment: str) -> None:
-    """Write ``intervals_<experiment>.json`` as a calibrating train-gbm would (3 folds, final features)."""
-    from morphomass.gbm import build_features, lgb_params, load_feature_table, make_experiments
-    from morphomass.gbm.train import training_target
-    from morphomass.intervals import calibration_levels, fit_cross_conformal
-
-    table = load_feature_table(workdir.sample, workdir.photometric_features, workdir.cnn_features)
-    (exp,) = [e for e in make_experiments((), encoder_names=("zoo",)) if e.name == experiment]
-    info = json.loads((workdir.gbm_models / f"{experiment}.json").read_text(encoding="utf-8"))
-    x = build_features(table, exp)[info["features"]].to_numpy(dtype=np.float32)
-    train = table.split_mask("train")
-    label, weight = training_target(
-        table.meta["target"].to_numpy(), table.meta["target_err"].to_numpy(), objective=info["objective"]
-    )
-    params = lgb_params(config.gbm, objective=info["objective"], min_data_in_leaf=2, num_leaves=4)
-    calibration = fit_cross_conformal(
-        x[train],
-        label[train],
-        None if weight is None else weight[train],
-        params=params,
-        num_rounds=5,
-        feature_names=info["features"],
-        label_scale="linear",
-        levels=calibration_levels(*config.gbm.interval_levels),
-        folds=3,
-    )
-    workdir.gbm_interval_calibration(experiment).write_text(calibration.to_json(), encoding="utf-8")
-
-
-def test_an_encoder_model_ships_its_calibration_when_train_gbm_wrote_one(
+def test_a_model_without_a_calibration_gets_nan_bounds(
     encoded_run: tuple[PipelineConfig, WorkDir], tmp_path: Path
 ) -> None:
     config, workdir = encoded_run
     copy = WorkDir(Path(shutil.copytree(workdir.root, tmp_path / "work")))
-    _calibrate(config, copy, "g_morph_enc_zoo")
+    copy.gbm_interval_calibration("gi_morph_enc_zoo").unlink()  # as a bundle of an older train-gbm
     write_bundle(config, copy)
     manifest = read_bundle_json(copy.models)
-    assert manifest["models"]["g_zoo"]["intervals"] == "gbm/intervals_g_morph_enc_zoo.json"
-    assert "gbm/intervals_g_morph_enc_zoo.json" in manifest["files"]
     assert manifest["models"]["gi_zoo"]["intervals"] is None
-    catalog = predict_catalog_of(copy).drop(columns=["modelMag_g", "modelMag_i"])
-    out = load_bundle(copy.models).predict(copy.raw_images, catalog, stars=copy.stars, model="g_zoo")
-    assert out["ml_pred"].notna().all()
-    assert (out["ml_lo_68"] <= out["ml_pred"]).all() and (out["ml_pred"] <= out["ml_hi_68"]).all()
+    assert manifest["models"]["g_zoo"]["intervals"] == "gbm/intervals_g_morph_enc_zoo.json"
+    catalog = predict_catalog_of(copy)
+    out = load_bundle(copy.models).predict(copy.raw_images, catalog, stars=copy.stars, model="gi_zoo")
+    assert (
+        out["ml_pred"].notna().all() and out["ml_lo_68"].isna().all() and out["log_mstar_hi_95"].isna().all()
+    )
 
 
 def test_predict_command_uses_the_encoder_model(

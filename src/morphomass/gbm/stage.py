@@ -7,10 +7,12 @@ Reads ``sample.parquet``, ``features/photometric.parquet`` and ``features/cnn.pa
   :func:`~morphomass.gbm.experiments.make_experiments`;
 * ``<experiment>.json``: its feature names, objective, rounds, CPU/wall time, training size and a
   fingerprint of everything it depends on (a rerun reloads an unchanged experiment instead of retraining it);
-* ``predictions.parquet``: ``objid``, ``split`` and ``pred_<experiment>`` (M/L, solar units) for every galaxy;
+* ``predictions.parquet``: ``objid``, ``split`` and ``pred_<experiment>`` (the target: M/L in solar units by
+  default) for every galaxy;
 * ``importance.json``: permutation importances on the validation split (``g_morph``, ``ablation_no_cnn4``);
-* ``intervals_<experiment>.json``: the prediction-interval calibration of each experiment of
-  :data:`INTERVAL_EXPERIMENTS` (normalised cross-conformal on the training split,
+* ``intervals_<experiment>.json``: the prediction-interval calibration of each model a bundle carries
+  (:func:`has_intervals`: g_morph, gi_morph and their encoder variants; normalised cross-conformal on the
+  training split,
   :mod:`morphomass.intervals`),
   with ``intervals.json`` recording its fingerprint; ``predictions.parquet`` then also holds each galaxy's
   spread ``sigma_dex_<experiment>`` (dex), from which the interval at any calibrated level follows;
@@ -61,9 +63,11 @@ from morphomass.workdir import (
 
 __all__ = [
     "IMPORTANCE_EXPERIMENTS",
+    "INTERVAL_ENCODER_PREFIXES",
     "INTERVAL_EXPERIMENTS",
     "MAIN_EXPERIMENT",
     "fold_feature_selector",
+    "has_intervals",
     "run_train_gbm",
     "target_labels",
 ]
@@ -75,6 +79,15 @@ MAIN_EXPERIMENT = "g_morph"
 IMPORTANCE_EXPERIMENTS: tuple[str, ...] = ("g_morph", "ablation_no_cnn4")
 #: Models whose prediction intervals are calibrated (those a prediction bundle carries).
 INTERVAL_EXPERIMENTS: tuple[str, ...] = ("g_morph", "gi_morph")
+#: ... and, for each encoder source, the two that add it (the bundle's ``g_<name>`` and ``gi_<name>``).
+INTERVAL_ENCODER_PREFIXES: tuple[str, ...] = ("g_morph_enc_", "gi_morph_enc_")
+
+
+def has_intervals(experiment: str) -> bool:
+    """Return whether train-gbm calibrates the prediction intervals of an experiment (the bundle's models)."""
+    return experiment in INTERVAL_EXPERIMENTS or experiment.startswith(INTERVAL_ENCODER_PREFIXES)
+
+
 #: GbmConfig fields that do not change a single model (the CV choice enters through the parameters it picks).
 _NOT_MODEL_FIELDS: tuple[str, ...] = (
     "permutation_repeats",
@@ -440,7 +453,7 @@ def fold_feature_selector(
 def _calibrate_intervals(
     trainer: _Trainer, experiments: list[Experiment], workdir: WorkDir
 ) -> dict[str, np.ndarray]:
-    """Calibrate the intervals of :data:`INTERVAL_EXPERIMENTS` (reused when unchanged); return their spreads.
+    """Calibrate the intervals of the bundle's models (:func:`has_intervals`; reused when unchanged).
 
     Each calibration is a normalised cross-conformal fit on the experiment's training rows, with the point
     model's parameters and best number of rounds (:func:`morphomass.intervals.fit_cross_conformal`); each
@@ -467,7 +480,7 @@ def _calibrate_intervals(
     fingerprints: dict[str, str] = {}
     spreads: dict[str, np.ndarray] = {}
     for exp in experiments:
-        if exp.name not in INTERVAL_EXPERIMENTS or exp.name not in trainer.info:
+        if not has_intervals(exp.name) or exp.name not in trainer.info:
             continue
         info = trainer.info[exp.name]
         path = workdir.gbm_interval_calibration(exp.name)
@@ -639,7 +652,7 @@ def run_train_gbm(config: PipelineConfig, workdir: WorkDir, *, progress: bool = 
     keep = (
         {e.features_from for e in experiments if e.features_from}
         | set(IMPORTANCE_EXPERIMENTS)
-        | set(INTERVAL_EXPERIMENTS)
+        | {e.name for e in experiments if has_intervals(e.name)}
     )
     trainer = _Trainer(table, gcfg, out_dir, inputs_hash, overrides, keep={k for k in keep if k})
     with progress_bar("train-gbm", total=len(experiments), enabled=progress) as advance:
