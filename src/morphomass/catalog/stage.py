@@ -12,7 +12,6 @@ train/val/test split.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from morphomass.photometry import (
 from morphomass.progress import progress_bar
 from morphomass.rawformats import read_gswlc_dir, read_gz2, read_hyperleda, read_photometry, read_stars
 from morphomass.selection import CHI2_CUT, Cut, sample_cuts
-from morphomass.targets import Target, resolve_target, target_from_json, target_metadata
+from morphomass.targets import Target, resolve_target, target_metadata
 from morphomass.workdir import StageResult, WorkDir, atomic_path, write_text_atomic
 
 __all__ = ["build_sample", "run_catalog", "sample_columns"]
@@ -127,6 +126,7 @@ def build_sample(
     *,
     catalog: CatalogConfig,
     cosmology: CosmologyConfig,
+    target: Target,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Cross-match, select and compute the targets (no I/O).
 
@@ -140,13 +140,15 @@ def build_sample(
         Cuts, radii, M/L error floor, solar magnitudes, AB offsets, pixel scale and split.
     cosmology : CosmologyConfig
         Distance convention.
+    target : Target
+        What the models will learn (:func:`~morphomass.targets.resolve_target` of ``catalog.target``).
 
     Returns
     -------
     sample : pandas.DataFrame
         One row per selected galaxy, sorted by ``objid``, columns :func:`sample_columns` (DESIGN §2);
         ``target`` and ``target_err`` are ``catalog.target`` and its (floored) error (``ml``, ``ml_err`` for
-        the paper's target); ``sample.attrs["target"]`` holds its :class:`~morphomass.targets.Target` as JSON.
+        the paper's target).
     chi2_rejected : pandas.DataFrame
         Galaxies that pass every cut but ``chi2_r < chi2_max``, with the first 11 sample columns and
         ``dist_mpc``.
@@ -156,8 +158,7 @@ def build_sample(
     Raises
     ------
     InputDataError
-        If the photometry has no g band, ``catalog.target`` is not a target (:func:`resolve_target`), or no
-        galaxy passes the selection.
+        If the photometry has no g band, or no galaxy passes the selection.
     """
     bands = [b for b in SDSS_BANDS if f"model_mag_{b}" in photometry.columns]
     if "g" not in bands:
@@ -185,7 +186,6 @@ def build_sample(
         for b in bands
     }
     mag_err_g = phot["model_mag_err_g"].to_numpy()
-    target = resolve_target(catalog.target, catalog.target_error, gswlc.dtypes)
     with np.errstate(invalid="ignore"):
         photometry_ok = ~(np.isnan(fluxes["g"]) | ~(fluxes["g"] > 0) | ~(mag_err_g >= 0))
     cuts = {
@@ -338,16 +338,14 @@ def build_sample(
     summary = pd.DataFrame(
         {"key": list(keys), "value": pd.Series(values, dtype=object), "description": list(descriptions)}
     )
-    sample.attrs["target"] = target.to_json()
     return sample, chi2_rejected.sort_values("objid").reset_index(drop=True), summary
 
 
-def _write_sample(sample: pd.DataFrame, path: Path) -> None:
+def _write_sample(sample: pd.DataFrame, target: Target, path: Path) -> None:
     """Write ``sample.parquet`` with its target recorded in the schema metadata (:func:`read_target`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    target = target_from_json(sample.attrs["target"], source="build_sample")
     table = pa.Table.from_pandas(sample, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **target_metadata(target)})
     pq.write_table(table, path)
@@ -399,8 +397,9 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         # stars.csv is read by preprocess; checking it here reports a malformed file before any image work.
         n_stars = len(read_stars(workdir.stars)) if workdir.stars.exists() else None
         advance(1)
+        target = resolve_target(cat.target, cat.target_error, gswlc.dtypes)
         sample, chi2_rejected, summary = build_sample(
-            gswlc, hyperleda, photometry, gz2_table, catalog=cat, cosmology=config.cosmology
+            gswlc, hyperleda, photometry, gz2_table, catalog=cat, cosmology=config.cosmology, target=target
         )
         advance(1)
     if n_stars is not None:
@@ -409,7 +408,7 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         chi2_rejected.to_parquet(tmp, index=False)
     write_text_atomic(workdir.sample_summary, summary.to_csv(index=False, lineterminator="\n"))
     with atomic_path(workdir.sample) as tmp:  # the declared output last
-        _write_sample(sample, tmp)
+        _write_sample(sample, target, tmp)
     seconds = time.perf_counter() - start
     counts = sample["split"].value_counts()
     values = dict(zip(summary["key"], summary["value"], strict=True))
@@ -440,7 +439,7 @@ def run_catalog(config: PipelineConfig, workdir: WorkDir, *, progress: bool = Tr
         "split": {name: int(counts.get(name, 0)) for name in ("train", "val", "test")},
         "gz2_match_fraction": round(float(sample["has_gz2"].mean()), 4),
         "ml_median": round(float(sample["ml"].median()), 4),
-        "target": json.loads(sample.attrs["target"])["name"],
+        "target": target.name,
     }
     outputs = [workdir.relative(p) for p in (workdir.sample, workdir.sample_summary, workdir.chi2_rejected)]
     return StageResult(stage="catalog", outputs=outputs, seconds=seconds, summary=result_summary)

@@ -17,6 +17,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from morphomass.evaluate.metrics import dex_error
+
 __all__ = [
     "plot_band_sequence",
     "plot_interval_reliability",
@@ -65,11 +67,6 @@ def _linear(values: ArrayLike, in_dex: bool) -> NDArray[np.float64]:
     """Values on the figures' log axes: as they are, or ``10**values`` for a target already in dex."""
     v = np.asarray(values, dtype=np.float64)
     return 10.0**v if in_dex else v
-
-
-def _dex_errors(pred: NDArray[np.float64], true: NDArray[np.float64], in_dex: bool) -> NDArray[np.float64]:
-    """``log10(pred / true)``, or ``pred - true`` for a target already in dex."""
-    return pred - true if in_dex else np.log10(pred / true)
 
 
 def _scatter_pred_true(
@@ -178,7 +175,7 @@ def plot_pred_vs_true(
     colours = [NO_MORPH, MORPH]
     for k, (label, p) in enumerate(preds.items()):
         _scatter_pred_true(axes[k, 0], _linear(p, in_dex), _linear(t, in_dex), label, lim, symbol)
-    dex = {k: _dex_errors(p, t, in_dex) for k, p in preds.items()}
+    dex = {k: dex_error(p, t, in_dex=in_dex) for k, p in preds.items()}
     signed = {k: (p - t) / e for k, p in preds.items()}
     span = max(0.6, float(np.nanpercentile(np.abs(np.concatenate(list(dex.values()))), 99)))
     dex_edges = np.linspace(-span, span, 61)

@@ -559,9 +559,8 @@ def _cross_validate(
             logger.info("train-gbm: reusing the cross-validated parameters %s", chosen)
             return chosen
     train = np.flatnonzero(table.split_mask("train"))
-    label, weight = training_target(
-        table.meta["target"].to_numpy()[train], table.meta["target_err"].to_numpy()[train], objective="l1"
-    )
+    label, weight = target_labels(table, "l1")
+    label, weight = label[train], weight[train]
     groups: dict[str, dict[str, Any]] = {}
     for group, preferred in CV_GROUPS.items():
         members = [e for e in experiments if cv_group(e) == group and e.features_from is None]

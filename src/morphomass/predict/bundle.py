@@ -810,6 +810,7 @@ class Bundle:
     def __init__(self, root: Path, manifest: dict[str, Any], contents: Mapping[str, bytes]) -> None:
         self.root = Path(root)
         self.manifest = manifest
+        self._target = target_from_json(json.dumps(manifest["target"]), source=str(self.root))
         self._networks: dict[str, Any] | None = None
         self._parts = {
             name: self._network_parts(name, spec, contents) for name, spec in manifest["networks"].items()
@@ -928,7 +929,7 @@ class Bundle:
     @property
     def target(self) -> Target:
         """What the bundle's models predict (:class:`morphomass.targets.Target`)."""
-        return target_from_json(json.dumps(self.manifest["target"]), source=str(self.root))
+        return self._target
 
     @property
     def interval_levels(self) -> list[float]:
